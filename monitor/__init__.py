@@ -1,0 +1,3 @@
+"""Watchkeeper: a production monitor for LLM traffic."""
+
+__version__ = "0.1.0"

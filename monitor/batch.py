@@ -1,0 +1,81 @@
+"""What travels down the pipeline: one poll's worth of messages and everything derived from them.
+
+A `Batch` is filled step by step (decode → detect → sample → …) and then written by the store in ONE
+transaction, after which its offsets are committed. Steps add rows; they never write to the database
+themselves, so a batch is either stored whole or not at all, and a replayed batch stores nothing twice
+(every table written from a batch has a natural key and is inserted with ON CONFLICT DO NOTHING, except
+`upserts`, which replace by key).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Table
+
+from detectors.base import Detection
+from monitor.record import Record
+
+
+class Message(Protocol):
+    """A Kafka message as the source hands it over (kafka-python's ConsumerRecord satisfies it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Annotation:
+    """What the detect step learnt about one record: its detections, per-record signal columns for
+    `records`, and the redacted texts that replace the raw ones in storage."""
+
+    detections: list[Detection] = field(default_factory=list)
+    signals: dict[str, Any] = field(default_factory=dict)
+    redacted_prompt: str | None = None
+    redacted_response: str | None = None
+
+
+@dataclass(slots=True)
+class Batch:
+    records: list[Record] = field(default_factory=list)
+    annotations: list[Annotation] = field(default_factory=list)
+    """Aligned with `records`; empty until the detect step ran."""
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    rows: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Extra rows steps want stored with the batch (drift events, samples…), inserted idempotently."""
+    upserts: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Rows that replace an existing row with the same primary key (detector state checkpoints…)."""
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> offset of the next message to read: what is committed once stored."""
+    received_at: datetime | None = None
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.dead_letters)
+
+
+class Step(Protocol):
+    """One stage of the chain. `process` adds to the batch in place; it must not do I/O to the database.
+
+    A step may keep state across batches (online drift detectors do); it must then be able to put that
+    state into ``batch.upserts`` so it is checkpointed atomically with the batch it reflects.
+    """
+
+    def process(self, batch: Batch) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,0 +1,210 @@
+"""The log record (design contract 1) and its decoder.
+
+A Kafka message is JSON, UTF-8, one record per message. `decode` turns raw bytes into a `Record` or raises
+`RecordError` with a reason a human can act on; the pipeline sends such messages to `dead_letters` with
+their raw bytes. Deployments whose logs use other field names give a mapping (``[record.fields]`` in
+``monitor.toml``): ``{"response": "completion"}`` reads our ``response`` from their ``completion``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+KNOWN_FIELDS = (
+    "id", "ts", "model", "prompt", "messages", "response", "latency_ms", "tokens_in", "tokens_out",
+    "status", "error", "app", "route", "user", "session", "feedback", "metadata", "finish_reason",
+)
+_OPTIONAL_STRINGS = ("app", "route", "user", "session", "error", "finish_reason")
+_MAX_ID_CHARS = 200
+
+
+class RecordError(ValueError):
+    """A message that breaks contract 1. The message says which field and why."""
+
+
+@dataclass(slots=True)
+class Record:
+    """One accepted prompt/response log record, with where it came from on Kafka."""
+
+    id: str
+    ts: datetime
+    model: str
+    prompt: str
+    response: str
+    status: str = "ok"
+    messages: list[dict[str, str]] | None = None
+    latency_ms: float | None = None
+    tokens_in: int | None = None
+    tokens_out: int | None = None
+    error: str | None = None
+    app: str | None = None
+    route: str | None = None
+    user: str | None = None
+    session: str | None = None
+    finish_reason: str | None = None
+    feedback_score: float | None = None
+    feedback_comment: str | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+    topic: str = ""
+    partition: int = 0
+    offset: int = 0
+
+
+def _string(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
+    value = obj.get(key)
+    if value is None:
+        if required:
+            raise RecordError(f"missing required field '{key}'")
+        return None
+    if not isinstance(value, str):
+        raise RecordError(f"field '{key}' must be a string, got {type(value).__name__}")
+    return value
+
+
+def _number(obj: Mapping[str, Any], key: str) -> float | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RecordError(f"field '{key}' must be a finite number, got {value!r:.40}")
+    if value < 0:
+        raise RecordError(f"field '{key}' must not be negative, got {value}")
+    return float(value)
+
+
+def _integer(obj: Mapping[str, Any], key: str) -> int | None:
+    value = obj.get(key)
+    if value is None:
+        return None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise RecordError(f"field '{key}' must be an integer, got {value!r:.40}")
+    if value < 0:
+        raise RecordError(f"field '{key}' must not be negative, got {value}")
+    return value
+
+
+def parse_ts(value: Any) -> datetime:
+    """RFC 3339 string or epoch milliseconds -> aware UTC datetime."""
+    if isinstance(value, bool):
+        raise RecordError("field 'ts' must be an RFC 3339 string or epoch milliseconds, got a boolean")
+    if isinstance(value, int | float):
+        if not math.isfinite(value) or not 0 <= value < 32503680000000:
+            raise RecordError(f"field 'ts' epoch milliseconds out of range: {value}")
+        return datetime.fromtimestamp(value / 1000.0, tz=UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if text.endswith(("Z", "z")):
+            text = text[:-1] + "+00:00"
+        try:
+            parsed = datetime.fromisoformat(text)
+        except ValueError:
+            raise RecordError(f"field 'ts' is not an RFC 3339 timestamp: {value!r:.60}") from None
+        if parsed.tzinfo is None:
+            raise RecordError(f"field 'ts' has no time zone offset: {value!r:.60}")
+        return parsed.astimezone(UTC)
+    if value is None:
+        raise RecordError("missing required field 'ts'")
+    raise RecordError(f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
+
+
+def _messages(value: Any) -> list[dict[str, str]]:
+    if not isinstance(value, list) or not value:
+        raise RecordError("field 'messages' must be a non-empty list of {role, content}")
+    out = []
+    for i, turn in enumerate(value):
+        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) \
+                or not isinstance(turn.get("content"), str):
+            raise RecordError(f"messages[{i}] must be an object with string 'role' and 'content'")
+        out.append({"role": turn["role"], "content": turn["content"]})
+    return out
+
+
+def last_user_turn(messages: list[dict[str, str]]) -> str:
+    """The prompt of a chat record: its last user turn (or the last turn if no user spoke)."""
+    for turn in reversed(messages):
+        if turn["role"] == "user":
+            return turn["content"]
+    return messages[-1]["content"]
+
+
+def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record:
+    """Validate one message against contract 1.
+
+    ``fields`` maps our field names to the deployment's. Unknown top-level fields go into ``metadata``.
+
+    >>> r = decode(b'{"id":"r1","ts":0,"model":"m","prompt":"hi","response":"hello","shoe":9}')
+    >>> (r.id, r.prompt, r.metadata)
+    ('r1', 'hi', {'shoe': 9})
+    """
+    if raw is None:
+        raise RecordError("empty message (null value)")
+    try:
+        obj = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"not valid UTF-8 JSON: {exc}") from None
+    if not isinstance(obj, dict):
+        raise RecordError(f"message must be a JSON object, got {type(obj).__name__}")
+    if fields:
+        obj = {ours: obj.pop(theirs) for ours, theirs in fields.items() if theirs in obj} | obj
+
+    record_id = _string(obj, "id", required=True)
+    assert record_id is not None
+    if not record_id or len(record_id) > _MAX_ID_CHARS:
+        raise RecordError(f"field 'id' must be 1..{_MAX_ID_CHARS} characters")
+    model = _string(obj, "model", required=True)
+    status = _string(obj, "status", required=False) or "ok"
+    if status not in ("ok", "error"):
+        raise RecordError(f"field 'status' must be 'ok' or 'error', got {status!r:.40}")
+
+    messages = None
+    if obj.get("messages") is not None:
+        messages = _messages(obj["messages"])
+        prompt = _string(obj, "prompt", required=False) or last_user_turn(messages)
+    else:
+        prompt = _string(obj, "prompt", required=False)
+        if prompt is None:
+            raise RecordError("one of 'prompt' or 'messages' is required")
+    response = _string(obj, "response", required=status == "ok")
+
+    feedback_score = feedback_comment = None
+    feedback = obj.get("feedback")
+    if feedback is not None:
+        if not isinstance(feedback, dict):
+            raise RecordError("field 'feedback' must be an object {score, comment}")
+        feedback_score = _number(feedback, "score")
+        feedback_comment = _string(feedback, "comment", required=False)
+
+    metadata = obj.get("metadata")
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise RecordError("field 'metadata' must be an object")
+    extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
+    if extra:
+        metadata = {**metadata, **extra}
+
+    optional = {key: _string(obj, key, required=False) for key in _OPTIONAL_STRINGS}
+    return Record(
+        id=record_id,
+        ts=parse_ts(obj.get("ts")),
+        model=model or "",
+        prompt=prompt,
+        response=response or "",
+        status=status,
+        messages=messages,
+        latency_ms=_number(obj, "latency_ms"),
+        tokens_in=_integer(obj, "tokens_in"),
+        tokens_out=_integer(obj, "tokens_out"),
+        feedback_score=feedback_score,
+        feedback_comment=feedback_comment,
+        metadata=metadata,
+        **optional,
+    )

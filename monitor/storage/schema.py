@@ -1,0 +1,294 @@
+"""The tables analysts query (design contract 2). Changed only through Alembic migrations.
+
+SQLAlchemy Core tables, portable between Postgres (production) and SQLite (the embedded default).
+JSON columns are JSONB on Postgres. Timestamps are timezone-aware UTC.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    PrimaryKeyConstraint,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.dialects.postgresql import JSONB
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+Json = JSON().with_variant(JSONB(), "postgresql")
+Ts = DateTime(timezone=True)
+# SQLite only auto-increments INTEGER PRIMARY KEY columns.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+records = Table(
+    "records",
+    metadata,
+    Column("id", String(200), primary_key=True, comment="request id from the log record; idempotency key"),
+    Column("ts", Ts, nullable=False, comment="when the response was produced"),
+    Column("ingested_at", Ts, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("app", String(200)),
+    Column("route", String(200)),
+    Column("user", String(200), comment="pseudonymous user id as sent"),
+    Column("session", String(200)),
+    Column("status", String(16), nullable=False, comment="ok or error"),
+    Column("error", Text),
+    Column("finish_reason", String(32)),
+    Column("prompt_chars", Integer, nullable=False),
+    Column("response_chars", Integer, nullable=False),
+    Column("latency_ms", Float),
+    Column("tokens_in", Integer),
+    Column("tokens_out", Integer),
+    Column("feedback_score", Float),
+    Column("feedback_comment", Text),
+    # Per-record signals written by the detector chain (NULL when a detector did not run).
+    Column("prompt_toxicity", Float),
+    Column("response_toxicity", Float),
+    Column("refusal", Boolean),
+    Column("pii_count", Integer),
+    Column("secret_count", Integer),
+    # Text as configured by store_text: redacted (default), full, or absent (NULL).
+    Column("prompt", Text),
+    Column("response", Text),
+    Column("metadata", Json, comment="unknown top-level fields and the record's metadata object"),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Index(None, "ts"),
+    Index(None, "model", "app", "ts"),
+)
+
+detections = Table(
+    "detections",
+    metadata,
+    Column("record_id", String(200), nullable=False),
+    Column("detector", String(64), nullable=False, comment="stable detector name, e.g. toxicity, pii, secrets"),
+    Column("score", Float, nullable=False),
+    Column("flagged", Boolean, nullable=False),
+    Column("details", Json, comment="types and positions of findings, never their values"),
+    PrimaryKeyConstraint("record_id", "detector"),
+    Index(None, "detector", "flagged"),
+)
+
+dead_letters = Table(
+    "dead_letters",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("key", LargeBinary),
+    Column("raw", LargeBinary, comment="the message value exactly as received"),
+    Column("reason", Text, nullable=False),
+    Column("received_at", Ts, nullable=False),
+    UniqueConstraint("topic", "partition", "offset"),
+    Index(None, "received_at"),
+)
+
+drift_events = Table(
+    "drift_events",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("stream", String(400), nullable=False, comment="e.g. model=m1,app=* or * for all traffic"),
+    Column("signal", String(64), nullable=False, comment="e.g. response_chars, latency_ms, toxicity"),
+    Column("detector", String(64), nullable=False),
+    Column("detected_at", Ts, nullable=False, comment="event time of the record that triggered it"),
+    Column("created_at", Ts, nullable=False),
+    Column("record_id", String(200), comment="record that triggered the detection"),
+    Column("before", Json, comment="statistics before the change (mean, std/rate, n)"),
+    Column("after", Json, comment="statistics after the change"),
+    Column("details", Json),
+    Index(None, "detected_at"),
+    Index(None, "stream", "signal"),
+)
+
+consumer_progress = Table(
+    "consumer_progress",
+    metadata,
+    Column("group_id", String(255), nullable=False),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("committed", BigInteger, nullable=False, comment="next offset to read, as committed"),
+    Column("highwater", BigInteger, comment="log end offset seen by the consumer; lag = highwater - committed"),
+    Column("last_record_ts", Ts, comment="event time of the newest record stored from this partition"),
+    Column("updated_at", Ts, nullable=False),
+    PrimaryKeyConstraint("group_id", "topic", "partition"),
+)
+
+detector_state = Table(
+    "detector_state",
+    metadata,
+    Column("key", String(500), primary_key=True, comment="which detector bank, e.g. drift"),
+    Column("state", LargeBinary, nullable=False, comment="versioned serialised detector state"),
+    Column("updated_at", Ts, nullable=False),
+)
+
+scheduler_locks = Table(
+    "scheduler_locks",
+    metadata,
+    Column("job", String(200), primary_key=True),
+    Column("owner", String(200)),
+    Column("locked_until", Ts),
+    Column("last_run_at", Ts, comment="scheduled time of the last completed run"),
+)
+
+reports = Table(
+    "reports",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("kind", String(64), nullable=False),
+    Column("model", String(200)),
+    Column("created_at", Ts, nullable=False),
+    Column("reference_start", Ts),
+    Column("reference_end", Ts),
+    Column("current_start", Ts),
+    Column("current_end", Ts),
+    Column("summary", Json, nullable=False),
+    Column("html", Text),
+    Index(None, "created_at"),
+)
+
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("fingerprint", String(500), nullable=False, unique=True, comment="rule + scope"),
+    Column("rule", String(200), nullable=False),
+    Column("severity", String(16), nullable=False, comment="critical, warning or info"),
+    Column("scope", String(400), nullable=False, comment="e.g. global, model=m1, app=chat"),
+    Column("status", String(16), nullable=False, comment="firing or resolved"),
+    Column("summary", Text, nullable=False),
+    Column("details", Json),
+    Column("first_seen", Ts, nullable=False),
+    Column("last_seen", Ts, nullable=False),
+    Column("resolved_at", Ts),
+    Column("count", Integer, nullable=False),
+    Column("last_notified_at", Ts),
+    Column("silenced", Boolean, nullable=False, default=False),
+    Column("inhibited", Boolean, nullable=False, default=False),
+    Index(None, "status", "severity"),
+)
+
+alert_outbox = Table(
+    "alert_outbox",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("created_at", Ts, nullable=False),
+    Column("sink", String(64), nullable=False, comment="console, slack-webhook, slack-api"),
+    Column("channel", String(200)),
+    Column("kind", String(16), nullable=False, comment="firing, resolved or reminder"),
+    Column("group_key", String(500), nullable=False),
+    Column("fingerprints", Json, nullable=False),
+    Column("payload", Json, nullable=False, comment="the rendered message"),
+    Column("status", String(16), nullable=False, comment="pending, sent or dead"),
+    Column("attempts", Integer, nullable=False, default=0),
+    Column("next_attempt_at", Ts, nullable=False),
+    Column("sent_at", Ts),
+    Column("last_error", Text),
+    Column("external_ref", String(200), comment="Slack channel:ts of the sent message, for chat.update"),
+    Index(None, "status", "next_attempt_at"),
+)
+
+silences = Table(
+    "silences",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("rule", String(200), nullable=False, comment="rule name or *"),
+    Column("scope", String(400), nullable=False, comment="scope or *"),
+    Column("reason", Text, nullable=False),
+    Column("created_by", String(200)),
+    Column("created_at", Ts, nullable=False),
+    Column("ends_at", Ts, nullable=False),
+    Column("expired_at", Ts),
+)
+
+reviewers = Table(
+    "reviewers",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("token_hash", String(200), nullable=False),
+    Column("created_at", Ts, nullable=False),
+    Column("active", Boolean, nullable=False, default=True),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("record_id", String(200), nullable=False),
+    Column("reason", String(64), nullable=False, comment="uniform, or the risk that boosted it"),
+    Column("stratum", String(400), nullable=False, comment="model=...,app=..."),
+    Column("window_start", Ts, nullable=False),
+    Column("inclusion_probability", Float, nullable=False),
+    Column("sampled_at", Ts, nullable=False),
+    UniqueConstraint("record_id", "reason"),
+    Index(None, "stratum", "window_start"),
+)
+
+sample_assignments = Table(
+    "sample_assignments",
+    metadata,
+    Column("sample_id", BigInteger, ForeignKey("samples.id", ondelete="CASCADE"), nullable=False),
+    Column("reviewer_id", BigInteger, ForeignKey("reviewers.id", ondelete="CASCADE"), nullable=False),
+    Column("assigned_at", Ts, nullable=False),
+    PrimaryKeyConstraint("sample_id", "reviewer_id"),
+)
+
+labels = Table(
+    "labels",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("sample_id", BigInteger, ForeignKey("samples.id", ondelete="CASCADE"), nullable=False),
+    Column("record_id", String(200), nullable=False),
+    Column("reviewer_id", BigInteger, ForeignKey("reviewers.id"), nullable=False),
+    Column("verdict", String(64), nullable=False),
+    Column("tags", Json),
+    Column("note", Text),
+    Column("labelled_at", Ts, nullable=False),
+    UniqueConstraint("sample_id", "reviewer_id"),
+)
+
+shadow_comparisons = Table(
+    "shadow_comparisons",
+    metadata,
+    Column("id", BigId, primary_key=True, autoincrement=True),
+    Column("record_id", String(200), nullable=False),
+    Column("reference_model", String(200), nullable=False),
+    Column("reference_endpoint", String(500)),
+    Column("reference_answer", Text),
+    Column("latency_ms", Float),
+    Column("tokens_in", Integer),
+    Column("tokens_out", Integer),
+    Column("similarity", Float, comment="cosine similarity of the two answers' embeddings"),
+    Column("rouge_l", Float),
+    Column("length_ratio", Float, comment="production chars / reference chars"),
+    Column("refusal_mismatch", Boolean),
+    Column("reference_toxicity", Float),
+    Column("reference_pii", Integer),
+    Column("agree", Boolean),
+    Column("metrics", Json),
+    Column("error", Text, comment="why the replay failed, when it did"),
+    Column("created_at", Ts, nullable=False),
+    UniqueConstraint("record_id", "reference_model"),
+)
