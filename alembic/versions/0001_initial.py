@@ -1,0 +1,467 @@
+"""initial schema
+
+Revision ID: 0001_initial
+Revises:
+Create Date: 2026-11-23 03:32:59.034256
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
+
+from alembic import op
+
+revision: str = "0001_initial"
+down_revision: str | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    op.create_table(
+        "alert_outbox",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sink", sa.String(length=64), nullable=False, comment="console, slack-webhook, slack-api"),
+        sa.Column("channel", sa.String(length=200), nullable=True),
+        sa.Column("kind", sa.String(length=16), nullable=False, comment="firing, resolved or reminder"),
+        sa.Column("group_key", sa.String(length=500), nullable=False),
+        sa.Column(
+            "fingerprints",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column(
+            "payload",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+            comment="the rendered message",
+        ),
+        sa.Column("status", sa.String(length=16), nullable=False, comment="pending, sent or dead"),
+        sa.Column("attempts", sa.Integer(), nullable=False),
+        sa.Column("next_attempt_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("sent_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("last_error", sa.Text(), nullable=True),
+        sa.Column(
+            "external_ref",
+            sa.String(length=200),
+            nullable=True,
+            comment="Slack channel:ts of the sent message, for chat.update",
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_outbox")),
+    )
+    with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_alert_outbox_status_next_attempt_at"), ["status", "next_attempt_at"], unique=False
+        )
+
+    op.create_table(
+        "alerts",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("fingerprint", sa.String(length=500), nullable=False, comment="rule + scope"),
+        sa.Column("rule", sa.String(length=200), nullable=False),
+        sa.Column("severity", sa.String(length=16), nullable=False, comment="critical, warning or info"),
+        sa.Column("scope", sa.String(length=400), nullable=False, comment="e.g. global, model=m1, app=chat"),
+        sa.Column("status", sa.String(length=16), nullable=False, comment="firing or resolved"),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("resolved_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("count", sa.Integer(), nullable=False),
+        sa.Column("last_notified_at", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("silenced", sa.Boolean(), nullable=False),
+        sa.Column("inhibited", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
+        sa.UniqueConstraint("fingerprint", name=op.f("uq_alerts_fingerprint")),
+    )
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alerts_status_severity"), ["status", "severity"], unique=False)
+
+    op.create_table(
+        "consumer_progress",
+        sa.Column("group_id", sa.String(length=255), nullable=False),
+        sa.Column("topic", sa.String(length=255), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("committed", sa.BigInteger(), nullable=False, comment="next offset to read, as committed"),
+        sa.Column(
+            "highwater",
+            sa.BigInteger(),
+            nullable=True,
+            comment="log end offset seen by the consumer; lag = highwater - committed",
+        ),
+        sa.Column(
+            "last_record_ts",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="event time of the newest record stored from this partition",
+        ),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("group_id", "topic", "partition", name=op.f("pk_consumer_progress")),
+    )
+    op.create_table(
+        "dead_letters",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("topic", sa.String(length=255), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.Column("key", sa.LargeBinary(), nullable=True),
+        sa.Column("raw", sa.LargeBinary(), nullable=True, comment="the message value exactly as received"),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
+        sa.UniqueConstraint(
+            "topic", "partition", "offset", name=op.f("uq_dead_letters_topic_partition_offset")
+        ),
+    )
+    with op.batch_alter_table("dead_letters", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_dead_letters_received_at"), ["received_at"], unique=False)
+
+    op.create_table(
+        "detections",
+        sa.Column("record_id", sa.String(length=200), nullable=False),
+        sa.Column(
+            "detector",
+            sa.String(length=64),
+            nullable=False,
+            comment="stable detector name, e.g. toxicity, pii, secrets",
+        ),
+        sa.Column("score", sa.Float(), nullable=False),
+        sa.Column("flagged", sa.Boolean(), nullable=False),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+            comment="types and positions of findings, never their values",
+        ),
+        sa.PrimaryKeyConstraint("record_id", "detector", name=op.f("pk_detections")),
+    )
+    with op.batch_alter_table("detections", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_detections_detector_flagged"), ["detector", "flagged"], unique=False
+        )
+
+    op.create_table(
+        "detector_state",
+        sa.Column("key", sa.String(length=500), nullable=False, comment="which detector bank, e.g. drift"),
+        sa.Column("state", sa.LargeBinary(), nullable=False, comment="versioned serialised detector state"),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("key", name=op.f("pk_detector_state")),
+    )
+    op.create_table(
+        "drift_events",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column(
+            "stream",
+            sa.String(length=400),
+            nullable=False,
+            comment="e.g. model=m1,app=* or * for all traffic",
+        ),
+        sa.Column(
+            "signal",
+            sa.String(length=64),
+            nullable=False,
+            comment="e.g. response_chars, latency_ms, toxicity",
+        ),
+        sa.Column("detector", sa.String(length=64), nullable=False),
+        sa.Column(
+            "detected_at",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            comment="event time of the record that triggered it",
+        ),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column(
+            "record_id", sa.String(length=200), nullable=True, comment="record that triggered the detection"
+        ),
+        sa.Column(
+            "before",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+            comment="statistics before the change (mean, std/rate, n)",
+        ),
+        sa.Column(
+            "after",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+            comment="statistics after the change",
+        ),
+        sa.Column(
+            "details",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_events")),
+    )
+    with op.batch_alter_table("drift_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_drift_events_detected_at"), ["detected_at"], unique=False)
+        batch_op.create_index(batch_op.f("ix_drift_events_stream_signal"), ["stream", "signal"], unique=False)
+
+    op.create_table(
+        "records",
+        sa.Column(
+            "id",
+            sa.String(length=200),
+            nullable=False,
+            comment="request id from the log record; idempotency key",
+        ),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, comment="when the response was produced"),
+        sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("app", sa.String(length=200), nullable=True),
+        sa.Column("route", sa.String(length=200), nullable=True),
+        sa.Column("user", sa.String(length=200), nullable=True, comment="pseudonymous user id as sent"),
+        sa.Column("session", sa.String(length=200), nullable=True),
+        sa.Column("status", sa.String(length=16), nullable=False, comment="ok or error"),
+        sa.Column("error", sa.Text(), nullable=True),
+        sa.Column("finish_reason", sa.String(length=32), nullable=True),
+        sa.Column("prompt_chars", sa.Integer(), nullable=False),
+        sa.Column("response_chars", sa.Integer(), nullable=False),
+        sa.Column("latency_ms", sa.Float(), nullable=True),
+        sa.Column("tokens_in", sa.Integer(), nullable=True),
+        sa.Column("tokens_out", sa.Integer(), nullable=True),
+        sa.Column("feedback_score", sa.Float(), nullable=True),
+        sa.Column("feedback_comment", sa.Text(), nullable=True),
+        sa.Column("prompt_toxicity", sa.Float(), nullable=True),
+        sa.Column("response_toxicity", sa.Float(), nullable=True),
+        sa.Column("refusal", sa.Boolean(), nullable=True),
+        sa.Column("pii_count", sa.Integer(), nullable=True),
+        sa.Column("secret_count", sa.Integer(), nullable=True),
+        sa.Column("prompt", sa.Text(), nullable=True),
+        sa.Column("response", sa.Text(), nullable=True),
+        sa.Column(
+            "metadata",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+            comment="unknown top-level fields and the record's metadata object",
+        ),
+        sa.Column("topic", sa.String(length=255), nullable=False),
+        sa.Column("partition", sa.Integer(), nullable=False),
+        sa.Column("offset", sa.BigInteger(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_records")),
+    )
+    with op.batch_alter_table("records", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_records_model_app_ts"), ["model", "app", "ts"], unique=False)
+        batch_op.create_index(batch_op.f("ix_records_ts"), ["ts"], unique=False)
+
+    op.create_table(
+        "reports",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("kind", sa.String(length=64), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("reference_start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("reference_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("current_start", sa.DateTime(timezone=True), nullable=True),
+        sa.Column("current_end", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "summary",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=False,
+        ),
+        sa.Column("html", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reports")),
+    )
+    with op.batch_alter_table("reports", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_reports_created_at"), ["created_at"], unique=False)
+
+    op.create_table(
+        "reviewers",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("token_hash", sa.String(length=200), nullable=False),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("active", sa.Boolean(), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_reviewers")),
+        sa.UniqueConstraint("name", name=op.f("uq_reviewers_name")),
+    )
+    op.create_table(
+        "samples",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("record_id", sa.String(length=200), nullable=False),
+        sa.Column(
+            "reason", sa.String(length=64), nullable=False, comment="uniform, or the risk that boosted it"
+        ),
+        sa.Column("stratum", sa.String(length=400), nullable=False, comment="model=...,app=..."),
+        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("inclusion_probability", sa.Float(), nullable=False),
+        sa.Column("sampled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_samples")),
+        sa.UniqueConstraint("record_id", "reason", name=op.f("uq_samples_record_id_reason")),
+    )
+    with op.batch_alter_table("samples", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_samples_stratum_window_start"), ["stratum", "window_start"], unique=False
+        )
+
+    op.create_table(
+        "scheduler_locks",
+        sa.Column("job", sa.String(length=200), nullable=False),
+        sa.Column("owner", sa.String(length=200), nullable=True),
+        sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
+        sa.Column(
+            "last_run_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="scheduled time of the last completed run",
+        ),
+        sa.PrimaryKeyConstraint("job", name=op.f("pk_scheduler_locks")),
+    )
+    op.create_table(
+        "shadow_comparisons",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("record_id", sa.String(length=200), nullable=False),
+        sa.Column("reference_model", sa.String(length=200), nullable=False),
+        sa.Column("reference_endpoint", sa.String(length=500), nullable=True),
+        sa.Column("reference_answer", sa.Text(), nullable=True),
+        sa.Column("latency_ms", sa.Float(), nullable=True),
+        sa.Column("tokens_in", sa.Integer(), nullable=True),
+        sa.Column("tokens_out", sa.Integer(), nullable=True),
+        sa.Column(
+            "similarity",
+            sa.Float(),
+            nullable=True,
+            comment="cosine similarity of the two answers' embeddings",
+        ),
+        sa.Column("rouge_l", sa.Float(), nullable=True),
+        sa.Column("length_ratio", sa.Float(), nullable=True, comment="production chars / reference chars"),
+        sa.Column("refusal_mismatch", sa.Boolean(), nullable=True),
+        sa.Column("reference_toxicity", sa.Float(), nullable=True),
+        sa.Column("reference_pii", sa.Integer(), nullable=True),
+        sa.Column("agree", sa.Boolean(), nullable=True),
+        sa.Column(
+            "metrics",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("error", sa.Text(), nullable=True, comment="why the replay failed, when it did"),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_shadow_comparisons")),
+        sa.UniqueConstraint(
+            "record_id", "reference_model", name=op.f("uq_shadow_comparisons_record_id_reference_model")
+        ),
+    )
+    op.create_table(
+        "silences",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("rule", sa.String(length=200), nullable=False, comment="rule name or *"),
+        sa.Column("scope", sa.String(length=400), nullable=False, comment="scope or *"),
+        sa.Column("reason", sa.Text(), nullable=False),
+        sa.Column("created_by", sa.String(length=200), nullable=True),
+        sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
+        sa.Column("expired_at", sa.DateTime(timezone=True), nullable=True),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_silences")),
+    )
+    op.create_table(
+        "labels",
+        sa.Column(
+            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+        ),
+        sa.Column("sample_id", sa.BigInteger(), nullable=False),
+        sa.Column("record_id", sa.String(length=200), nullable=False),
+        sa.Column("reviewer_id", sa.BigInteger(), nullable=False),
+        sa.Column("verdict", sa.String(length=64), nullable=False),
+        sa.Column(
+            "tags",
+            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
+            nullable=True,
+        ),
+        sa.Column("note", sa.Text(), nullable=True),
+        sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"], ["reviewers.id"], name=op.f("fk_labels_reviewer_id_reviewers")
+        ),
+        sa.ForeignKeyConstraint(
+            ["sample_id"], ["samples.id"], name=op.f("fk_labels_sample_id_samples"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
+        sa.UniqueConstraint("sample_id", "reviewer_id", name=op.f("uq_labels_sample_id_reviewer_id")),
+    )
+    op.create_table(
+        "sample_assignments",
+        sa.Column("sample_id", sa.BigInteger(), nullable=False),
+        sa.Column("reviewer_id", sa.BigInteger(), nullable=False),
+        sa.Column("assigned_at", sa.DateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["reviewer_id"],
+            ["reviewers.id"],
+            name=op.f("fk_sample_assignments_reviewer_id_reviewers"),
+            ondelete="CASCADE",
+        ),
+        sa.ForeignKeyConstraint(
+            ["sample_id"],
+            ["samples.id"],
+            name=op.f("fk_sample_assignments_sample_id_samples"),
+            ondelete="CASCADE",
+        ),
+        sa.PrimaryKeyConstraint("sample_id", "reviewer_id", name=op.f("pk_sample_assignments")),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("sample_assignments")
+    op.drop_table("labels")
+    op.drop_table("silences")
+    op.drop_table("shadow_comparisons")
+    op.drop_table("scheduler_locks")
+    with op.batch_alter_table("samples", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_samples_stratum_window_start"))
+
+    op.drop_table("samples")
+    op.drop_table("reviewers")
+    with op.batch_alter_table("reports", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_reports_created_at"))
+
+    op.drop_table("reports")
+    with op.batch_alter_table("records", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_records_ts"))
+        batch_op.drop_index(batch_op.f("ix_records_model_app_ts"))
+
+    op.drop_table("records")
+    with op.batch_alter_table("drift_events", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_drift_events_stream_signal"))
+        batch_op.drop_index(batch_op.f("ix_drift_events_detected_at"))
+
+    op.drop_table("drift_events")
+    op.drop_table("detector_state")
+    with op.batch_alter_table("detections", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_detections_detector_flagged"))
+
+    op.drop_table("detections")
+    with op.batch_alter_table("dead_letters", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_dead_letters_received_at"))
+
+    op.drop_table("dead_letters")
+    op.drop_table("consumer_progress")
+    with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alerts_status_severity"))
+
+    op.drop_table("alerts")
+    with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_alert_outbox_status_next_attempt_at"))
+
+    op.drop_table("alert_outbox")

@@ -1,0 +1,97 @@
+"""Shared fixtures: a real Kafka-protocol broker (tansu) and real databases (SQLite and Postgres).
+
+Postgres is the one at 127.0.0.1:5432 (override with WATCHKEEPER_TEST_POSTGRES). Each test gets its own
+fresh database, dropped afterwards. When Postgres is unreachable its tests are skipped and the run says so
+loudly at the end.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from monitor.broker import LocalBroker, create_topic
+
+POSTGRES_ADMIN_URL = os.environ.get(
+    "WATCHKEEPER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"
+)
+_postgres_problem: list[str] = []
+
+
+def _postgres_reachable() -> bool:
+    if _postgres_problem:
+        return False
+    try:
+        engine = create_engine(POSTGRES_ADMIN_URL, connect_args={"connect_timeout": 3})
+        with engine.connect() as conn:
+            conn.execute(text("select 1"))
+        engine.dispose()
+        return True
+    except Exception as exc:  # noqa: BLE001 - any failure means "skip loudly"
+        _postgres_problem.append(f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+        return False
+
+
+def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
+    if _postgres_problem:
+        terminalreporter.section("POSTGRES WAS UNREACHABLE", sep="!", red=True, bold=True)
+        terminalreporter.write_line(
+            f"Postgres tests were SKIPPED: {POSTGRES_ADMIN_URL} -> {_postgres_problem[0]}", red=True, bold=True
+        )
+
+
+@pytest.fixture(scope="session")
+def kafka_broker() -> Iterator[str]:
+    """bootstrap_servers of a tansu broker that lives for the whole test session."""
+    with LocalBroker() as broker:
+        yield broker.bootstrap_servers
+
+
+@pytest.fixture
+def topic(kafka_broker: str) -> str:
+    """A fresh 3-partition topic on the shared broker."""
+    name = f"llm-logs-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_broker, name, partitions=3)
+    return name
+
+
+@pytest.fixture
+def sqlite_url(tmp_path) -> str:  # type: ignore[no-untyped-def]
+    return f"sqlite:///{tmp_path / 'watchkeeper.db'}"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh Postgres database for this test, dropped afterwards."""
+    if not _postgres_reachable():
+        pytest.skip(f"POSTGRES UNREACHABLE ({_postgres_problem[0]})")
+    name = f"wk_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    base = POSTGRES_ADMIN_URL.rsplit("/", 1)[0]
+    try:
+        yield f"{base}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request) -> str:  # type: ignore[no-untyped-def]
+    """Both databases Watchkeeper supports; the test runs once for each."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture
+def migrated_db_url(db_url: str) -> str:
+    """``db_url`` brought to head through the Alembic migrations, as `watchkeeper db upgrade` does."""
+    from monitor.storage.db import upgrade
+
+    upgrade(db_url)
+    return db_url
