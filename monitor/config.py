@@ -10,10 +10,20 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Mapping
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 Severity = Literal["critical", "warning", "info"]
 Scope = Literal["global", "model", "app"]
@@ -58,6 +68,343 @@ class RecordConfig(Section):
     """Our field name -> the deployment's field name, e.g. ``response = "completion"``."""
 
 
+class SamplingConfig(Section):
+    """What the sampler keeps for human review (monitor.sampling). Rates are probabilities per record;
+    caps bound the samples per stratum (model, app) and reason in each window."""
+
+    enabled: bool = True
+    seed: str = "watchkeeper"
+    """Salt of the hash that decides; changing it changes which records are sampled."""
+    window_s: Annotated[int, Field(ge=60)] = 86_400
+    uniform_rate: Annotated[float, Field(ge=0, le=1)] = 0.01
+    stratum_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {}
+    """Uniform rate overrides by ``"model=m1,app=chat"``, ``"app=chat"`` or ``"model=m1"``; most specific
+    wins. Raise the rate of a small app so that it gets enough samples."""
+    uniform_cap: Annotated[int, Field(ge=1)] | None = 500
+    risk_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {
+        "toxicity": 0.5, "prompt_toxicity": 0.1, "pii": 0.2, "secrets": 1.0, "refusal": 0.2,
+        "drift": 0.05, "low_feedback": 1.0,
+    }
+    """Reason -> rate for flagged records: a detector name (flagged detection), ``drift`` (the stream has a
+    drift event in the last ``drift_boost_s``) or ``low_feedback``. A reason not listed is not sampled."""
+    risk_cap: Annotated[int, Field(ge=1)] | None = 100
+    low_feedback_below: float = 0.5
+    drift_boost_s: Annotated[int, Field(ge=0)] = 3600
+    double_review_share: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """Share of samples assigned to two reviewers, to measure agreement."""
+
+
+class ReviewConfig(Section):
+    """The review page (monitor.review): label vocabulary, queue size, where it listens."""
+
+    verdicts: Annotated[list[str], Field(min_length=2, max_length=9)] = ["correct", "incorrect", "unsure"]
+    """Keys 1..9 pick them. Estimates count ``correct`` against ``incorrect``; any other verdict abstains."""
+    tags: list[str] = ["hallucination", "toxic", "pii-leak", "refusal", "off-topic"]
+    note: bool = True
+    queue_size: Annotated[int, Field(ge=1, le=500)] = 25
+    host: str = "127.0.0.1"
+    port: Annotated[int, Field(ge=0, le=65535)] = 8765
+    serve_in_daemon: bool = False
+    session_hours: Annotated[float, Field(gt=0)] = 12.0
+    session_secret: SecretStr | None = None
+    """Mixed into session-cookie signatures; cookies are also keyed by the reviewer's token hash."""
+    estimate_days: Annotated[int, Field(ge=1)] = 7
+    confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+    @field_validator("verdicts")
+    @classmethod
+    def _needs_correct_and_incorrect(cls, value: list[str]) -> list[str]:
+        if "correct" not in value or "incorrect" not in value or len(set(value)) != len(value):
+            raise ValueError("verdicts must be distinct and include 'correct' and 'incorrect'")
+        return value
+
+
+_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
+
+
+def _parse_duration(value: Any) -> Any:
+    """Accept "90s", "15m", "1h", "7d", "2w" as well as seconds and ISO 8601 ("PT1H") for durations."""
+    if isinstance(value, str) and value.strip()[-1:] in _DURATION_UNITS_S:
+        text = value.strip()
+        try:
+            return timedelta(seconds=float(text[:-1]) * _DURATION_UNITS_S[text[-1]])
+        except ValueError:
+            pass  # pydantic reports the original value
+    return value
+
+
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), Field(gt=timedelta(0))]
+"""A positive duration: "30s", "15m", "1h", "7d", "2w", a number of seconds, or ISO 8601."""
+
+
+class SchedulerConfig(Section):
+    enabled: bool = True
+    """Run periodic jobs (reports, rollups, retention, …) in this daemon. Each job runs on one instance."""
+    tick: Duration = timedelta(seconds=60)
+    """How often this instance checks for a due job: the most a missed run is late by."""
+    owner: str | None = None
+    """Name this instance takes in ``scheduler_locks``; default host:pid."""
+
+
+ReportSignal = Literal[
+    "prompt_chars",
+    "response_chars",
+    "latency_ms",
+    "tokens_in",
+    "tokens_out",
+    "prompt_toxicity",
+    "response_toxicity",
+    "refusal",
+    "feedback_score",
+    "status",
+    "pii_count",
+    "secret_count",
+]
+
+
+class ReportsConfig(Section):
+    """Scheduled Evidently drift reports: the current window against the reference window just before it."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(days=1)
+    """How often a report is made; slots are aligned to UTC midnight for a day."""
+    current_window: Duration = timedelta(days=1)
+    reference_window: Duration = timedelta(days=7)
+    """Ends where the current window starts; set it equal to current_window for "the previous window"."""
+    min_rows: Annotated[int, Field(ge=10)] = 100
+    """Fewest records (and non-empty values per column) in each window for a model (column) to be tested."""
+    max_rows: Annotated[int, Field(ge=10, le=1_000_000)] = 5000
+    """Most records read per window and model (a random sample beyond that) so a run stays bounded."""
+    signals: list[ReportSignal] = [
+        "prompt_chars",
+        "response_chars",
+        "latency_ms",
+        "tokens_in",
+        "tokens_out",
+        "response_toxicity",
+        "refusal",
+        "feedback_score",
+        "status",
+    ]
+    text_descriptors: bool = True
+    """Also compare offline text descriptors of prompt/response (length, words, links, JSON …) if stored."""
+    method: str | None = None
+    """Evidently stat test for every column (e.g. "ks", "psi", "wasserstein"); None lets Evidently choose."""
+    threshold: float | None = None
+    """Threshold for ``method``; None takes the test's default."""
+    keep_html: bool = True
+    """Store the rendered HTML (about 4 MB per report) besides the JSON."""
+
+
+class RetentionConfig(Section):
+    """Deletes old rows in bounded chunks. A max age of None keeps that table forever."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(hours=1)
+    records_max_age: Duration | None = timedelta(days=30)
+    """Records, with their detections."""
+    dead_letters_max_age: Duration | None = timedelta(days=30)
+    drift_events_max_age: Duration | None = timedelta(days=180)
+    reports_max_age: Duration | None = timedelta(days=90)
+    rollups_max_age: Duration | None = None
+    chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
+    """Rows deleted per transaction."""
+    max_chunks: Annotated[int, Field(ge=1)] = 200
+    """Most chunks per table per run; the rest waits for the next run."""
+
+
+class RollupsConfig(Section):
+    """Hourly per model × app aggregates in ``rollups_hourly``, recomputed for the last ``lookback``."""
+
+    enabled: bool = True
+    interval: Duration = timedelta(minutes=5)
+    lookback: Duration = timedelta(hours=3)
+    """Hours (by record time) recomputed on each run, the current one included; later-arriving records
+    older than this are not counted."""
+    toxic_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """A response counts as toxic when its toxicity score is at least this."""
+
+
+class ReferenceConfig(Section):
+    """One reference model that sampled prompts are replayed against (monitor.shadow)."""
+
+    model: str
+    """Model name the server serves (``vllm serve MODEL``); stored as ``shadow_comparisons.reference_model``."""
+    url: str = ""
+    """Base URL of an OpenAI-compatible server, e.g. ``http://gpu-1:8000``. Required for the http backend."""
+    backend: Literal["http", "inprocess"] = "http"
+    """``inprocess`` loads ``vllm.LLM`` in the daemon (GPU host, ``vllm`` extra)."""
+    name: str | None = None
+    """Label stored with each comparison; defaults to the URL (http) or ``in-process``."""
+    api_key: SecretStr | None = None
+    max_tokens: Annotated[int, Field(ge=1)] = 256
+    temperature: Annotated[float, Field(ge=0)] = 0.0
+    seed: int | None = 0
+    timeout_s: Annotated[float, Field(gt=0)] = 60.0
+    max_retries: Annotated[int, Field(ge=0, le=10)] = 3
+    llm_kwargs: dict[str, Any] = {}
+    """Extra ``vllm.LLM`` arguments for the in-process backend."""
+
+
+class ShadowConfig(Section):
+    """Shadow replay: sampled prompts re-asked of reference models and compared. On when a reference is
+    configured; ``WATCHKEEPER_REFERENCE_URL`` + ``WATCHKEEPER_REFERENCE_MODEL`` set one from the environment.
+    Limits (rate, concurrency, daily cap) apply to each reference separately."""
+
+    references: list[ReferenceConfig] = []
+    interval: Duration = timedelta(seconds=60)
+    """How often the replay job runs (on one daemon at a time); each run stops before the next is due."""
+    prompts_per_minute: Annotated[float, Field(gt=0)] = 30.0
+    max_concurrent: Annotated[int, Field(ge=1, le=256)] = 4
+    daily_cap: Annotated[int, Field(ge=0)] = 5000
+    queue_size: Annotated[int, Field(ge=1, le=100_000)] = 200
+    """Most prompts one run takes from the database per reference; the rest wait in the database."""
+    lookback: Duration = timedelta(days=1)
+    """Only samples of records newer than this are replayed by the daemon (``shadow replay`` has --since)."""
+    replay_as: Literal["chat", "completions"] = "chat"
+    """Records keep only the prompt text (redacted as stored), not chat turns: send it as one user turn of
+    ``/v1/chat/completions`` (chat) or as a raw ``/v1/completions`` prompt."""
+    outage_backoff_initial_s: Annotated[float, Field(gt=0)] = 2.0
+    outage_backoff_max_s: Annotated[float, Field(gt=0)] = 120.0
+    min_similarity: Annotated[float, Field(ge=-1, le=1)] = 0.5
+    min_rouge_l: Annotated[float, Field(ge=0, le=1)] = 0.0
+    min_length_ratio: Annotated[float, Field(ge=0)] = 0.25
+    max_length_ratio: Annotated[float, Field(gt=0)] = 4.0
+    refusal_mismatch_disagrees: bool = True
+    boost_disagreements: bool = True
+    """Put each disagreement in the review queue (``samples`` reason ``shadow_disagreement``)."""
+
+
+class AlertRuleConfig(Section):
+    """One alert rule (``[alerts.rules.NAME]``). ``kind`` picks the logic in monitor/alerts/rules.py;
+    ``threshold`` is in the unit that kind states (a rate, milliseconds, messages)."""
+
+    kind: str
+    """Checked against the rule classes registered in monitor/alerts/rules.py."""
+    severity: Severity = "warning"
+    scope: Scope = "global"
+    enabled: bool = True
+    window: Duration = timedelta(minutes=10)
+    """The sliding window ending now that the rule looks at."""
+    min_samples: Annotated[int, Field(ge=1)] = 1
+    """Fewer records than this in the window (or in the baseline, for the comparison): no firing."""
+    threshold: float = 0.0
+    baseline: Duration | None = None
+    """Spike rules: also compare with the window of this length just before ``window``."""
+    factor: Annotated[float, Field(ge=1)] = 1.0
+    """Spike rules: fire only when the value exceeds the baseline's times this factor."""
+    score: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """Per-record score at or above which a record counts (toxicity)."""
+
+
+class AlertRouteConfig(Section):
+    """Where alerts of some severities go, e.g. critical to Slack #oncall, warnings to #llm-quality."""
+
+    sink: Literal["console", "slack"]
+    severities: Annotated[list[Severity], Field(min_length=1)] = ["critical", "warning", "info"]
+    channel: str | None = None
+    """Slack channel (bot token only; an incoming webhook posts where it was created)."""
+
+
+class InhibitConfig(Section):
+    """While a critical alert of a ``source`` rule fires, alerts of ``target`` rules in the same or a
+    narrower scope are recorded but not sent: they are consequences of the source."""
+
+    source: Annotated[list[str], Field(min_length=1)]
+    target: Annotated[list[str], Field(min_length=1)]
+
+
+_DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
+    "secret_in_response": {"kind": "secret_in_response", "severity": "critical", "scope": "model",
+                           "window": "15m"},
+    "pii_in_response": {"kind": "pii_in_response", "severity": "warning", "scope": "model", "window": "15m"},
+    "drift": {"kind": "drift", "severity": "warning", "scope": "model", "window": "15m"},
+    "toxicity_rate": {"kind": "toxicity_rate", "severity": "warning", "scope": "model", "window": "10m",
+                      "min_samples": 50, "threshold": 0.05, "score": 0.5},
+    "refusal_rate": {"kind": "refusal_rate", "severity": "warning", "scope": "model", "window": "10m",
+                     "min_samples": 50, "threshold": 0.1, "baseline": "1h", "factor": 2.0},
+    "error_rate": {"kind": "error_rate", "severity": "warning", "scope": "model", "window": "10m",
+                   "min_samples": 50, "threshold": 0.05, "baseline": "1h", "factor": 2.0},
+    "latency_p95": {"kind": "latency_p95", "severity": "warning", "scope": "model", "window": "10m",
+                    "min_samples": 50, "threshold": 0.0, "baseline": "1h", "factor": 1.5},
+    "dead_letter_rate": {"kind": "dead_letter_rate", "severity": "warning", "window": "10m",
+                         "min_samples": 50, "threshold": 0.01},
+    "consumer_lag": {"kind": "consumer_lag", "severity": "critical", "window": "2m", "threshold": 100_000},
+    "no_traffic": {"kind": "no_traffic", "severity": "critical", "window": "5m", "min_samples": 10,
+                   "baseline": "1h"},
+}
+_DEFAULT_INHIBIT = [{
+    "source": ["no_traffic", "consumer_lag"],
+    "target": ["no_traffic", "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "drift",
+               "dead_letter_rate"],
+}]
+
+
+class AlertsConfig(Section):
+    """Alert rules, their lifecycle and where notifications go (monitor/alerts).
+
+    ``[alerts.rules.NAME]`` tables are merged key by key over the defaults of the same name, so
+    ``[alerts.rules.toxicity_rate] threshold = 0.1`` tunes one number; ``enabled = false`` turns a rule off;
+    a new NAME with a ``kind`` adds a rule. ``SLACK_WEBHOOK_URL`` or ``SLACK_BOT_TOKEN`` (+ ``SLACK_CHANNEL``)
+    in the environment send every alert to Slack; ``routes`` split them by severity.
+    """
+
+    enabled: bool = True
+    evaluate_every: Duration = timedelta(seconds=2)
+    deliver_every: Duration = timedelta(seconds=1)
+    group_wait: Duration = timedelta(seconds=10)
+    """Alerts of one scope that start firing within this time of each other go out as one message."""
+    repeat_interval: Duration = timedelta(hours=4)
+    """A still-firing alert is announced again after this long."""
+    resolve_after: Duration = timedelta(minutes=1)
+    """An alert resolves once its condition has been absent this long (no flapping on one quiet scrape)."""
+    max_silence: Duration = timedelta(days=7)
+    slack_webhook_url: SecretStr | None = None
+    slack_bot_token: SecretStr | None = None
+    slack_channel: str | None = None
+    """Default channel for the bot token (``SLACK_CHANNEL``)."""
+    slack_api_url: str = "https://slack.com/api/"
+    slack_timeout: Duration = timedelta(seconds=10)
+    routes: list[AlertRouteConfig] = []
+    """Empty: every alert to Slack when it is configured, else to the console."""
+    rules: dict[str, AlertRuleConfig] = {}
+    inhibit: list[InhibitConfig] = []
+    max_attempts: Annotated[int, Field(ge=1)] = 100
+    max_age: Duration = timedelta(days=1)
+    """A notification not delivered after this long is marked dead (with the reason) and logged."""
+    backoff_initial: Duration = timedelta(seconds=1)
+    backoff_max: Duration = timedelta(minutes=5)
+    review_url: str | None = None
+    """Base URL of the review page; messages link example records there when set."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        user_rules = data.get("rules", {})
+        if not isinstance(user_rules, dict):
+            return data  # validation reports the bad type
+        rules = {name: dict(rule) for name, rule in _DEFAULT_ALERT_RULES.items()}
+        for name, rule in user_rules.items():
+            rules[name] = {**rules.get(name, {}), **rule} if isinstance(rule, dict) else rule
+        return {**data, "rules": rules, "inhibit": data.get("inhibit", _DEFAULT_INHIBIT)}
+
+    @model_validator(mode="after")
+    def _check(self) -> AlertsConfig:
+        from monitor.alerts.rules import RULES  # here, not at import time: the rules import this module
+
+        for name, rule in self.rules.items():
+            if rule.kind not in RULES:
+                raise ValueError(f"rules.{name}: unknown kind {rule.kind!r}; known: {sorted(RULES)}")
+        for i, route in enumerate(self.routes):
+            if route.sink == "slack" and not (self.slack_webhook_url or self.slack_bot_token):
+                raise ValueError(f"routes[{i}] sends to Slack but neither a webhook URL nor a bot token is set")
+        if self.slack_bot_token and not self.slack_channel and not all(r.channel for r in self.routes):
+            raise ValueError("a Slack bot token needs a channel: set slack_channel (SLACK_CHANNEL)")
+        return self
+
+
 class Config(Section):
     """The whole configuration. ``source`` says which file it came from, for error messages."""
 
@@ -65,6 +412,14 @@ class Config(Section):
     kafka: KafkaConfig = KafkaConfig()
     pipeline: PipelineConfig = PipelineConfig()
     record: RecordConfig = RecordConfig()
+    sampling: SamplingConfig = SamplingConfig()
+    review: ReviewConfig = ReviewConfig()
+    scheduler: SchedulerConfig = SchedulerConfig()
+    reports: ReportsConfig = ReportsConfig()
+    retention: RetentionConfig = RetentionConfig()
+    rollups: RollupsConfig = RollupsConfig()
+    shadow: ShadowConfig = ShadowConfig()
+    alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
 
 
@@ -77,6 +432,9 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "WATCHKEEPER_KAFKA_TOPICS": ("kafka", "topics"),
     "WATCHKEEPER_KAFKA_GROUP_ID": ("kafka", "group_id"),
+    "SLACK_WEBHOOK_URL": ("alerts", "slack_webhook_url"),
+    "SLACK_BOT_TOKEN": ("alerts", "slack_bot_token"),
+    "SLACK_CHANNEL": ("alerts", "slack_channel"),
 }
 _LIST_KEYS = {("kafka", "bootstrap_servers"), ("kafka", "topics")}
 
@@ -95,6 +453,10 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
             parsed = [part.strip() for part in value.split(",") if part.strip()]
         section[path[1]] = parsed
         applied.append(var)
+    reference_url, reference_model = env.get("WATCHKEEPER_REFERENCE_URL"), env.get("WATCHKEEPER_REFERENCE_MODEL")
+    if reference_url and reference_model and isinstance(shadow := data.setdefault("shadow", {}), dict):
+        shadow["references"] = [{"url": reference_url, "model": reference_model}]  # replaces the file's
+        applied += ["WATCHKEEPER_REFERENCE_URL", "WATCHKEEPER_REFERENCE_MODEL"]
     return applied
 
 

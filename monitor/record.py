@@ -22,6 +22,7 @@ KNOWN_FIELDS = (
 )
 _OPTIONAL_STRINGS = ("app", "route", "user", "session", "error", "finish_reason")
 _MAX_ID_CHARS = 200
+_MAX_LABEL_CHARS = 200  # model, app, route, user, session: column widths in `records`
 
 
 class RecordError(ValueError):
@@ -127,6 +128,17 @@ def _messages(value: Any) -> list[dict[str, str]]:
     return out
 
 
+def _without_nul(value: Any) -> Any:
+    """NUL cannot be stored in Postgres text or JSONB: replace it with U+FFFD rather than lose the record."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, list):
+        return [_without_nul(v) for v in value]
+    if isinstance(value, dict):
+        return {_without_nul(k): _without_nul(v) for k, v in value.items()}
+    return value
+
+
 def last_user_turn(messages: list[dict[str, str]]) -> str:
     """The prompt of a chat record: its last user turn (or the last turn if no user spoke)."""
     for turn in reversed(messages):
@@ -152,6 +164,8 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         raise RecordError(f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise RecordError(f"message must be a JSON object, got {type(obj).__name__}")
+    if b"\\u0000" in raw:
+        obj = _without_nul(obj)
     if fields:
         obj = {ours: obj.pop(theirs) for ours, theirs in fields.items() if theirs in obj} | obj
 
@@ -192,6 +206,12 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         metadata = {**metadata, **extra}
 
     optional = {key: _string(obj, key, required=False) for key in _OPTIONAL_STRINGS}
+    for key in ("model", "app", "route", "user", "session"):
+        value = model if key == "model" else optional[key]
+        if value is not None and len(value) > _MAX_LABEL_CHARS:
+            raise RecordError(f"field '{key}' is longer than {_MAX_LABEL_CHARS} characters")
+    if optional["finish_reason"] is not None:
+        optional["finish_reason"] = optional["finish_reason"][:32]
     return Record(
         id=record_id,
         ts=parse_ts(obj.get("ts")),

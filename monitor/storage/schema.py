@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 
@@ -168,11 +169,36 @@ reports = Table(
     Index(None, "created_at"),
 )
 
+rollups_hourly = Table(
+    "rollups_hourly",
+    metadata,
+    Column("hour", Ts, nullable=False, comment="start of the hour (UTC) by record time"),
+    Column("model", String(200), nullable=False),
+    Column("app", String(200), nullable=False, comment="'' for records without an app"),
+    Column("requests", Integer, nullable=False),
+    Column("errors", Integer, nullable=False),
+    Column("refusals", Integer, nullable=False),
+    Column("toxic", Integer, nullable=False, comment="responses with toxicity >= the configured threshold"),
+    Column("error_rate", Float, nullable=False),
+    Column("refusal_rate", Float, comment="refusals / records the refusal detector scored"),
+    Column("toxic_rate", Float, comment="toxic / records the toxicity detector scored"),
+    Column("latency_p50_ms", Float),
+    Column("latency_p95_ms", Float),
+    Column("mean_prompt_chars", Float, nullable=False),
+    Column("mean_response_chars", Float, nullable=False),
+    Column("tokens_in", BigInteger, comment="sum over the hour"),
+    Column("tokens_out", BigInteger, comment="sum over the hour"),
+    Column("feedback_count", Integer, nullable=False),
+    Column("feedback_mean", Float),
+    Column("updated_at", Ts, nullable=False),
+    PrimaryKeyConstraint("hour", "model", "app"),
+)
+
 alerts = Table(
     "alerts",
     metadata,
     Column("id", BigId, primary_key=True, autoincrement=True),
-    Column("fingerprint", String(500), nullable=False, unique=True, comment="rule + scope"),
+    Column("fingerprint", String(500), nullable=False, comment="rule + scope; one row per firing episode"),
     Column("rule", String(200), nullable=False),
     Column("severity", String(16), nullable=False, comment="critical, warning or info"),
     Column("scope", String(400), nullable=False, comment="e.g. global, model=m1, app=chat"),
@@ -187,6 +213,9 @@ alerts = Table(
     Column("silenced", Boolean, nullable=False, default=False),
     Column("inhibited", Boolean, nullable=False, default=False),
     Index(None, "status", "severity"),
+    # At most one firing alert per fingerprint: repeats update it; a later episode is a new row.
+    Index("ix_alerts_firing_fingerprint", "fingerprint", unique=True,
+          postgresql_where=text("status = 'firing'"), sqlite_where=text("status = 'firing'")),
 )
 
 alert_outbox = Table(
@@ -206,7 +235,10 @@ alert_outbox = Table(
     Column("sent_at", Ts),
     Column("last_error", Text),
     Column("external_ref", String(200), comment="Slack channel:ts of the sent message, for chat.update"),
+    Column("updates_id", BigInteger, comment="outbox id of the message this one edits in place (chat.update)"),
+    Column("claimed_at", Ts, comment="set while a delivery attempt is in flight: after a crash, maybe sent"),
     Index(None, "status", "next_attempt_at"),
+    Index(None, "group_key"),
 )
 
 silences = Table(
@@ -239,11 +271,17 @@ samples = Table(
     Column("record_id", String(200), nullable=False),
     Column("reason", String(64), nullable=False, comment="uniform, or the risk that boosted it"),
     Column("stratum", String(400), nullable=False, comment="model=...,app=..."),
-    Column("window_start", Ts, nullable=False),
-    Column("inclusion_probability", Float, nullable=False),
+    Column("model", String(200), nullable=False),
+    Column("app", String(200)),
+    Column("ts", Ts, nullable=False, comment="event time of the record"),
+    Column("window_start", Ts, nullable=False, comment="start of the sampling window holding ts"),
+    Column("inclusion_probability", Float, nullable=False,
+           comment="P(record sampled for this reason); weight 1/p for Horvitz-Thompson/Hajek estimates"),
+    Column("reviews_wanted", Integer, nullable=False, default=1, comment="1, or 2 to measure agreement"),
     Column("sampled_at", Ts, nullable=False),
     UniqueConstraint("record_id", "reason"),
     Index(None, "stratum", "window_start"),
+    Index(None, "window_start", "reason"),
 )
 
 sample_assignments = Table(
@@ -253,6 +291,7 @@ sample_assignments = Table(
     Column("reviewer_id", BigInteger, ForeignKey("reviewers.id", ondelete="CASCADE"), nullable=False),
     Column("assigned_at", Ts, nullable=False),
     PrimaryKeyConstraint("sample_id", "reviewer_id"),
+    Index(None, "reviewer_id"),
 )
 
 labels = Table(
@@ -266,7 +305,7 @@ labels = Table(
     Column("tags", Json),
     Column("note", Text),
     Column("labelled_at", Ts, nullable=False),
-    UniqueConstraint("sample_id", "reviewer_id"),
+    UniqueConstraint("record_id", "reviewer_id"),  # one verdict per reviewer and record; relabel replaces
 )
 
 shadow_comparisons = Table(

@@ -1,0 +1,130 @@
+"""`watchkeeper run`: assemble the pipeline and the scheduler from config, run until told to stop.
+
+Shutdown contract (design contract 3): SIGTERM or SIGINT finishes the batch in hand, stores it, commits its
+offsets, closes the consumer and returns exit code 0. If the database is down at that moment the batch
+cannot be stored: the daemon retries for a grace period, then exits with code 3 without committing (the
+messages are redelivered to whoever consumes the partitions next).
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from types import FrameType
+
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, make_url
+
+from monitor.batch import Step
+from monitor.config import Config
+from monitor.pipeline import Pipeline, StoppedDuringOutage
+from monitor.source import KafkaSource
+from monitor.storage.db import alembic_config, make_engine
+from monitor.storage.store import Store, text_policy
+
+log = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_SCHEMA = 2
+EXIT_OUTAGE_AT_SHUTDOWN = 3
+
+
+class SchemaNotReady(RuntimeError):
+    pass
+
+
+def redacted_url(url: str) -> str:
+    """The database URL safe for logs: the password is masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
+        return "<unparsable database url>"
+
+
+def check_schema(engine: Engine, url: str) -> None:
+    """Refuse to run on a database whose schema is not at the migrations' head."""
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        raise SchemaNotReady(
+            f"database schema is at {current or 'nothing'}, expected {head}: "
+            f"run `watchkeeper db upgrade` against {redacted_url(url)}"
+        )
+
+
+def build_steps(config: Config, engine: Engine) -> list[Step]:
+    """The chain between decode and persist, in order: detect → drift → sample."""
+    steps: list[Step] = []
+    return steps
+
+
+class Daemon:
+    """One consumer-group member: pipeline in the calling thread, scheduled jobs in the background."""
+
+    def __init__(self, config: Config, *, engine: Engine | None = None,
+                 steps: Sequence[Step] | None = None) -> None:
+        self.config = config
+        self.engine = engine or make_engine(config.database.url)
+        check_schema(self.engine, config.database.url)
+        self.steps = list(steps) if steps is not None else build_steps(config, self.engine)
+        self.stop_event = threading.Event()
+        self.source = KafkaSource(
+            config.kafka, max_poll_records=config.pipeline.batch_size,
+            on_assigned=self._on_assigned, on_revoked=self._on_revoked,
+        )
+        self.pipeline = Pipeline(
+            self.source, self.steps, Store(self.engine, text_policy(config.pipeline.store_text)),
+            group_id=config.kafka.group_id,
+            batch_size=config.pipeline.batch_size,
+            batch_timeout_ms=config.pipeline.batch_timeout_ms,
+            fields=config.record.fields,
+            retry_initial_s=config.database.retry_initial_s,
+            retry_max_s=config.database.retry_max_s,
+        )
+        self._scheduler: object | None = None
+
+    def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:
+        for step in self.steps:
+            hook: Callable[[set[tuple[str, int]]], None] | None = getattr(step, "on_assigned", None)
+            if hook:
+                hook(assigned)
+
+    def _on_revoked(self, revoked: set[tuple[str, int]]) -> None:
+        self.pipeline.forget_partitions(revoked)
+        for step in self.steps:
+            hook: Callable[[set[tuple[str, int]]], None] | None = getattr(step, "on_revoked", None)
+            if hook:
+                hook(revoked)
+
+    def install_signal_handlers(self) -> None:
+        def _stop(signum: int, _frame: FrameType | None) -> None:
+            log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+            self.stop_event.set()
+
+        signal.signal(signal.SIGTERM, _stop)
+        signal.signal(signal.SIGINT, _stop)
+
+    def run(self) -> int:
+        """Consume until `stop_event` is set. Returns the process exit code."""
+        log.info(
+            "watchkeeper consuming %s from %s as group %r into %s",
+            ",".join(self.config.kafka.topics), ",".join(self.config.kafka.bootstrap_servers),
+            self.config.kafka.group_id, redacted_url(self.config.database.url),
+        )
+        code = EXIT_OK
+        try:
+            self.pipeline.run(self.stop_event)
+        except StoppedDuringOutage as exc:
+            log.error("%s", exc)
+            code = EXIT_OUTAGE_AT_SHUTDOWN
+        finally:
+            self.pipeline.close()
+            self.source.close(commit=code == EXIT_OK)
+            self.engine.dispose()
+        c = self.pipeline.counters
+        log.info("stopped: %d records, %d dead letters in %d batches", c.records, c.dead_letters, c.batches)
+        return code

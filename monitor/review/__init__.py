@@ -1,0 +1,1 @@
+"""Human review: the queue, the labelling page, estimates from labels, and their CLI."""

@@ -1,0 +1,259 @@
+"""The sampler: which records go to human review, and with what probability.
+
+Two kinds of sample, each a row in `samples` keyed by (record_id, reason):
+
+- ``uniform``: every record of a stratum (model, app) is kept with the stratum's rate. These rows are what
+  accuracy is estimated from, so each carries its true inclusion probability and the estimator weighs it
+  by 1/p (Hájek). Strata are sampled independently, each with its own cap, so a busy app cannot starve a
+  small one; a small app can be given a higher rate (``stratum_rates``).
+- risk: a record flagged by a detector (``toxicity``, ``pii``, ``secrets``, ``refusal``…), seen while its
+  stream has a recent drift event (``drift``), or with low end-user feedback (``low_feedback``) is kept
+  with that reason's rate. These rows find failures fast; they are not used for accuracy.
+
+Decisions are deterministic: a record is kept for a reason when ``hash(seed, reason, id) < rate``, so a
+replayed batch decides the same way (the store inserts with ON CONFLICT DO NOTHING).
+
+Caps, and why the probabilities stay true. A cap bounds the samples of one (stratum, reason, window).
+Stopping dead at the cap would give the rest of the window probability 0 and bias the estimate towards the
+early hours. Instead the rate halves each time half of the remaining budget is used (the first cap/2
+samples at rate p, the next cap/4 at p/2, …), so every record keeps a non-zero probability, the samples in
+a window stay below the cap, and each row stores the rate in force when it was decided. That rate is the
+record's inclusion probability conditional on what came before; because the hash of a record is
+independent of earlier decisions, the Horvitz–Thompson sum with these probabilities is still unbiased.
+(Only once the last halving step is used up, which needs about log2(cap) halvings, does sampling stop.)
+
+Counts live in memory, per daemon. `SamplingStep.from_database` seeds them from `samples` at start-up so a
+restart does not grant a fresh budget; with several daemons in one consumer group each holds its own
+counts, so a cap is per instance (at most instances × cap per window). Records arriving for windows older
+than the newest few are counted afresh. Drift boosts are learnt from the drift events of the batches this
+step sees (the drift step must run before it) and are forgotten on restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+
+from monitor.batch import Annotation, Batch
+from monitor.config import SamplingConfig
+from monitor.record import Record
+from monitor.storage.schema import drift_events, samples
+
+UNIFORM = "uniform"
+DRIFT = "drift"
+LOW_FEEDBACK = "low_feedback"
+_KEEP_WINDOWS = 3
+
+
+def unit_hash(seed: str, stream: str, record_id: str) -> float:
+    """A uniform number in [0, 1) fixed by (seed, stream, record id).
+
+    >>> unit_hash("s", "uniform", "r1") == unit_hash("s", "uniform", "r1")
+    True
+    >>> 0.0 <= unit_hash("s", "uniform", "r1") < 1.0
+    True
+    """
+    digest = hashlib.blake2b(f"{seed}\x1f{stream}\x1f{record_id}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 18446744073709551616.0
+
+
+def stratum_of(model: str, app: str | None) -> str:
+    return f"model={model},app={app or ''}"
+
+
+class Budget:
+    """The rate ladder of one (stratum, reason, window): full rate for the first half of the cap, then
+    half the rate for the next quarter, and so on.
+
+    >>> b = Budget(cap=4)
+    >>> b.rate(0.5)
+    0.5
+    >>> b.take(); b.take()
+    >>> b.rate(0.5)  # half the cap used: half the rate
+    0.25
+    """
+
+    __slots__ = ("cap", "count")
+
+    def __init__(self, cap: int | None, count: int = 0) -> None:
+        self.cap = cap
+        self.count = count
+
+    def rate(self, base: float) -> float:
+        if self.cap is None:
+            return base
+        if self.count >= self.cap:
+            return 0.0
+        level, remaining = 0, self.cap / 2.0
+        while self.count >= self.cap - remaining:
+            level += 1
+            remaining /= 2.0
+        return base / (1 << level)
+
+    def take(self) -> None:
+        self.count += 1
+
+
+@dataclass(slots=True)
+class _DriftBoost:
+    match: dict[str, str]
+    start: datetime
+    end: datetime
+
+    def covers(self, record: Record) -> bool:
+        if not self.start <= record.ts <= self.end:
+            return False
+        return all(v == "*" or (getattr(record, k, None) or "") == v for k, v in self.match.items())
+
+
+def _parse_stream(stream: str) -> dict[str, str]:
+    """``model=m1,app=*`` -> {"model": "m1", "app": "*"}; ``*`` -> {} (all traffic)."""
+    out = {}
+    for part in stream.split(","):
+        key, sep, value = part.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+class SamplingStep:
+    """Pipeline step: appends `samples` rows for the records of a batch. No database I/O per batch.
+
+    >>> from monitor.record import decode
+    >>> step = SamplingStep(SamplingConfig(uniform_rate=1.0))
+    >>> batch = Batch(records=[decode(b'{"id":"r1","ts":0,"model":"m","prompt":"p","response":"r"}')])
+    >>> step.process(batch)
+    >>> [(row["reason"], row["inclusion_probability"]) for row in batch.rows[samples]]
+    [('uniform', 1.0)]
+    """
+
+    def __init__(self, config: SamplingConfig, counts: Mapping[tuple[str, str, datetime], int] | None = None):
+        self._config = config
+        self._budgets: dict[tuple[str, str, datetime], Budget] = {}
+        for (stratum, reason, window), count in (counts or {}).items():
+            cap = config.uniform_cap if reason == UNIFORM else config.risk_cap
+            self._budgets[(stratum, reason, window)] = Budget(cap, count)
+        self._rates: dict[tuple[str, str | None], float] = {}
+        self._boosts: list[_DriftBoost] = []
+        self._newest_window: datetime | None = None
+
+    @classmethod
+    def from_database(cls, config: SamplingConfig, engine: Engine, now: datetime | None = None) -> SamplingStep:
+        """A step whose caps continue from the samples already stored for the current windows."""
+        now = now or datetime.now(UTC)
+        since = window_start(now, config.window_s * _KEEP_WINDOWS, config.window_s)
+        query = (
+            select(samples.c.stratum, samples.c.reason, samples.c.window_start, func.count())
+            .where(samples.c.window_start >= since)
+            .group_by(samples.c.stratum, samples.c.reason, samples.c.window_start)
+        )
+        with engine.connect() as conn:
+            rows = conn.execute(query).all()
+        counts = {(s, r, _aware(w)): n for s, r, w, n in rows}
+        return cls(config, counts)
+
+    def process(self, batch: Batch) -> None:
+        config = self._config
+        if not config.enabled or not batch.records:
+            return
+        self._learn_drift(batch.rows.get(drift_events, ()))
+        sampled_at = batch.received_at or datetime.now(UTC)
+        out = batch.rows[samples]
+        annotations = batch.annotations if len(batch.annotations) == len(batch.records) else None
+        for i, record in enumerate(batch.records):
+            window = window_start(record.ts, 0, config.window_s)
+            stratum = stratum_of(record.model, record.app)
+            reasons = [(UNIFORM, self._uniform_rate(record.model, record.app))]
+            reasons.extend(self._risks(record, annotations[i] if annotations else None))
+            wanted = 0
+            for reason, base in reasons:
+                if base <= 0.0:
+                    continue
+                budget = self._budget(stratum, reason, window)
+                rate = budget.rate(base)
+                if rate <= 0.0 or unit_hash(config.seed, reason, record.id) >= rate:
+                    continue
+                budget.take()
+                if not wanted:
+                    double = unit_hash(config.seed, "double-review", record.id) < config.double_review_share
+                    wanted = 2 if double else 1
+                out.append({
+                    "record_id": record.id, "reason": reason, "stratum": stratum, "model": record.model,
+                    "app": record.app, "ts": record.ts, "window_start": window, "inclusion_probability": rate,
+                    "reviews_wanted": wanted, "sampled_at": sampled_at,
+                })
+        self._forget_old()
+
+    def close(self) -> None:
+        """Nothing to release: counts are rebuilt from the database by `from_database`."""
+
+    def _uniform_rate(self, model: str, app: str | None) -> float:
+        key = (model, app)
+        rate = self._rates.get(key)
+        if rate is None:
+            overrides = self._config.stratum_rates
+            for name in (stratum_of(model, app), f"app={app or ''}", f"model={model}"):
+                if name in overrides:
+                    rate = overrides[name]
+                    break
+            else:
+                rate = self._config.uniform_rate
+            self._rates[key] = rate
+        return rate
+
+    def _risks(self, record: Record, annotation: Annotation | None) -> Iterable[tuple[str, float]]:
+        rates = self._config.risk_rates
+        seen = set()
+        if annotation is not None:
+            for detection in annotation.detections:
+                if detection.flagged and detection.detector in rates and detection.detector not in seen:
+                    seen.add(detection.detector)
+                    yield detection.detector, rates[detection.detector]
+        if LOW_FEEDBACK in rates and record.feedback_score is not None \
+                and record.feedback_score < self._config.low_feedback_below:
+            yield LOW_FEEDBACK, rates[LOW_FEEDBACK]
+        if DRIFT in rates and any(boost.covers(record) for boost in self._boosts):
+            yield DRIFT, rates[DRIFT]
+
+    def _budget(self, stratum: str, reason: str, window: datetime) -> Budget:
+        key = (stratum, reason, window)
+        budget = self._budgets.get(key)
+        if budget is None:
+            cap = self._config.uniform_cap if reason == UNIFORM else self._config.risk_cap
+            budget = self._budgets[key] = Budget(cap)
+            if self._newest_window is None or window > self._newest_window:
+                self._newest_window = window
+        return budget
+
+    def _learn_drift(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        if DRIFT not in self._config.risk_rates:
+            return
+        for row in rows:
+            start = _aware(row["detected_at"])
+            end = datetime.fromtimestamp(start.timestamp() + self._config.drift_boost_s, UTC)
+            self._boosts.append(_DriftBoost(_parse_stream(str(row.get("stream", "*"))), start, end))
+
+    def _forget_old(self) -> None:
+        if self._newest_window is None:
+            return
+        oldest = self._newest_window.timestamp() - self._config.window_s * (_KEEP_WINDOWS - 1)
+        if len(self._budgets) > 10_000:
+            self._budgets = {k: b for k, b in self._budgets.items() if k[2].timestamp() >= oldest}
+        if self._boosts:
+            self._boosts = [b for b in self._boosts if b.end.timestamp() >= oldest]
+
+
+def window_start(ts: datetime, back_s: float, window_s: int) -> datetime:
+    """Start of the window (of ``window_s`` seconds, aligned to the epoch) holding ``ts - back_s``."""
+    t = ts.timestamp() - back_s
+    return datetime.fromtimestamp(t - t % window_s, UTC)
+
+
+def _aware(value: datetime) -> datetime:
+    """SQLite hands back naive datetimes; they are UTC."""
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
