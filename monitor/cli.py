@@ -9,7 +9,12 @@ from pathlib import Path
 
 import click
 
+from monitor.alerts.cli import silence
 from monitor.config import Config, ConfigError, load_config
+from monitor.demo import demo
+from monitor.produce import produce
+from monitor.reports import report_command
+from monitor.review.cli import labels, review, reviewer
 
 DEFAULT_CONFIG = "monitor.toml"
 
@@ -82,3 +87,12 @@ def upgrade(config_path: str | None, revision: str) -> None:
     config = load(config_path)
     do_upgrade(config.database.url, revision)
     click.echo(f"database {redacted_url(config.database.url)} is at {revision}")
+
+
+main.add_command(silence)
+main.add_command(report_command)
+main.add_command(produce)
+main.add_command(review)
+main.add_command(reviewer)
+main.add_command(labels)
+main.add_command(demo)

@@ -1,0 +1,80 @@
+"""The daemon as an operator runs it: a separate process, killed, restarted, scaled out, stopped."""
+
+from __future__ import annotations
+
+import signal
+import time
+
+import pytest
+from sqlalchemy import func, select
+
+from monitor.storage.db import make_engine
+from monitor.storage.schema import records
+from tests.helpers import (
+    committed_offsets,
+    count,
+    encode,
+    good_record,
+    produce,
+    start_daemon_process,
+    wait_for,
+    write_config,
+)
+
+pytestmark = pytest.mark.slow
+
+
+def _distinct_and_total(db_url: str) -> tuple[int, int]:
+    engine = make_engine(db_url)
+    with engine.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(records)).scalar_one()
+        distinct = conn.execute(select(func.count(func.distinct(records.c.id)))).scalar_one()
+    engine.dispose()
+    return distinct, total
+
+
+def test_sigkill_mid_stream_then_restart_stores_every_record_exactly_once(
+    migrated_db_url, kafka_broker, topic, tmp_path
+):
+    n = 20_000
+    ends = produce(kafka_broker, topic, (encode(good_record(i)) for i in range(n)))
+    config = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic)
+
+    first = start_daemon_process(config, tmp_path / "first.log")
+    wait_for(lambda: count(migrated_db_url, records) > 2_000, 90, "the first daemon to store some records")
+    first.send_signal(signal.SIGKILL)
+    first.wait(10)
+    stored_at_kill = count(migrated_db_url, records)
+    assert stored_at_kill < n, "the daemon finished before it could be killed; raise n"
+
+    second = start_daemon_process(config, tmp_path / "second.log")
+    try:
+        wait_for(lambda: count(migrated_db_url, records) >= n, 120, "the restarted daemon to catch up")
+        wait_for(lambda: committed_offsets(kafka_broker, topic, "wk-test") == ends, 30, "offsets at the end")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        code = second.wait(30)
+    assert code == 0, (tmp_path / "second.log").read_text()[-3000:]
+    assert _distinct_and_total(migrated_db_url) == (n, n)
+
+
+def test_two_daemons_in_one_group_share_partitions_and_store_each_record_once(
+    migrated_db_url, kafka_broker, topic, tmp_path
+):
+    config = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic)
+    a = start_daemon_process(config, tmp_path / "a.log")
+    b = start_daemon_process(config, tmp_path / "b.log")
+    try:
+        time.sleep(8)  # both join the group and split the three partitions
+        n = 6_000
+        ends = produce(kafka_broker, topic, (encode(good_record(i)) for i in range(n)))
+        wait_for(lambda: count(migrated_db_url, records) >= n, 120, "both daemons to store everything")
+        wait_for(lambda: committed_offsets(kafka_broker, topic, "wk-test") == ends, 30, "offsets at the end")
+    finally:
+        for proc in (a, b):
+            proc.send_signal(signal.SIGTERM)
+        codes = [a.wait(30), b.wait(30)]
+    assert codes == [0, 0]
+    logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
+    assert logs.count("partitions assigned") >= 2, "both members should have received partitions"
+    assert _distinct_and_total(migrated_db_url) == (n, n)
