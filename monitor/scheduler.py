@@ -42,6 +42,7 @@ import logging
 import os
 import socket
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -175,17 +176,19 @@ class Scheduler:
         try:
             self._ensure_rows()
             lease_until = self._claim(job, slot, now)
+            if lease_until is None:
+                return self._why_not(job, slot)
         except Exception:
             log.exception("scheduled job %s: could not claim slot %s", job.name, slot.isoformat())
             return "failed"
-        if lease_until is None:
-            return self._why_not(job, slot)
         log.info("scheduled job %s: running slot %s", job.name, slot.isoformat())
+        started = time.monotonic()
         try:
             job.run(self.engine, slot)
         except Exception:
             log.exception("scheduled job %s failed for slot %s", job.name, slot.isoformat())
-            self._release(job, lease_until, datetime.now(UTC) + job.retry_after)
+            failed_at = now + timedelta(seconds=time.monotonic() - started)
+            self._release(job, lease_until, failed_at + job.retry_after)
             return "failed"
         try:
             self._complete(job, slot, lease_until)
