@@ -400,9 +400,86 @@ class AlertsConfig(Section):
         for i, route in enumerate(self.routes):
             if route.sink == "slack" and not (self.slack_webhook_url or self.slack_bot_token):
                 raise ValueError(f"routes[{i}] sends to Slack but neither a webhook URL nor a bot token is set")
-        if self.slack_bot_token and not self.slack_channel and not all(r.channel for r in self.routes):
+        if self.slack_bot_token and not self.slack_channel and not (
+                self.routes and all(r.channel for r in self.routes if r.sink == "slack")):
             raise ValueError("a Slack bot token needs a channel: set slack_channel (SLACK_CHANNEL)")
         return self
+
+
+class DriftConfig(Section):
+    """Online drift detection on every stream (global and per model/app) and signal."""
+
+    enabled: bool = True
+    arl0: Annotated[float, Field(ge=1000)] = 1_000_000
+    """Records per false alarm per stream on stationary traffic, all its signals together."""
+    warmup: Annotated[int, Field(ge=100)] = 5000
+    """Records a detector learns its reference from before it may fire (again after each detection)."""
+    k: Annotated[float, Field(gt=0, le=2)] = 0.125
+    """Continuous signals: reference value in standard deviations; charts are tuned to shifts of 2k."""
+    odds_ratio: Annotated[float, Field(gt=1)] = 3.0
+    """Rate signals: the change in odds the charts are tuned to (3: 1% -> about 3%)."""
+    margin: Annotated[float, Field(ge=0, le=5)] = 1.0
+    """Standard errors of warm-up estimation error the calibration absorbs."""
+    topics: Annotated[int, Field(ge=2, le=64)] = 8
+    topic_warmup: Annotated[int, Field(ge=200)] = 4000
+    """Embedded prompts the topic detector learns from (half to cluster, half for the shares)."""
+    topic_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.25
+    """Fraction of records whose prompt is embedded for topic drift (0 turns topic drift off)."""
+    max_streams: Annotated[int, Field(ge=1)] = 200
+    """Most (model, app) streams per partition; the one idle longest is dropped first."""
+    checkpoint_every_s: Annotated[float, Field(gt=0)] = 30.0
+    """How often detector state is stored with a batch (and always on shutdown and partition revocation)."""
+
+class ToxicityConfig(Section):
+    """``[detectors.toxicity]``: which model scores toxicity. The default works offline; ``hf-pipeline``
+    loads a transformers text-classification model from a local directory (e.g. on a GPU host)."""
+
+    enabled: bool = True
+    prompt: bool = True
+    """Also score prompts (detector ``prompt_toxicity``), not only responses (``toxicity``)."""
+    backend: Literal["profanity-check", "hf-pipeline"] = "profanity-check"
+    model_path: str | None = None
+    """Local model directory for ``hf-pipeline``; never downloaded."""
+    device: str = "cpu"
+    """transformers device for ``hf-pipeline``: ``cpu``, ``cuda:0``…"""
+    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    toxic_labels: list[str] = ["toxic", "TOXIC", "LABEL_1"]
+    """The ``hf-pipeline`` model's labels that mean toxic; their probabilities are summed."""
+
+    @model_validator(mode="after")
+    def _model_path_for_hf(self) -> ToxicityConfig:
+        if self.enabled and self.backend == "hf-pipeline" and not self.model_path:
+            raise ValueError("backend 'hf-pipeline' needs model_path (a local model directory)")
+        return self
+
+
+class PiiConfig(Section):
+    enabled: bool = True
+    kinds: list[Literal["EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]] = [
+        "EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]
+
+
+class SecretsConfig(Section):
+    enabled: bool = True
+
+
+class RefusalConfig(Section):
+    enabled: bool = True
+    token_limit: Annotated[int, Field(ge=1)] | None = None
+    """A response with ``tokens_out`` at this limit counts as truncated (when the record has no
+    finish reason and no ``metadata.max_tokens``)."""
+    patterns: list[str] = []
+    """Extra refusal regexes, matched against the lower-cased opening of the response."""
+
+
+class DetectorsConfig(Section):
+    """``[detectors]``: the per-record detector chain every accepted record passes through."""
+
+    toxicity: ToxicityConfig = ToxicityConfig()
+    pii: PiiConfig = PiiConfig()
+    secrets: SecretsConfig = SecretsConfig()
+    refusal: RefusalConfig = RefusalConfig()
 
 
 class Config(Section):
@@ -412,6 +489,7 @@ class Config(Section):
     kafka: KafkaConfig = KafkaConfig()
     pipeline: PipelineConfig = PipelineConfig()
     record: RecordConfig = RecordConfig()
+    detectors: DetectorsConfig = DetectorsConfig()
     sampling: SamplingConfig = SamplingConfig()
     review: ReviewConfig = ReviewConfig()
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -419,6 +497,7 @@ class Config(Section):
     retention: RetentionConfig = RetentionConfig()
     rollups: RollupsConfig = RollupsConfig()
     shadow: ShadowConfig = ShadowConfig()
+    drift: DriftConfig = DriftConfig()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
 

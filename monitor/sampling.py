@@ -16,11 +16,12 @@ replayed batch decides the same way (the store inserts with ON CONFLICT DO NOTHI
 Caps, and why the probabilities stay true. A cap bounds the samples of one (stratum, reason, window).
 Stopping dead at the cap would give the rest of the window probability 0 and bias the estimate towards the
 early hours. Instead the rate halves each time half of the remaining budget is used (the first cap/2
-samples at rate p, the next cap/4 at p/2, …), so every record keeps a non-zero probability, the samples in
-a window stay below the cap, and each row stores the rate in force when it was decided. That rate is the
-record's inclusion probability conditional on what came before; because the hash of a record is
-independent of earlier decisions, the Horvitz–Thompson sum with these probabilities is still unbiased.
-(Only once the last halving step is used up, which needs about log2(cap) halvings, does sampling stop.)
+samples at rate p, the next cap/4 at p/2, …) and, once the cap is reached, halves again with every further
+sample. Every record keeps a non-zero probability and each row stores the rate in force when it was
+decided: the record's inclusion probability conditional on what came before. Because a record's hash is
+independent of earlier decisions, the Horvitz–Thompson sum with these probabilities stays unbiased. The
+cap is therefore soft: a window can exceed it by about log2(records × rate) samples, and records late in
+an overfull window carry large weights (which the effective sample size of the estimate reflects).
 
 Counts live in memory, per daemon. `SamplingStep.from_database` seeds them from `samples` at start-up so a
 restart does not grant a fresh budget; with several daemons in one consumer group each holds its own
@@ -68,7 +69,7 @@ def stratum_of(model: str, app: str | None) -> str:
 
 class Budget:
     """The rate ladder of one (stratum, reason, window): full rate for the first half of the cap, then
-    half the rate for the next quarter, and so on.
+    half the rate for the next quarter, and so on; past the cap, half again with every sample.
 
     >>> b = Budget(cap=4)
     >>> b.rate(0.5)
@@ -78,25 +79,29 @@ class Budget:
     0.25
     """
 
-    __slots__ = ("cap", "count")
+    __slots__ = ("_factor", "_remaining", "_threshold", "cap", "count")
 
     def __init__(self, cap: int | None, count: int = 0) -> None:
         self.cap = cap
-        self.count = count
+        self.count = 0
+        self._factor = 1.0
+        self._remaining = cap / 2.0 if cap is not None else 0.0
+        self._threshold = cap - self._remaining if cap is not None else float("inf")
+        for _ in range(count):
+            self.take()
 
     def rate(self, base: float) -> float:
-        if self.cap is None:
-            return base
-        if self.count >= self.cap:
-            return 0.0
-        level, remaining = 0, self.cap / 2.0
-        while self.count >= self.cap - remaining:
-            level += 1
-            remaining /= 2.0
-        return base / (1 << level)
+        return base * self._factor
 
     def take(self) -> None:
         self.count += 1
+        while self.count >= self._threshold:
+            self._factor /= 2.0
+            if self._remaining >= 2.0:
+                self._remaining /= 2.0
+                self._threshold = self.cap - self._remaining  # type: ignore[operator]
+            else:  # the budget is spent: each further sample halves the rate again
+                self._threshold += 1.0
 
 
 @dataclass(slots=True)
@@ -138,7 +143,7 @@ class SamplingStep:
         for (stratum, reason, window), count in (counts or {}).items():
             cap = config.uniform_cap if reason == UNIFORM else config.risk_cap
             self._budgets[(stratum, reason, window)] = Budget(cap, count)
-        self._rates: dict[tuple[str, str | None], float] = {}
+        self._strata: dict[tuple[str, str | None], tuple[str, float]] = {}
         self._boosts: list[_DriftBoost] = []
         self._newest_window: datetime | None = None
 
@@ -165,11 +170,24 @@ class SamplingStep:
         sampled_at = batch.received_at or datetime.now(UTC)
         out = batch.rows[samples]
         annotations = batch.annotations if len(batch.annotations) == len(batch.records) else None
+        window_s = config.window_s
+        windows: dict[int, datetime] = {}
         for i, record in enumerate(batch.records):
-            window = window_start(record.ts, 0, config.window_s)
-            stratum = stratum_of(record.model, record.app)
-            reasons = [(UNIFORM, self._uniform_rate(record.model, record.app))]
-            reasons.extend(self._risks(record, annotations[i] if annotations else None))
+            index = int(record.ts.timestamp()) // window_s
+            window = windows.get(index)
+            if window is None:
+                window = windows[index] = datetime.fromtimestamp(index * window_s, UTC)
+            stratum, uniform_rate = self._stratum(record.model, record.app)
+            reasons = [(UNIFORM, uniform_rate)]
+            annotation = annotations[i] if annotations else None
+            flagged = False
+            if annotation is not None:
+                for detection in annotation.detections:
+                    if detection.flagged:
+                        flagged = True
+                        break
+            if flagged or record.feedback_score is not None or self._boosts:
+                reasons.extend(self._risks(record, annotation))
             wanted = 0
             for reason, base in reasons:
                 if base <= 0.0:
@@ -192,19 +210,21 @@ class SamplingStep:
     def close(self) -> None:
         """Nothing to release: counts are rebuilt from the database by `from_database`."""
 
-    def _uniform_rate(self, model: str, app: str | None) -> float:
+    def _stratum(self, model: str, app: str | None) -> tuple[str, float]:
+        """The stratum name and uniform rate of (model, app); overrides resolved once and cached."""
         key = (model, app)
-        rate = self._rates.get(key)
-        if rate is None:
+        found = self._strata.get(key)
+        if found is None:
             overrides = self._config.stratum_rates
-            for name in (stratum_of(model, app), f"app={app or ''}", f"model={model}"):
+            stratum = stratum_of(model, app)
+            for name in (stratum, f"app={app or ''}", f"model={model}"):
                 if name in overrides:
                     rate = overrides[name]
                     break
             else:
                 rate = self._config.uniform_rate
-            self._rates[key] = rate
-        return rate
+            found = self._strata[key] = (stratum, rate)
+        return found
 
     def _risks(self, record: Record, annotation: Annotation | None) -> Iterable[tuple[str, float]]:
         rates = self._config.risk_rates

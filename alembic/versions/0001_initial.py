@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 03:32:59.034256
+Create Date: 2026-11-23 03:48:31.027503
 """
 
 from collections.abc import Sequence
@@ -21,9 +21,7 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     op.create_table(
         "alert_outbox",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sink", sa.String(length=64), nullable=False, comment="console, slack-webhook, slack-api"),
         sa.Column("channel", sa.String(length=200), nullable=True),
@@ -51,28 +49,39 @@ def upgrade() -> None:
             nullable=True,
             comment="Slack channel:ts of the sent message, for chat.update",
         ),
+        sa.Column(
+            "updates_id",
+            sa.BigInteger(),
+            nullable=True,
+            comment="outbox id of the message this one edits in place (chat.update)",
+        ),
+        sa.Column(
+            "claimed_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="set while a delivery attempt is in flight: after a crash, maybe sent",
+        ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alert_outbox")),
     )
     with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_alert_outbox_group_key"), ["group_key"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_alert_outbox_status_next_attempt_at"), ["status", "next_attempt_at"], unique=False
         )
 
     op.create_table(
         "alerts",
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
+            "fingerprint", sa.String(length=500), nullable=False, comment="rule + scope; one row per firing episode"
         ),
-        sa.Column("fingerprint", sa.String(length=500), nullable=False, comment="rule + scope"),
         sa.Column("rule", sa.String(length=200), nullable=False),
         sa.Column("severity", sa.String(length=16), nullable=False, comment="critical, warning or info"),
         sa.Column("scope", sa.String(length=400), nullable=False, comment="e.g. global, model=m1, app=chat"),
         sa.Column("status", sa.String(length=16), nullable=False, comment="firing or resolved"),
         sa.Column("summary", sa.Text(), nullable=False),
         sa.Column(
-            "details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
+            "details", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
         ),
         sa.Column("first_seen", sa.DateTime(timezone=True), nullable=False),
         sa.Column("last_seen", sa.DateTime(timezone=True), nullable=False),
@@ -82,9 +91,15 @@ def upgrade() -> None:
         sa.Column("silenced", sa.Boolean(), nullable=False),
         sa.Column("inhibited", sa.Boolean(), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_alerts")),
-        sa.UniqueConstraint("fingerprint", name=op.f("uq_alerts_fingerprint")),
     )
     with op.batch_alter_table("alerts", schema=None) as batch_op:
+        batch_op.create_index(
+            "ix_alerts_firing_fingerprint",
+            ["fingerprint"],
+            unique=True,
+            postgresql_where=sa.text("status = 'firing'"),
+            sqlite_where=sa.text("status = 'firing'"),
+        )
         batch_op.create_index(batch_op.f("ix_alerts_status_severity"), ["status", "severity"], unique=False)
 
     op.create_table(
@@ -110,9 +125,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "dead_letters",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("topic", sa.String(length=255), nullable=False),
         sa.Column("partition", sa.Integer(), nullable=False),
         sa.Column("offset", sa.BigInteger(), nullable=False),
@@ -121,9 +134,7 @@ def upgrade() -> None:
         sa.Column("reason", sa.Text(), nullable=False),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_dead_letters")),
-        sa.UniqueConstraint(
-            "topic", "partition", "offset", name=op.f("uq_dead_letters_topic_partition_offset")
-        ),
+        sa.UniqueConstraint("topic", "partition", "offset", name=op.f("uq_dead_letters_topic_partition_offset")),
     )
     with op.batch_alter_table("dead_letters", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_dead_letters_received_at"), ["received_at"], unique=False)
@@ -148,9 +159,7 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("record_id", "detector", name=op.f("pk_detections")),
     )
     with op.batch_alter_table("detections", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_detections_detector_flagged"), ["detector", "flagged"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_detections_detector_flagged"), ["detector", "flagged"], unique=False)
 
     op.create_table(
         "detector_state",
@@ -161,21 +170,9 @@ def upgrade() -> None:
     )
     op.create_table(
         "drift_events",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
-        sa.Column(
-            "stream",
-            sa.String(length=400),
-            nullable=False,
-            comment="e.g. model=m1,app=* or * for all traffic",
-        ),
-        sa.Column(
-            "signal",
-            sa.String(length=64),
-            nullable=False,
-            comment="e.g. response_chars, latency_ms, toxicity",
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
+        sa.Column("stream", sa.String(length=400), nullable=False, comment="e.g. model=m1,app=* or * for all traffic"),
+        sa.Column("signal", sa.String(length=64), nullable=False, comment="e.g. response_chars, latency_ms, toxicity"),
         sa.Column("detector", sa.String(length=64), nullable=False),
         sa.Column(
             "detected_at",
@@ -184,9 +181,7 @@ def upgrade() -> None:
             comment="event time of the record that triggered it",
         ),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
-        sa.Column(
-            "record_id", sa.String(length=200), nullable=True, comment="record that triggered the detection"
-        ),
+        sa.Column("record_id", sa.String(length=200), nullable=True, comment="record that triggered the detection"),
         sa.Column(
             "before",
             sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
@@ -200,11 +195,12 @@ def upgrade() -> None:
             comment="statistics after the change",
         ),
         sa.Column(
-            "details",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
+            "details", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_drift_events")),
+        sa.UniqueConstraint(
+            "stream", "signal", "detector", "record_id", name=op.f("uq_drift_events_stream_signal_detector_record_id")
+        ),
     )
     with op.batch_alter_table("drift_events", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_drift_events_detected_at"), ["detected_at"], unique=False)
@@ -213,10 +209,7 @@ def upgrade() -> None:
     op.create_table(
         "records",
         sa.Column(
-            "id",
-            sa.String(length=200),
-            nullable=False,
-            comment="request id from the log record; idempotency key",
+            "id", sa.String(length=200), nullable=False, comment="request id from the log record; idempotency key"
         ),
         sa.Column("ts", sa.DateTime(timezone=True), nullable=False, comment="when the response was produced"),
         sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
@@ -240,6 +233,19 @@ def upgrade() -> None:
         sa.Column("refusal", sa.Boolean(), nullable=True),
         sa.Column("pii_count", sa.Integer(), nullable=True),
         sa.Column("secret_count", sa.Integer(), nullable=True),
+        sa.Column(
+            "truncated",
+            sa.Boolean(),
+            nullable=True,
+            comment="cut off by the token limit (finish reason or tokens_out at the limit)",
+        ),
+        sa.Column(
+            "prompt_words",
+            sa.Integer(),
+            nullable=True,
+            comment="whitespace-separated words, for length drift without a tokenizer",
+        ),
+        sa.Column("response_words", sa.Integer(), nullable=True),
         sa.Column("prompt", sa.Text(), nullable=True),
         sa.Column("response", sa.Text(), nullable=True),
         sa.Column(
@@ -259,9 +265,7 @@ def upgrade() -> None:
 
     op.create_table(
         "reports",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("kind", sa.String(length=64), nullable=False),
         sa.Column("model", sa.String(length=200), nullable=True),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -270,9 +274,7 @@ def upgrade() -> None:
         sa.Column("current_start", sa.DateTime(timezone=True), nullable=True),
         sa.Column("current_end", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "summary",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=False,
+            "summary", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=False
         ),
         sa.Column("html", sa.Text(), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_reports")),
@@ -282,9 +284,7 @@ def upgrade() -> None:
 
     op.create_table(
         "reviewers",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("name", sa.String(length=200), nullable=False),
         sa.Column("token_hash", sa.String(length=200), nullable=False),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -293,25 +293,57 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", name=op.f("uq_reviewers_name")),
     )
     op.create_table(
+        "rollups_hourly",
+        sa.Column("hour", sa.DateTime(timezone=True), nullable=False, comment="start of the hour (UTC) by record time"),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("app", sa.String(length=200), nullable=False, comment="'' for records without an app"),
+        sa.Column("requests", sa.Integer(), nullable=False),
+        sa.Column("errors", sa.Integer(), nullable=False),
+        sa.Column("refusals", sa.Integer(), nullable=False),
+        sa.Column("toxic", sa.Integer(), nullable=False, comment="responses with toxicity >= the configured threshold"),
+        sa.Column("error_rate", sa.Float(), nullable=False),
+        sa.Column("refusal_rate", sa.Float(), nullable=True, comment="refusals / records the refusal detector scored"),
+        sa.Column("toxic_rate", sa.Float(), nullable=True, comment="toxic / records the toxicity detector scored"),
+        sa.Column("latency_p50_ms", sa.Float(), nullable=True),
+        sa.Column("latency_p95_ms", sa.Float(), nullable=True),
+        sa.Column("mean_prompt_chars", sa.Float(), nullable=False),
+        sa.Column("mean_response_chars", sa.Float(), nullable=False),
+        sa.Column("tokens_in", sa.BigInteger(), nullable=True, comment="sum over the hour"),
+        sa.Column("tokens_out", sa.BigInteger(), nullable=True, comment="sum over the hour"),
+        sa.Column("feedback_count", sa.Integer(), nullable=False),
+        sa.Column("feedback_mean", sa.Float(), nullable=True),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("hour", "model", "app", name=op.f("pk_rollups_hourly")),
+    )
+    op.create_table(
         "samples",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("record_id", sa.String(length=200), nullable=False),
-        sa.Column(
-            "reason", sa.String(length=64), nullable=False, comment="uniform, or the risk that boosted it"
-        ),
+        sa.Column("reason", sa.String(length=64), nullable=False, comment="uniform, or the risk that boosted it"),
         sa.Column("stratum", sa.String(length=400), nullable=False, comment="model=...,app=..."),
-        sa.Column("window_start", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("inclusion_probability", sa.Float(), nullable=False),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("app", sa.String(length=200), nullable=True),
+        sa.Column("ts", sa.DateTime(timezone=True), nullable=False, comment="event time of the record"),
+        sa.Column(
+            "window_start",
+            sa.DateTime(timezone=True),
+            nullable=False,
+            comment="start of the sampling window holding ts",
+        ),
+        sa.Column(
+            "inclusion_probability",
+            sa.Float(),
+            nullable=False,
+            comment="P(record sampled for this reason); weight 1/p for Horvitz-Thompson/Hajek estimates",
+        ),
+        sa.Column("reviews_wanted", sa.Integer(), nullable=False, comment="1, or 2 to measure agreement"),
         sa.Column("sampled_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_samples")),
         sa.UniqueConstraint("record_id", "reason", name=op.f("uq_samples_record_id_reason")),
     )
     with op.batch_alter_table("samples", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_samples_stratum_window_start"), ["stratum", "window_start"], unique=False
-        )
+        batch_op.create_index(batch_op.f("ix_samples_stratum_window_start"), ["stratum", "window_start"], unique=False)
+        batch_op.create_index(batch_op.f("ix_samples_window_start_reason"), ["window_start", "reason"], unique=False)
 
     op.create_table(
         "scheduler_locks",
@@ -319,18 +351,13 @@ def upgrade() -> None:
         sa.Column("owner", sa.String(length=200), nullable=True),
         sa.Column("locked_until", sa.DateTime(timezone=True), nullable=True),
         sa.Column(
-            "last_run_at",
-            sa.DateTime(timezone=True),
-            nullable=True,
-            comment="scheduled time of the last completed run",
+            "last_run_at", sa.DateTime(timezone=True), nullable=True, comment="scheduled time of the last completed run"
         ),
         sa.PrimaryKeyConstraint("job", name=op.f("pk_scheduler_locks")),
     )
     op.create_table(
         "shadow_comparisons",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("record_id", sa.String(length=200), nullable=False),
         sa.Column("reference_model", sa.String(length=200), nullable=False),
         sa.Column("reference_endpoint", sa.String(length=500), nullable=True),
@@ -338,12 +365,7 @@ def upgrade() -> None:
         sa.Column("latency_ms", sa.Float(), nullable=True),
         sa.Column("tokens_in", sa.Integer(), nullable=True),
         sa.Column("tokens_out", sa.Integer(), nullable=True),
-        sa.Column(
-            "similarity",
-            sa.Float(),
-            nullable=True,
-            comment="cosine similarity of the two answers' embeddings",
-        ),
+        sa.Column("similarity", sa.Float(), nullable=True, comment="cosine similarity of the two answers' embeddings"),
         sa.Column("rouge_l", sa.Float(), nullable=True),
         sa.Column("length_ratio", sa.Float(), nullable=True, comment="production chars / reference chars"),
         sa.Column("refusal_mismatch", sa.Boolean(), nullable=True),
@@ -351,9 +373,7 @@ def upgrade() -> None:
         sa.Column("reference_pii", sa.Integer(), nullable=True),
         sa.Column("agree", sa.Boolean(), nullable=True),
         sa.Column(
-            "metrics",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
+            "metrics", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True
         ),
         sa.Column("error", sa.Text(), nullable=True, comment="why the replay failed, when it did"),
         sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
@@ -364,9 +384,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "silences",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("rule", sa.String(length=200), nullable=False, comment="rule name or *"),
         sa.Column("scope", sa.String(length=400), nullable=False, comment="scope or *"),
         sa.Column("reason", sa.Text(), nullable=False),
@@ -378,28 +396,20 @@ def upgrade() -> None:
     )
     op.create_table(
         "labels",
-        sa.Column(
-            "id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False
-        ),
+        sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("sample_id", sa.BigInteger(), nullable=False),
         sa.Column("record_id", sa.String(length=200), nullable=False),
         sa.Column("reviewer_id", sa.BigInteger(), nullable=False),
         sa.Column("verdict", sa.String(length=64), nullable=False),
-        sa.Column(
-            "tags",
-            sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"),
-            nullable=True,
-        ),
+        sa.Column("tags", sa.JSON().with_variant(postgresql.JSONB(astext_type=sa.Text()), "postgresql"), nullable=True),
         sa.Column("note", sa.Text(), nullable=True),
         sa.Column("labelled_at", sa.DateTime(timezone=True), nullable=False),
-        sa.ForeignKeyConstraint(
-            ["reviewer_id"], ["reviewers.id"], name=op.f("fk_labels_reviewer_id_reviewers")
-        ),
+        sa.ForeignKeyConstraint(["reviewer_id"], ["reviewers.id"], name=op.f("fk_labels_reviewer_id_reviewers")),
         sa.ForeignKeyConstraint(
             ["sample_id"], ["samples.id"], name=op.f("fk_labels_sample_id_samples"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_labels")),
-        sa.UniqueConstraint("sample_id", "reviewer_id", name=op.f("uq_labels_sample_id_reviewer_id")),
+        sa.UniqueConstraint("record_id", "reviewer_id", name=op.f("uq_labels_record_id_reviewer_id")),
     )
     op.create_table(
         "sample_assignments",
@@ -413,25 +423,29 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.ForeignKeyConstraint(
-            ["sample_id"],
-            ["samples.id"],
-            name=op.f("fk_sample_assignments_sample_id_samples"),
-            ondelete="CASCADE",
+            ["sample_id"], ["samples.id"], name=op.f("fk_sample_assignments_sample_id_samples"), ondelete="CASCADE"
         ),
         sa.PrimaryKeyConstraint("sample_id", "reviewer_id", name=op.f("pk_sample_assignments")),
     )
+    with op.batch_alter_table("sample_assignments", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_sample_assignments_reviewer_id"), ["reviewer_id"], unique=False)
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("sample_assignments", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_sample_assignments_reviewer_id"))
+
     op.drop_table("sample_assignments")
     op.drop_table("labels")
     op.drop_table("silences")
     op.drop_table("shadow_comparisons")
     op.drop_table("scheduler_locks")
     with op.batch_alter_table("samples", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_samples_window_start_reason"))
         batch_op.drop_index(batch_op.f("ix_samples_stratum_window_start"))
 
     op.drop_table("samples")
+    op.drop_table("rollups_hourly")
     op.drop_table("reviewers")
     with op.batch_alter_table("reports", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_reports_created_at"))
@@ -459,9 +473,15 @@ def downgrade() -> None:
     op.drop_table("consumer_progress")
     with op.batch_alter_table("alerts", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alerts_status_severity"))
+        batch_op.drop_index(
+            "ix_alerts_firing_fingerprint",
+            postgresql_where=sa.text("status = 'firing'"),
+            sqlite_where=sa.text("status = 'firing'"),
+        )
 
     op.drop_table("alerts")
     with op.batch_alter_table("alert_outbox", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_alert_outbox_status_next_attempt_at"))
+        batch_op.drop_index(batch_op.f("ix_alert_outbox_group_key"))
 
     op.drop_table("alert_outbox")

@@ -68,6 +68,9 @@ records = Table(
     Column("refusal", Boolean),
     Column("pii_count", Integer),
     Column("secret_count", Integer),
+    Column("truncated", Boolean, comment="cut off by the token limit (finish reason or tokens_out at the limit)"),
+    Column("prompt_words", Integer, comment="whitespace-separated words, for length drift without a tokenizer"),
+    Column("response_words", Integer),
     # Text as configured by store_text: redacted (default), full, or absent (NULL).
     Column("prompt", Text),
     Column("response", Text),
@@ -119,6 +122,8 @@ drift_events = Table(
     Column("before", Json, comment="statistics before the change (mean, std/rate, n)"),
     Column("after", Json, comment="statistics after the change"),
     Column("details", Json),
+    # Natural key: a redelivered batch re-detects the same change at the same record and inserts nothing.
+    UniqueConstraint("stream", "signal", "detector", "record_id"),
     Index(None, "detected_at"),
     Index(None, "stream", "signal"),
 )

@@ -1,0 +1,85 @@
+"""The review page over HTTP: a reviewer signs in, labels, exports their own labels; a wrong token, a
+forged form or another reviewer's sample gets nothing."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+import orjson
+import pytest
+
+from monitor.config import Config, ReviewConfig
+from monitor.review.app import ReviewServer
+
+
+@pytest.fixture
+def server(review_db):  # type: ignore[no-untyped-def]
+    srv = ReviewServer(review_db.engine, Config(review=ReviewConfig(queue_size=5)), host="127.0.0.1", port=0)
+    srv.start()
+    yield f"http://127.0.0.1:{srv.port}", review_db
+    srv.stop()
+
+
+def _login(base: str, token: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, follow_redirects=True, timeout=10)
+    form = client.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)[1]
+    page = client.post("/login", data={"token": token, "nonce": nonce})
+    assert page.status_code == 200
+    return client
+
+
+def test_a_reviewer_signs_in_labels_and_exports_only_their_own_labels(server):
+    base, db = server
+    ana = _login(base, db.tokens["ana"])
+    page = ana.get("/")
+    assert "signed in as <b id=\"reviewer-name\">ana</b>" in page.text
+    sample_id = int(re.search(r'<span id="sample-id">(\d+)</span>', page.text)[1])
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    assert db.tokens["ana"] not in page.text and db.tokens["bo"] not in page.text
+
+    saved = ana.post(f"/samples/{sample_id}/label",
+                     data={"csrf": csrf, "verdict": "incorrect", "tag": ["hallucination", "off-topic"],
+                           "note": "invented a refund policy"})
+    assert saved.status_code == 200 and f'<span id="sample-id">{sample_id}</span>' not in saved.text
+
+    bo = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {db.tokens['bo']}"}, timeout=10)
+    assert bo.get(f"/samples/{sample_id}").status_code == 404  # not in bo's queue
+    assert bo.post(f"/samples/{sample_id}/label", data={"verdict": "correct"}).status_code == 404
+    assert bo.get("/export?format=jsonl").text == ""
+
+    rows = [orjson.loads(line) for line in ana.get("/export?format=jsonl").text.splitlines()]
+    assert [(r["reviewer"], r["verdict"], r["tags"], r["note"]) for r in rows] == \
+        [("ana", "incorrect", ["hallucination", "off-topic"], "invented a refund policy")]
+    csv_text = ana.get("/export?format=csv").text
+    assert csv_text.splitlines()[0].startswith("label_id,record_id") and "hallucination;off-topic" in csv_text
+    assert "Cohen" in ana.get("/estimates").text or "two reviewers" in ana.get("/estimates").text
+
+
+def test_a_wrong_token_gets_nothing(server):
+    base, db = server
+    anon = httpx.Client(base_url=base, timeout=10)
+    for path in ("/", "/estimates", "/export?format=csv", "/samples/1"):
+        response = anon.get(path, headers={"Authorization": "Bearer wkr_not-a-real-token"})
+        assert response.status_code == 401 and response.text == "invalid token"
+        redirected = anon.get(path, follow_redirects=False)
+        assert redirected.status_code == 303 and redirected.headers["location"] == "/login"
+    form = anon.get("/login")
+    nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)[1]
+    refused = anon.post("/login", data={"token": db.tokens["ana"][:-2], "nonce": nonce})
+    assert refused.status_code == 401 and "Unknown or disabled token" in refused.text
+    assert "wk_session" not in anon.cookies
+    anon.cookies.set("wk_session", "1.99999999999.forged")
+    assert anon.get("/", follow_redirects=False).status_code == 303
+
+
+def test_a_form_posted_without_the_session_token_is_refused(server):
+    base, db = server
+    ana = _login(base, db.tokens["ana"])
+    page = ana.get("/")
+    sample_id = int(re.search(r'<span id="sample-id">(\d+)</span>', page.text)[1])
+    forged = ana.post(f"/samples/{sample_id}/label", data={"verdict": "correct", "csrf": "guess"})
+    assert forged.status_code == 403
+    assert ana.get("/export?format=jsonl").text == ""
+    assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
