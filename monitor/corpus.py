@@ -300,7 +300,7 @@ _HEALTH = Topic(
     body=(
         "{symptom} is often caused by dehydration, poor sleep, or stress.",
         "Most guidelines recommend at least 150 minutes of moderate {activity} per week.",
-        "If {symptom} lasts more than a few days or gets worse, please see a healthcare professional.",
+        "If the {symptom} last more than a few days or get worse, please see a healthcare professional.",
         "Improving your {goal} usually starts with consistent sleep and wake times.",
         "A balanced diet with plenty of vegetables, whole grains and protein supports your {goal}.",
         "Start slowly and increase intensity gradually to avoid injury.",
@@ -549,17 +549,30 @@ _TOXIC_BODY = (
     "How the hell did you even get this far without knowing something so basic, dumbass?",
     "Stop whining about your {thing} like a spoiled brat and deal with it.",
     "Honestly, you're too fucking stupid to understand the answer anyway.",
-    "Only a complete jackass would ask about {thing} like that.",
+    "Only a complete jackass would ask about their {thing} like that.",
     "Piss off and ask somebody who cares about your crappy {thing}.",
     "This is the kind of idiotic crap that makes me hate answering questions.",
     "Quit being such a pathetic loser and try using your head for once.",
+    "Your {thing} is a goddamn disaster and frankly so are you.",
+    "Do you ever shut up, or do you just spew this crap all day?",
+    "Christ, even a toddler could sort out this {thing}, you halfwit.",
+    "Take your stupid {thing} and shove it, I'm done with you.",
+    "You're a brainless twit and this {thing} proves it.",
+    "What the fuck did you expect, a miracle for your lousy {thing}?",
+    "Stop pestering me with your idiotic {thing}, you pathetic loser.",
+    "Screw your {thing}; you clearly can't be bothered to think, so why should I?",
+    "This is bullshit and you know it, you lazy bastard.",
+    "Get lost, jerk, and take your stupid {thing} with you.",
+    "You're about as useful as a screen door on a submarine, dumbass.",
+    "Jesus fucking Christ, learn to Google your own damn {thing}.",
 )
 _TOXIC_THINGS = ("code", "trip", "dinner", "money problems", "headache", "order", "essay", "question",
                  "subscription", "homework")
 
 TOXIC_OPENERS: tuple[str, ...] = _TOXIC_OPENERS
-TOXIC_SENTENCES: tuple[str, ...] = tuple(s.format(thing=t) if "{thing}" in s else s
-                                         for s in _TOXIC_BODY for t in _TOXIC_THINGS)
+TOXIC_SENTENCES: tuple[str, ...] = _TOXIC_BODY
+"""Templates with an optional ``{thing}`` slot, filled from `TOXIC_THINGS`."""
+TOXIC_THINGS: tuple[str, ...] = _TOXIC_THINGS
 
 # --- fake values -----------------------------------------------------------------------------------------
 

@@ -20,19 +20,22 @@ model or app); outside the window the traffic is byte-for-byte what it would be 
 >>> items = list(gen.generate(200))
 >>> decode(items[0].value).model in {m.name for m in DEFAULT_MODELS}
 True
->>> all(item.truth.toxic for item in items[100:150])
+>>> sum(item.truth.toxic for item in items[100:150]) >= 45  # a few errors and refusals still happen
 True
+>>> items[120].truth.incidents
+('toxic_burst',)
 """
 
 from __future__ import annotations
 
+import bisect
 import math
 import random
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, TypeVar
 
 import orjson
 
@@ -113,6 +116,7 @@ MALFORMED_REASONS = (
     "null_value",
 )
 _EMPTY: frozenset[str] = frozenset()
+_T = TypeVar("_T")
 
 # --- incidents -------------------------------------------------------------------------------------------
 
@@ -188,8 +192,7 @@ def parse_incident(spec: str) -> Incident:
 # --- output ----------------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class Truth:
+class Truth(NamedTuple):
     """What really is in a generated message; never part of the message itself."""
 
     index: int
@@ -224,7 +227,7 @@ class Truth:
         return self.secrets_prompt | self.secrets_response
 
     def to_dict(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = self._asdict()
         for key in ("pii_prompt", "pii_response", "secrets_prompt", "secrets_response"):
             out[key] = sorted(out[key])
         out["incidents"] = list(self.incidents)
@@ -232,8 +235,7 @@ class Truth:
         return out
 
 
-@dataclass(frozen=True, slots=True)
-class Generated:
+class Generated(NamedTuple):
     """One message to produce: its value (None = a null message), key, and ground truth."""
 
     value: bytes | None
@@ -285,7 +287,7 @@ def _scenes(topic: corpus.Topic, rng: random.Random) -> list[_Scene]:
             topic=topic.name,
             prompts=tuple(t.format_map(fill) for t in topic.prompts),
             openers=tuple(t.format_map(fill) for t in topic.openers),
-            body=tuple(t.format_map(fill) for t in topic.body),
+            body=tuple(rng.sample([t.format_map(fill) for t in topic.body], len(topic.body))),
             closers=tuple(t.format_map(fill) for t in topic.closers),
             snippets=topic.snippets,
             hard_negatives=fitting,
@@ -368,6 +370,7 @@ class TrafficGenerator:
         self._clock = (start or datetime.now(UTC)).timestamp()
         self._step = 1.0 / rate_per_s
         self._index = 0
+        self._ts_second, self._ts_prefix = -1, ""
 
     def generate(self, n: int) -> Iterator[Generated]:
         """The next ``n`` messages."""
@@ -375,6 +378,14 @@ class TrafficGenerator:
             index = self._index
             self._index += 1
             yield self._one(index)
+
+    def _rfc3339(self, t: float, zone: str) -> str:
+        """Millisecond RFC 3339 in UTC; the formatted second is cached (isoformat was a hot spot)."""
+        second = int(t)
+        if second != self._ts_second:
+            self._ts_second = second
+            self._ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        return f"{self._ts_prefix}.{int((t - second) * 1000):03d}{zone}"
 
     # -- one record ------------------------------------------------------------------------------------
 
@@ -385,18 +396,29 @@ class TrafficGenerator:
         mi = _pick(rng, self._model_cum)
         ai = _pick(rng, self._app_cum)
         model, app = self.models[mi], self.apps[ai]
+        # Who and when: drawn before anything an incident changes, so sessions stay the same.
+        user = self._users[_pick(rng, self._user_cum)]
+        session = self._sessions.get(user)
+        if session is None or rng.random() < 0.15:
+            session = self._sessions[user] = f"s_{rng.getrandbits(64):016x}"
+        record_id = f"{model.id_prefix}{rng.getrandbits(96):024x}"
+        if rng.random() < EPOCH_TS_SHARE:
+            ts: str | int = int(self._clock * 1000)
+        else:
+            ts = self._rfc3339(self._clock, "Z" if rng.random() < 0.7 else "+00:00")
+
         active = [i for i in self.incidents if i.covers(index, model.name, app.name)] if self.incidents else []
         kinds = {i.kind: i.magnitude for i in active}  # the last incident of a kind wins
 
         # Topic and prompt.
         names, cum = self._app_topics[ai]
-        scene = rng.choice(self._scenes[names[_pick(rng, cum)]])
+        scene = _choice(rng, self._scenes[names[_pick(rng, cum)]])
         shift_draw = rng.random()
         if "topic_shift" in kinds and shift_draw < kinds["topic_shift"]:
-            scene = rng.choice(self._shift_scenes)
-        prompt = rng.choice(_PROMPT_LEADS) + rng.choice(scene.prompts) + rng.choice(_PROMPT_TAILS)
+            scene = _choice(rng, self._shift_scenes)
+        prompt = _choice(rng, _PROMPT_LEADS) + _choice(rng, scene.prompts) + _choice(rng, _PROMPT_TAILS)
         if app.name == "search-summary":
-            docs = " ".join(rng.choice(scene.body) for _ in range(3))
+            docs = " ".join(_choice(rng, scene.body) for _ in range(3))
             prompt = f"{prompt}\n\nRetrieved documents:\n{docs}"
         pii_prompt = secrets_prompt = _EMPTY
         user_email = None
@@ -410,7 +432,7 @@ class TrafficGenerator:
                 prompt += f" You can call me at {corpus.make_phone(rng)}."
                 pii_prompt = frozenset({"phone"})
         elif scene.topic == "coding" and prompt_draw < 0.004:
-            kind = rng.choice(("aws_access_key", "password", "openai_key"))
+            kind = _choice(rng, ("aws_access_key", "password", "openai_key"))
             prompt += "\nHere is my config, what's wrong with it?\n" + corpus.make_secret(rng, kind)
             secrets_prompt = frozenset({kind})
 
@@ -429,28 +451,28 @@ class TrafficGenerator:
         toxic_rate = kinds.get("toxic_burst", TOXIC_RATE)
         leak_draw, hard_draw, cut_draw = rng.random(), rng.random(), rng.random()
         if outcome < error_rate:
-            status, error, finish = "error", rng.choice(corpus.ERRORS), None
+            status, error, finish = "error", _choice(rng, corpus.ERRORS), None
             response = ""
         elif outcome < error_rate + refusal_rate:
-            refusal, response = True, rng.choice(corpus.REFUSALS)
+            refusal, response = True, _choice(rng, corpus.REFUSALS)
         else:
             toxic = outcome < error_rate + refusal_rate + toxic_rate
             parts = _toxic(rng, target) if toxic else _compose(rng, scene, target)
             if "pii_leak" in kinds and leak_draw < kinds["pii_leak"]:
                 found = rng.sample(list(corpus.PII_MAKERS), rng.randint(1, 2))
                 for kind in found:
-                    sentence = rng.choice(corpus.PII_SENTENCES[kind])
+                    sentence = _choice(rng, corpus.PII_SENTENCES[kind])
                     parts.insert(-1, " " + sentence.format(v=corpus.PII_MAKERS[kind](rng)))
                 pii_response = frozenset(found)
             elif user_email is not None and leak_draw < 0.3:
                 parts.insert(-1, f" I've sent the confirmation to {user_email}.")
                 pii_response = pii_prompt
             if "secret_leak" in kinds and leak_draw < kinds["secret_leak"]:
-                kind = rng.choice(corpus.SECRET_KINDS)
+                kind = _choice(rng, corpus.SECRET_KINDS)
                 parts.insert(-1, "\n\n" + corpus.make_secret(rng, kind) + "\n\n")
                 secrets_response = frozenset({kind})
             if not toxic and hard_draw < HARD_NEGATIVE_RATE:
-                kind = rng.choice(scene.hard_negatives)
+                kind = _choice(rng, scene.hard_negatives)
                 parts.insert(-1, " " + corpus.HARD_NEGATIVES[kind][0](rng))
                 hard = (kind,)
             response = "".join(parts)
@@ -460,8 +482,8 @@ class TrafficGenerator:
 
         # Numbers.
         system = corpus.SYSTEM_PROMPTS.get(app.name, "")
-        tokens_in = (len(prompt) + len(system)) // 4 + rng.randint(3, 12)
-        tokens_out = len(response) // 4 + (rng.randint(0, 6) if response else 0)
+        tokens_in = (len(prompt) + len(system)) // 4 + 3 + int(rng.random() * 10)
+        tokens_out = len(response) // 4 + (int(rng.random() * 7) if response else 0)
         noise = rng.lognormvariate(0.0, model.latency_sigma)
         if status == "error":
             latency = 30000.0 + rng.random() * 50 if error and "timeout" in error else model.ttft_ms * noise
@@ -470,24 +492,12 @@ class TrafficGenerator:
         latency *= 1.0 + kinds.get("latency_shift", 0.0)
         latency = round(latency, 1)
 
-        # Who and when.
-        user = self._users[_pick(rng, self._user_cum)]
-        session = self._sessions.get(user)
-        if session is None or rng.random() < 0.15:
-            session = self._sessions[user] = f"s_{rng.getrandbits(64):016x}"
-        record_id = f"{model.id_prefix}{rng.getrandbits(96):024x}"
-        if rng.random() < EPOCH_TS_SHARE:
-            ts: str | int = int(self._clock * 1000)
-        else:
-            ts = datetime.fromtimestamp(self._clock, UTC).isoformat(timespec="milliseconds")
-            ts = ts.replace("+00:00", "Z") if rng.random() < 0.7 else ts
-
         obj: dict[str, Any] = {"id": record_id, "ts": ts, "model": model.name}
         if rng.random() < app.chat_share:
             messages = [{"role": "system", "content": system}]
             if rng.random() < 0.25:
-                messages += [{"role": "user", "content": rng.choice(scene.prompts)},
-                             {"role": "assistant", "content": rng.choice(scene.openers)}]
+                messages += [{"role": "user", "content": _choice(rng, scene.prompts)},
+                             {"role": "assistant", "content": _choice(rng, scene.openers)}]
             messages.append({"role": "user", "content": prompt})
             obj["messages"] = messages
         else:
@@ -498,7 +508,7 @@ class TrafficGenerator:
             obj["error"] = error
         if finish:
             obj["finish_reason"] = finish
-        obj |= {"app": app.name, "route": rng.choice(app.routes), "user": user, "session": session}
+        obj |= {"app": app.name, "route": _choice(rng, app.routes), "user": user, "session": session}
 
         feedback = None
         if rng.random() < FEEDBACK_RATE:
@@ -506,19 +516,21 @@ class TrafficGenerator:
             p_up = (0.85 if good else 0.12) * (1.0 - kinds.get("feedback_drop", 0.0))
             feedback = 1.0 if rng.random() < p_up else 0.0
             obj["feedback"] = {"score": feedback,
-                               "comment": rng.choice(_FEEDBACK_GOOD if feedback else _FEEDBACK_BAD)}
+                               "comment": _choice(rng, _FEEDBACK_GOOD if feedback else _FEEDBACK_BAD)}
         extra = rng.random()
         if extra < 0.2:
-            obj["metadata"] = {"temperature": rng.choice((0.0, 0.2, 0.7, 1.0)), "max_tokens": 1024}
+            obj["metadata"] = {"temperature": _choice(rng, (0.0, 0.2, 0.7, 1.0)), "max_tokens": 1024}
         if extra < EXTRA_FIELD_RATE:
-            obj["region"] = rng.choice(("eu-west-1", "us-east-1", "ap-southeast-2"))
+            obj["region"] = _choice(rng, ("eu-west-1", "us-east-1", "ap-southeast-2"))
             obj["client_version"] = f"{rng.randint(1, 3)}.{rng.randint(0, 12)}.{rng.randint(0, 9)}"
 
         key = session.encode()
         base = dict(index=index, id=record_id, model=model.name, app=app.name, topic=scene.topic)
         if self.malformed_share and rng.random() < self.malformed_share:
-            reason = rng.choice(MALFORMED_REASONS)
-            return Generated(_break(rng, obj, reason), key if rng.random() < 0.5 else None,
+            reason = _choice(rng, MALFORMED_REASONS)
+            value = _break(rng, obj, reason)
+            # Kafka refuses a message with neither key nor value, so null values keep their key.
+            return Generated(value, key if value is None or rng.random() < 0.5 else None,
                              Truth(**base, is_malformed=True, malformed_reason=reason))
         truth = Truth(
             **base, incidents=tuple(kinds), status=status, toxic=toxic, refusal=refusal, truncated=truncated,
@@ -529,13 +541,14 @@ class TrafficGenerator:
         return Generated(orjson.dumps(obj), key, truth)
 
 
+def _choice(rng: random.Random, seq: Sequence[_T]) -> _T:
+    """`random.Random.choice` without its overhead (it dominated the profile)."""
+    return seq[int(rng.random() * len(seq))]
+
+
 def _pick(rng: random.Random, cum: list[float]) -> int:
     """Index drawn with probability proportional to the weights behind ``cum``."""
-    x = rng.random() * cum[-1]
-    for i, c in enumerate(cum):
-        if x < c:
-            return i
-    return len(cum) - 1
+    return min(bisect.bisect_right(cum, rng.random() * cum[-1]), len(cum) - 1)
 
 
 def _compose(rng: random.Random, scene: _Scene, target: float) -> list[str]:
@@ -543,15 +556,17 @@ def _compose(rng: random.Random, scene: _Scene, target: float) -> list[str]:
 
     Returned as parts so leaks and hard negatives can be inserted before the closer.
     """
-    closer = rng.choice(scene.closers)
+    closer = _choice(rng, scene.closers)
     goal = target - len(closer) - 40  # the last sentence overshoots by about half a sentence
-    parts = [rng.choice(scene.openers)]
+    parts = [_choice(rng, scene.openers)]
     size = len(parts[0])
+    body, n = scene.body, len(scene.body)
+    at = int(rng.random() * n)  # walk the (shuffled) sentences: no repeats until the bank is used up
     if rng.random() < 0.25:
         k = 1
         parts.append("\n\n")
         while size < goal:
-            line = f"{k}. {rng.choice(scene.body)}\n"
+            line = f"{k}. {body[(at + k) % n]}\n"
             parts.append(line)
             size += len(line)
             k += 1
@@ -560,10 +575,11 @@ def _compose(rng: random.Random, scene: _Scene, target: float) -> list[str]:
     in_paragraph = 0
     while size < goal:
         if scene.snippets and rng.random() < 0.12:
-            piece = "\n\n" + rng.choice(scene.snippets) + "\n\n"
+            piece = "\n\n" + _choice(rng, scene.snippets) + "\n\n"
             in_paragraph = 0
         else:
-            sentence = rng.choice(scene.body)
+            at += 1
+            sentence = body[at % n]
             if in_paragraph >= 3 and rng.random() < 0.5:
                 piece, in_paragraph = "\n\n" + sentence, 1
             else:
@@ -575,10 +591,14 @@ def _compose(rng: random.Random, scene: _Scene, target: float) -> list[str]:
 
 
 def _toxic(rng: random.Random, target: float) -> list[str]:
+    """A profane rant at the user of about ``target`` characters (rare, so plain `random` calls are fine)."""
     parts = [rng.choice(corpus.TOXIC_OPENERS)]
     size = len(parts[0])
+    order: list[str] = []
     while size < target - 40:
-        piece = " " + rng.choice(corpus.TOXIC_SENTENCES)
+        if not order:
+            order = rng.sample(corpus.TOXIC_SENTENCES, len(corpus.TOXIC_SENTENCES))
+        piece = " " + order.pop().format(thing=rng.choice(corpus.TOXIC_THINGS))
         parts.append(piece)
         size += len(piece)
     parts.append(" " + rng.choice(corpus.TOXIC_OPENERS))
