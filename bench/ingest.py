@@ -78,7 +78,7 @@ def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, extra_config: s
         while True:
             peak = max(peak, ps.memory_info().rss)
             with engine.connect() as conn:
-                done = conn.execute(committed).scalar_one()
+                done = int(conn.execute(committed).scalar_one())
             now = time.perf_counter()
             if done and first_t is None:
                 first_t, first_n = now, done

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 03:48:31.027503
+Create Date: 2026-11-23 03:50:55.475008
 """
 
 from collections.abc import Sequence

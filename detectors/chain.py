@@ -1,0 +1,94 @@
+"""The configured detector chain: every detector over a batch, then redaction and per-record signals.
+
+`DetectorChain.from_config` is the only place that turns ``[detectors]`` into detector objects, so a
+deployment changes models or switches detectors off in ``monitor.toml`` alone. The PII and secrets
+findings of a batch are reused for redaction (no second scan), which is why redaction refuses to run when
+either of those detectors is switched off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from detectors.base import Detection, Detector, Recordlike
+from detectors.pii import PiiDetector
+from detectors.redact import redact
+from detectors.refusal import RefusalDetector
+from detectors.secrets import SecretsDetector
+from detectors.signals import record_signals
+from detectors.toxicity import HuggingFaceBackend, ProfanityCheckBackend, ToxicityBackend, ToxicityDetector
+from monitor.batch import Annotation
+from monitor.config import DetectorsConfig, ToxicityConfig
+
+
+def toxicity_backend(cfg: ToxicityConfig) -> ToxicityBackend:
+    """The backend ``[detectors.toxicity]`` names."""
+    if cfg.backend == "hf-pipeline":
+        assert cfg.model_path is not None  # the config validator guarantees it
+        return HuggingFaceBackend(cfg.model_path, device=cfg.device, batch_size=cfg.batch_size,
+                                  toxic_labels=cfg.toxic_labels)
+    return ProfanityCheckBackend()
+
+
+class DetectorChain:
+    """Runs ``detectors`` over a batch and annotates each record.
+
+    With ``redact=True`` every annotation carries the prompt and response with each PII/secret finding
+    replaced by ``[KIND]``; with ``redact=False`` the redacted texts stay None.
+
+    >>> from types import SimpleNamespace as R
+    >>> chain = DetectorChain([PiiDetector(), SecretsDetector()], redact=True)
+    >>> ann = chain.run([R(prompt="I am bob@corp.com", response="ok")])[0]
+    >>> ann.redacted_prompt, ann.signals["pii_count"]
+    ('I am [EMAIL]', 1)
+    """
+
+    def __init__(self, detectors: Sequence[Detector], redact: bool = True) -> None:
+        names = [d.name for d in detectors]
+        if len(set(names)) != len(names):
+            raise ValueError(f"detector names must be unique, got {names}")
+        if redact and not {"pii", "secrets"} <= set(names):
+            raise ValueError("redaction needs the pii and secrets detectors: enable both, or store_text "
+                             "'none' or 'full'")
+        self.detectors = list(detectors)
+        self.redact = redact
+
+    @classmethod
+    def from_config(cls, cfg: DetectorsConfig, store_text: str = "redacted") -> DetectorChain:
+        """The chain ``[detectors]`` describes; it redacts when ``store_text`` (``pipeline.store_text``)
+        is ``redacted``."""
+        detectors: list[Detector] = []
+        if cfg.toxicity.enabled:
+            backend = toxicity_backend(cfg.toxicity)
+            detectors.append(ToxicityDetector(backend, "response", cfg.toxicity.threshold))
+            if cfg.toxicity.prompt:
+                detectors.append(ToxicityDetector(backend, "prompt", cfg.toxicity.threshold))
+        if cfg.pii.enabled:
+            detectors.append(PiiDetector(cfg.pii.kinds))
+        if cfg.secrets.enabled:
+            detectors.append(SecretsDetector())
+        if cfg.refusal.enabled:
+            detectors.append(RefusalDetector(cfg.refusal.token_limit, cfg.refusal.patterns))
+        return cls(detectors, redact=store_text == "redacted")
+
+    def run(self, records: Sequence[Recordlike]) -> list[Annotation]:
+        """One annotation per record, in order."""
+        per_detector: list[list[Detection]] = []
+        for detector in self.detectors:
+            detections = detector.detect(records)
+            if len(detections) != len(records):
+                raise RuntimeError(f"detector {detector.name!r} returned {len(detections)} detections "
+                                   f"for {len(records)} records")
+            per_detector.append(detections)
+        annotations = []
+        for i, record in enumerate(records):
+            detections = [column[i] for column in per_detector]
+            by_name = {d.detector: d for d in detections}
+            annotation = Annotation(detections=detections, signals=record_signals(record, by_name))
+            if self.redact:
+                findings = by_name["pii"].findings + by_name["secrets"].findings
+                annotation.redacted_prompt = redact(record.prompt, [f for f in findings if f.field == "prompt"])
+                annotation.redacted_response = redact(
+                    record.response, [f for f in findings if f.field == "response"])
+            annotations.append(annotation)
+        return annotations

@@ -1,0 +1,217 @@
+"""Personal data in prompts and responses (``pii``): e-mail addresses, phone numbers, payment cards, IBANs,
+US social security numbers and IP addresses.
+
+Every kind is found by a pattern and then *validated* — cards by the Luhn checksum and an issuer prefix,
+IBANs by their mod-97 checksum and national length, SSNs by the number ranges the SSA issues, IPs by
+`ipaddress` and their context, phones by their digit count and numbering plan — so that order numbers,
+UUIDs, dates and version strings are not reported. The expensive patterns only run on texts that pass a
+cheap byte-level prefilter (an ``@``, a run of four digits, a ``+``, a dotted quad, two colons), which is
+what lets the whole detector chain keep up with a Kafka consumer.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+from detectors.base import Detection, Finding, Recordlike
+
+PII_KINDS = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP")
+
+_EMAIL = re.compile(
+    r"(?<![\w.%+-])[A-Za-z0-9][\w.%+-]{0,63}@(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,24}"
+    r"(?![\w-])"
+)
+# Digit runs that may hold a card, SSN or phone number; each is then matched by the specific patterns below.
+_NUMBER_RUN = re.compile(r"[+(]?[0-9][0-9 ().-]{5,}[0-9]")
+_CARD = re.compile(
+    r"(?<![\w.+-])(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}|[0-9]{4}([ -])[0-9]{6}\2[0-9]{4,5})"
+    r"(?![\w-]|\.[0-9])"
+)
+_SSN = re.compile(r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])")
+_PHONE = re.compile(
+    r"(?<![\w.+-])(?:"
+    r"(?:\+?1[ .-]?)?(?:\([2-9][0-9]{2}\) ?|[2-9][0-9]{2}([ .-]))[2-9][0-9]{2}[ .-]?[0-9]{4}"  # NANP
+    r"|\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,5}\)?){2,6}"  # international, with its + prefix
+    r")(?![\w-]|\.[0-9])"
+)
+_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])")
+_IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])")
+_VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|release|build|ver\.?|rev\.?)\s*$")
+
+# Byte-level prefilter: digits become "0", the few separators stay, everything else is a space.
+_SHAPE = bytes(
+    0x30 if chr(c).isdigit() else c if chr(c) in ".:+@" else 0x20 for c in range(128)
+) + b" " * 128
+
+_IBAN_LENGTHS = {
+    "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
+    "BY": 28, "CH": 21, "CR": 22, "CY": 28, "CZ": 24, "DE": 22, "DK": 18, "DO": 28, "EE": 20, "EG": 29,
+    "ES": 24, "FI": 18, "FO": 18, "FR": 27, "GB": 22, "GE": 22, "GI": 23, "GL": 18, "GR": 27, "GT": 28,
+    "HR": 21, "HU": 28, "IE": 22, "IL": 23, "IQ": 23, "IS": 26, "IT": 27, "JO": 30, "KW": 30, "KZ": 20,
+    "LB": 28, "LC": 32, "LI": 21, "LT": 20, "LU": 20, "LV": 21, "MC": 27, "MD": 24, "ME": 22, "MK": 19,
+    "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
+    "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
+    "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+}
+
+
+def luhn_ok(digits: str) -> bool:
+    """The Luhn checksum every payment card number carries."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        if i % 2:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return total % 10 == 0
+
+
+def card_ok(number: str) -> bool:
+    """A plausible card: 13–19 digits, a known issuer prefix, a valid Luhn checksum, not one digit repeated."""
+    digits = number.replace(" ", "").replace("-", "")
+    n = len(digits)
+    if not 13 <= n <= 19 or len(set(digits)) == 1:
+        return False
+    two, four = int(digits[:2]), int(digits[:4])
+    issuer = (
+        (digits[0] == "4" and n in (13, 16, 19))  # Visa
+        or ((51 <= two <= 55 or 2221 <= four <= 2720) and n == 16)  # Mastercard
+        or (two in (34, 37) and n == 15)  # American Express
+        or ((digits.startswith(("6011", "65")) or 644 <= int(digits[:3]) <= 649) and n in (16, 19))  # Discover
+        or (3528 <= four <= 3589 and 16 <= n <= 19)  # JCB
+        or ((two in (36, 38, 39) or 300 <= int(digits[:3]) <= 305) and 14 <= n <= 19)  # Diners
+        or (two == 62 and 16 <= n <= 19)  # UnionPay
+    )
+    return issuer and luhn_ok(digits)
+
+
+def iban_ok(candidate: str) -> bool:
+    """An IBAN with its country's length and a valid ISO 7064 mod-97 checksum."""
+    iban = candidate.replace(" ", "")
+    if _IBAN_LENGTHS.get(iban[:2]) != len(iban):
+        return False
+    rearranged = iban[4:] + iban[:4]
+    return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def ssn_ok(area: str, group: str, serial: str) -> bool:
+    """A number the SSA could have issued: area not 000, 666 or 9xx; group and serial not all zeros."""
+    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+
+
+def _phone_ok(candidate: str) -> bool:
+    digits = "".join(ch for ch in candidate if ch.isdigit())
+    if candidate.startswith("+1"):  # every +1… number is in the North American plan: +1 NXX NXX XXXX
+        return len(digits) == 11 and digits[1] >= "2" and digits[4] >= "2"
+    if candidate.startswith("+"):
+        return 8 <= len(digits) <= 15
+    return len(digits) in (10, 11)
+
+
+def _ip_ok(text: str, start: int, candidate: str) -> bool:
+    try:
+        address = ipaddress.ip_address(candidate)
+    except ValueError:
+        return False
+    if address.version == 6:
+        return candidate.count(":") >= 7 or sum(1 for part in candidate.split(":") if part) >= 2
+    if candidate.startswith("0") or address.is_unspecified:
+        return False
+    return not _VERSION_CONTEXT.search(text, max(0, start - 12), start)
+
+
+def scan_pii(text: str, field: str) -> list[Finding]:
+    """All validated PII spans in ``text``, in order of position.
+
+    >>> [(f.kind, f.start, f.end) for f in scan_pii("mail bob@example.com, order 2024-118-5521", "prompt")]
+    [('EMAIL', 5, 20)]
+    """
+    if not text:
+        return []
+    shape = text.encode("utf-8", "ignore").translate(_SHAPE)
+    findings: list[Finding] = []
+    if b"@" in shape:
+        findings += [Finding("EMAIL", field, m.start(), m.end()) for m in _EMAIL.finditer(text)]
+    if b"0000" in shape or b"+0" in shape:
+        ibans = [Finding("IBAN", field, m.start(), m.end()) for m in _IBAN.finditer(text) if iban_ok(m[0])]
+        taken = [(f.start, f.end) for f in ibans]  # an IBAN's digit groups are not also a card or a phone
+        for run in _NUMBER_RUN.finditer(text):
+            findings += _numbers(text, run.start(), run.end(), field, taken)
+        findings += ibans
+    if b"0.0" in shape:
+        findings += [Finding("IP", field, m.start(), m.end())
+                     for m in _IPV4.finditer(text) if _ip_ok(text, m.start(), m[0])]
+    if shape.count(b":") >= 2:
+        findings += [Finding("IP", field, m.start(), m.end())
+                     for m in _IPV6.finditer(text) if _ip_ok(text, m.start(), m[0])]
+    if len(findings) > 1:
+        findings.sort(key=lambda f: (f.start, -f.end))
+    return findings
+
+
+def _numbers(text: str, start: int, end: int, field: str, taken: list[tuple[int, int]]) -> list[Finding]:
+    found: list[Finding] = []
+    taken = list(taken)
+    for m in _CARD.finditer(text, start, end):
+        if card_ok(m[0]) and not _inside(m.span(), taken):
+            found.append(Finding("CARD", field, m.start(), m.end()))
+            taken.append(m.span())
+    for m in _SSN.finditer(text, start, end):
+        if ssn_ok(m[1], m[3], m[4]) and not _inside(m.span(), taken):
+            found.append(Finding("SSN", field, m.start(), m.end()))
+            taken.append(m.span())
+    for m in _PHONE.finditer(text, start, end):
+        if _phone_ok(m[0]) and not _inside(m.span(), taken):
+            found.append(Finding("PHONE", field, m.start(), m.end()))
+    return found
+
+
+def _inside(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(s < span[1] and span[0] < e for s, e in taken)
+
+
+class PiiDetector:
+    """Flags a record whose prompt or response holds personal data.
+
+    Score: the number of findings. Details: the findings (kind, field, start, end — never the value), a
+    count per kind, and a severity hint (``high`` when the response leaks PII, else ``medium``).
+
+    >>> from types import SimpleNamespace as R
+    >>> d = PiiDetector().detect([R(prompt="call me at (415) 555-2671", response="ok")])[0]
+    >>> d.flagged, d.details["kinds"], d.details["severity"]
+    (True, {'PHONE': 1}, 'medium')
+    """
+
+    name = "pii"
+
+    def __init__(self, kinds: Sequence[str] = PII_KINDS) -> None:
+        unknown = set(kinds) - set(PII_KINDS)
+        if unknown:
+            raise ValueError(f"unknown PII kinds: {sorted(unknown)}; known: {list(PII_KINDS)}")
+        self.kinds = frozenset(kinds)
+
+    def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
+        out = []
+        for record in records:
+            findings = scan_pii(record.prompt, "prompt") + scan_pii(record.response, "response")
+            if len(self.kinds) < len(PII_KINDS):
+                findings = [f for f in findings if f.kind in self.kinds]
+            out.append(findings_detection(self.name, findings, in_response="high", otherwise="medium"))
+        return out
+
+
+def findings_detection(name: str, findings: list[Finding], *, in_response: str, otherwise: str) -> Detection:
+    """A span detector's verdict: score = number of findings, details = kinds/positions and a severity."""
+    if not findings:
+        return Detection(name, 0.0, False, {})
+    severity = in_response if any(f.field == "response" for f in findings) else otherwise
+    details = {
+        "kinds": dict(Counter(f.kind for f in findings)),
+        "severity": severity,
+        "findings": [f.as_details() for f in findings],
+    }
+    return Detection(name, float(len(findings)), True, details, findings)

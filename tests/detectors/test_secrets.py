@@ -1,0 +1,64 @@
+"""Secrets: credentials are found with their full span; code that merely names a password is not."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+
+from detectors.secrets import SecretsDetector, scan_secrets
+
+JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ."
+       "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
+PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx4\nb3BlbnNzaC1rZXk\n-----END RSA PRIVATE KEY-----"
+
+
+@pytest.mark.parametrize(("text", "kind", "value"), [
+    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AWS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+    ("Use `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`.", "GITHUB_TOKEN", "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"),
+    ("auth with glpat-xLYGq3sAC8hD9pQ2mZtw.", "GITLAB_TOKEN", "glpat-xLYGq3sAC8hD9pQ2mZtw"),
+    ("SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx ok", "SLACK_TOKEN",
+     "xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx"),
+    ('OpenAI(api_key="sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab")', "OPENAI_KEY",
+     "sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab"),
+    (f"here:\n{PEM}\nbye", "PRIVATE_KEY", PEM),
+    (f"Authorization: Bearer {JWT}", "JWT", JWT),
+    ('password = "Tr0ub4dor&3x"', "PASSWORD", "Tr0ub4dor&3x"),
+    ("DB_PASSWORD=hunter2!x9 in the .env file", "PASSWORD", "hunter2!x9"),
+    ('{"user": "app", "password": "s3cr3tP4ss!"}', "PASSWORD", "s3cr3tP4ss!"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_KEY",
+     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+])
+def test_credentials_are_found_with_their_full_span(text: str, kind: str, value: str) -> None:
+    assert [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "response")] == [(kind, value)]
+
+
+@pytest.mark.parametrize("text", [
+    'Never hard-code credentials:\n```python\npassword = os.environ["DB_PASSWORD"]\n```',
+    "from getpass import getpass\npassword = getpass()",
+    "if password == confirm_password:\n    save(password=password)",
+    "if password != old_password: rotate()",
+    "def login(user: str, password: str) -> bool: ...",
+    'Set max_tokens: 512 and temperature: 0.7; tokenizer = AutoTokenizer.from_pretrained("gpt2").',
+    'Set API_KEY = "<your-api-key>", password: ******** and secret="${VAULT_SECRET}" in the template.',
+    "password = user_password  # no literal",
+    "Run pwd: /home/user then check the list.",
+    "The commit sha is 9fceb02d0ae598e95dc970b74767f19372d61af8.",
+    "Install scikit-learn; the task-queue-abcdefghijklmnopqrstuv worker is idle.",
+    "Choose a strong password and never share your token with anyone.",
+    "eyJhbGciOiJIUzI1NiJ9.bm90IGpzb24.c2ln is not a JWT: its payload is not JSON",
+])
+def test_code_and_prose_about_secrets_hold_no_secret(text: str) -> None:
+    assert scan_secrets(text, "response") == []
+
+
+def test_a_secret_in_the_response_is_critical_and_in_the_prompt_high() -> None:
+    leak = SimpleNamespace(prompt="what is the key?", response="It is AKIAIOSFODNN7EXAMPLE.")
+    pasted = SimpleNamespace(prompt="my key AKIAIOSFODNN7EXAMPLE fails", response="Rotate it now.")
+    clean = SimpleNamespace(prompt="hi", response="hello")
+    d_leak, d_pasted, d_clean = SecretsDetector().detect([leak, pasted, clean])
+    assert (d_leak.flagged, d_leak.details["severity"]) == (True, "critical")
+    assert (d_pasted.flagged, d_pasted.details["severity"]) == (True, "high")
+    assert (d_clean.flagged, d_clean.score, d_clean.details) == (False, 0.0, {})
+    assert "AKIA" not in repr(d_leak.details)
+    assert d_leak.details["findings"] == [{"kind": "AWS_KEY", "field": "response", "start": 6, "end": 26}]
