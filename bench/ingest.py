@@ -76,7 +76,8 @@ def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, extra_config: s
     first_t = first_n = None
     try:
         while True:
-            peak = max(peak, ps.memory_info().rss)
+            tree = [ps, *ps.children(recursive=True)]
+            peak = max(peak, sum(p.memory_info().rss for p in tree if p.is_running()))
             with engine.connect() as conn:
                 done = int(conn.execute(committed).scalar_one())
             now = time.perf_counter()

@@ -4,6 +4,7 @@ assembles them, configures logging and turns configuration errors into one clear
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -62,6 +63,21 @@ def run(config_path: str | None) -> None:
     from monitor.daemon import EXIT_SCHEMA, Daemon, SchemaNotReady
 
     config = load(config_path)
+    workers = config.pipeline.workers or os.cpu_count() or 1
+    if workers > 1:
+        from monitor.daemon import check_schema
+        from monitor.storage.db import make_engine
+        from monitor.workers import run_workers
+
+        engine = make_engine(config.database.url)
+        try:
+            check_schema(engine, config.database.url)
+        except SchemaNotReady as exc:
+            click.echo(f"watchkeeper: {exc}", err=True)
+            sys.exit(EXIT_SCHEMA)
+        finally:
+            engine.dispose()
+        sys.exit(run_workers(config, workers))
     try:
         daemon = Daemon(config)
     except SchemaNotReady as exc:

@@ -55,6 +55,9 @@ class KafkaConfig(Section):
 
 
 class PipelineConfig(Section):
+    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    """Consumer processes on this host (each a group member; the parent runs the scheduled jobs).
+    0 means one per CPU core. Give the topic at least this many partitions."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 2000
     """Most records per batch; one database transaction and one offset commit per batch."""
     batch_timeout_ms: Annotated[int, Field(ge=1)] = 500
@@ -352,7 +355,7 @@ class AlertsConfig(Section):
     enabled: bool = True
     evaluate_every: Duration = timedelta(seconds=2)
     deliver_every: Duration = timedelta(seconds=1)
-    group_wait: Duration = timedelta(seconds=10)
+    group_wait: Annotated[timedelta, BeforeValidator(_parse_duration), Field(ge=timedelta(0))] = timedelta(seconds=10)
     """Alerts of one scope that start firing within this time of each other go out as one message."""
     repeat_interval: Duration = timedelta(hours=4)
     """A still-firing alert is announced again after this long."""

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, make_url
 from monitor.batch import Step
 from monitor.config import Config
 from monitor.pipeline import Pipeline, StoppedDuringOutage
+from monitor.services import Services
 from monitor.source import KafkaSource
 from monitor.storage.db import alembic_config, make_engine
 from monitor.storage.store import Store, text_policy
@@ -40,7 +41,7 @@ def redacted_url(url: str) -> str:
     """The database URL safe for logs: the password is masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
+    except Exception:
         return "<unparsable database url>"
 
 
@@ -57,8 +58,20 @@ def check_schema(engine: Engine, url: str) -> None:
 
 
 def build_steps(config: Config, engine: Engine) -> list[Step]:
-    """The chain between decode and persist, in order: detect → drift → sample."""
-    steps: list[Step] = []
+    """The chain between decode and persist, in order: detect → drift → sample.
+
+    Sampling comes last because it boosts records the detectors flagged and streams that drifted.
+    """
+    from detectors.chain import DetectorChain
+    from monitor.detect import DetectStep
+    from monitor.drift import DriftStep
+    from monitor.sampling import SamplingStep
+
+    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text))]
+    if config.drift.enabled:
+        steps.append(DriftStep.from_config(config.drift, engine))
+    if config.sampling.enabled:
+        steps.append(SamplingStep.from_database(config.sampling, engine))
     return steps
 
 
@@ -66,7 +79,7 @@ class Daemon:
     """One consumer-group member: pipeline in the calling thread, scheduled jobs in the background."""
 
     def __init__(self, config: Config, *, engine: Engine | None = None,
-                 steps: Sequence[Step] | None = None) -> None:
+                 steps: Sequence[Step] | None = None, services: bool = True) -> None:
         self.config = config
         self.engine = engine or make_engine(config.database.url)
         check_schema(self.engine, config.database.url)
@@ -85,7 +98,7 @@ class Daemon:
             retry_initial_s=config.database.retry_initial_s,
             retry_max_s=config.database.retry_max_s,
         )
-        self._scheduler: object | None = None
+        self.services = Services(config, self.engine) if services else None
 
     def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:
         for step in self.steps:
@@ -117,11 +130,15 @@ class Daemon:
         )
         code = EXIT_OK
         try:
+            if self.services is not None:
+                self.services.start()
             self.pipeline.run(self.stop_event)
         except StoppedDuringOutage as exc:
             log.error("%s", exc)
             code = EXIT_OUTAGE_AT_SHUTDOWN
         finally:
+            if self.services is not None:
+                self.services.stop()
             self.pipeline.close()
             self.source.close(commit=code == EXIT_OK)
             self.engine.dispose()

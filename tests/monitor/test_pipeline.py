@@ -97,3 +97,36 @@ def test_default_store_text_keeps_no_raw_text_without_redaction(migrated_db_url,
         row = conn.execute(select(records.c.prompt, records.c.response)).one()
     engine.dispose()
     assert "AKIA" not in orjson.dumps(list(row)).decode()
+
+
+def test_database_outage_pauses_and_retries_then_stores_everything_once(
+    postgres_url, kafka_broker, topic, tmp_path, caplog
+):
+    """Postgres goes away mid-stream (the network to it is cut): the daemon neither crashes nor skips."""
+    from sqlalchemy import make_url
+
+    from monitor.storage.db import upgrade
+    from tests.tcp_proxy import TcpProxy
+
+    upgrade(postgres_url)
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    via_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=via_proxy, bootstrap=kafka_broker,
+                                     topic=topic))
+    ends = produce(kafka_broker, topic, [encode(good_record(i)) for i in range(200)])
+    try:
+        with DaemonThread(config, steps=[]) as daemon:
+            wait_for(lambda: count(postgres_url, records) == 200, 60, "the first records")
+            proxy.cut()
+            more = produce(kafka_broker, topic, [encode(good_record(i)) for i in range(200, 500)])
+            wait_for(lambda: daemon.daemon.pipeline.counters.storage_retries >= 2, 30, "retries during the outage")
+            assert count(postgres_url, records) == 200
+            proxy.restore()
+            wait_for(lambda: count(postgres_url, records) == 500, 60, "the backlog after the outage")
+            assert daemon.stop() == 0
+    finally:
+        proxy.close()
+    assert "database unavailable" in caplog.text
+    assert committed_offsets(kafka_broker, topic, "wk-test") == {p: max(ends.get(p, 0), more.get(p, 0))
+                                                                for p in set(ends) | set(more)}
