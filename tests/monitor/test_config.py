@@ -1,0 +1,77 @@
+"""Configuration: a typo or a wrong type stops start-up with the key and the file named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from monitor.config import ConfigError, load_config
+
+
+def test_the_shipped_example_config_is_valid():
+    config = load_config("monitor.toml", env={})
+    assert config.kafka.topics and config.database.url
+
+
+def test_unknown_key_names_the_key_and_the_file(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('[kafka]\nbootstrap_server = ["x:9092"]\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    assert str(path) in str(err.value)
+    assert "kafka.bootstrap_server: unknown key" in str(err.value)
+
+
+def test_wrong_type_and_bad_value_are_both_reported(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('[pipeline]\nbatch_size = "lots"\nstore_text = "some"\n')
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env={})
+    message = str(err.value)
+    assert "pipeline.batch_size" in message and "pipeline.store_text" in message
+
+
+def test_broken_toml_and_missing_file_are_clear(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text("[kafka\n")
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(path, env={})
+    with pytest.raises(ConfigError, match="not found"):
+        load_config(tmp_path / "nope.toml", env={})
+
+
+def test_environment_overrides_the_file(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('[kafka]\ntopics = ["from-file"]\ngroup_id = "file"\n')
+    config = load_config(path, env={
+        "WATCHKEEPER_KAFKA_TOPICS": "a, b",
+        "WATCHKEEPER_KAFKA_GROUP_ID": "env-group",
+        "WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": "k1:9092,k2:9092",
+        "WATCHKEEPER_DATABASE_URL": "postgresql+psycopg://wk:s3cret@db/wk",
+    })
+    assert config.kafka.topics == ["a", "b"]
+    assert config.kafka.group_id == "env-group"
+    assert config.kafka.bootstrap_servers == ["k1:9092", "k2:9092"]
+    assert config.database.url.endswith("@db/wk")
+
+
+def test_cli_exits_2_with_the_message_and_never_prints_secrets(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('[kafka]\nsasl_password = "hunter2-secret"\nretries = 3\n')
+    proc = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert f"invalid configuration in {path}" in proc.stderr
+    assert "kafka.retries: unknown key" in proc.stderr
+    assert "hunter2-secret" not in proc.stderr + proc.stdout
+
+
+def test_run_refuses_a_database_that_was_not_upgraded(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "empty.db"}"\n')
+    proc = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "run `watchkeeper db upgrade`" in proc.stderr
