@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 03:50:55.475008
+Create Date: 2026-11-23 03:55:53.759554
 """
 
 from collections.abc import Sequence

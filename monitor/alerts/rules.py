@@ -1,0 +1,614 @@
+"""Alert rules: each a small class that reads the database and says which scopes are firing now, and why.
+
+A rule is ``fetch`` (its SQL, the only part that touches the database) followed by ``decide`` (a pure
+function of what was fetched, unit-tested without a database). `Rule.evaluate` returns ``{scope: Evidence}``
+for the scopes firing at ``now``; a scope missing from the answer is not firing. Rules read tables, never
+pipeline memory, so any daemon can evaluate them and a restart loses nothing.
+
+Scopes are strings: ``global``, ``model=<name>`` or ``app=<name>`` (``app=-`` for records without an app).
+
+Adding a rule is one class: subclass `Rule` (or `RateRule` for "fraction of records that …"), set ``kind``,
+write ``fetch`` and ``decide``, decorate it with ``@register``; then ``[alerts.rules.NAME] kind = "…"`` in
+monitor.toml turns it on.
+
+>>> from monitor.config import AlertRuleConfig
+>>> rule = ErrorRate("error_rate", AlertRuleConfig(kind="error_rate", threshold=0.1, min_samples=10))
+>>> rule.decide({"current": {"global": (20, 5)}, "baseline": {}}, now=None)["global"].summary
+'error rate 25.0% over the last 10m (5 of 20 records), above 10.0%'
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, replace
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar
+
+import numpy as np
+from sqlalchemy import ColumnElement, Connection, case, func, select
+
+from monitor.config import AlertRuleConfig, AlertsConfig
+from monitor.storage.schema import consumer_progress, dead_letters, detections, drift_events, records
+
+GLOBAL = "global"
+EXAMPLES = 3
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """The numbers that prove an alert: what was seen, against what, over which window and sample.
+
+    Never holds record text — only ids, counts and statistics — so it is safe to send to a chat channel.
+    """
+
+    summary: str
+    value: float
+    threshold: float
+    window_s: float
+    sample_size: int
+    before: Mapping[str, float] | None = None
+    after: Mapping[str, float] | None = None
+    examples: tuple[str, ...] = ()
+    look: str = ""
+    """Where to look next: a SQL query or a CLI command."""
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["examples"] = list(self.examples)
+        return data
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Evidence:
+        return cls(**{**data, "examples": tuple(data.get("examples", ()))})
+
+
+class Rule:
+    """A named, configured condition over the database. Subclasses set ``kind`` and implement
+    ``fetch(conn, now)`` and ``decide(fetched, now)``; ``examples`` is optional."""
+
+    kind: ClassVar[str]
+
+    def __init__(self, name: str, config: AlertRuleConfig, *, group_id: str = "watchkeeper") -> None:
+        self.name = name
+        self.config = config
+        self.group_id = group_id
+
+    @property
+    def severity(self) -> str:
+        return self.config.severity
+
+    @property
+    def window(self) -> timedelta:
+        return self.config.window
+
+    def evaluate(self, conn: Connection, now: datetime) -> dict[str, Evidence]:
+        firing = self.decide(self.fetch(conn, now), now)
+        return {
+            scope: evidence if evidence.examples else replace(
+                evidence, examples=tuple(self.examples(conn, now, scope)))
+            for scope, evidence in firing.items()
+        }
+
+    def fetch(self, conn: Connection, now: datetime) -> Any:
+        raise NotImplementedError
+
+    def decide(self, fetched: Any, now: datetime) -> dict[str, Evidence]:
+        raise NotImplementedError
+
+    def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
+        return ()
+
+
+RULES: dict[str, type[Rule]] = {}
+
+
+def register(cls: type[Rule]) -> type[Rule]:
+    """Make a rule class available to ``kind = "..."`` in monitor.toml."""
+    RULES[cls.kind] = cls
+    return cls
+
+
+def build_rules(config: AlertsConfig, *, group_id: str = "watchkeeper") -> list[Rule]:
+    """The enabled rules of ``config``, in name order."""
+    return [
+        RULES[rule.kind](name, rule, group_id=group_id)
+        for name, rule in sorted(config.rules.items())
+        if rule.enabled
+    ]
+
+
+# --- scopes and small helpers ----------------------------------------------------------------------------
+
+def _scope_columns(scope: str) -> list[Any]:
+    return {"global": [], "model": [records.c.model], "app": [records.c.app]}[scope]
+
+
+def _scope_label(scope: str, row: Sequence[Any]) -> str:
+    if scope == "global":
+        return GLOBAL
+    return f"{scope}={row[0] if row[0] is not None else '-'}"
+
+
+def _scope_filter(scope_label: str) -> ColumnElement[bool] | None:
+    """The records filter for a scope label (None for global)."""
+    if scope_label == GLOBAL:
+        return None
+    key, _, value = scope_label.partition("=")
+    column = records.c.model if key == "model" else records.c.app
+    return column.is_(None) if key == "app" and value == "-" else column == value
+
+
+def _sql_filter(scope_label: str) -> str:
+    """The same filter as `_scope_filter`, as SQL text for the "where to look" hint."""
+    if scope_label == GLOBAL:
+        return ""
+    key, _, value = scope_label.partition("=")
+    if key == "app" and value == "-":
+        return " AND app IS NULL"
+    return f" AND {key} = {_quote(value)}"
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _utc(ts: datetime) -> datetime:
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
+
+
+def _since(now: datetime, window: timedelta) -> str:
+    return (now - window).strftime("%Y-%m-%d %H:%M:%S+00")
+
+
+def human_duration(seconds: float) -> str:
+    """``600`` → ``10m``; ``5400`` → ``1h30m``."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    parts = []
+    for unit, size in (("d", 86_400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            parts.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(parts)
+
+
+def _grouped(conn: Connection, scope: str, columns: Iterable[Any], *where: Any) -> dict[str, tuple[Any, ...]]:
+    keys = _scope_columns(scope)
+    stmt = select(*keys, *columns).where(*where)
+    if keys:
+        stmt = stmt.group_by(*keys)
+    return {_scope_label(scope, row): tuple(row[len(keys):]) for row in conn.execute(stmt)}
+
+
+def _recent_ids(conn: Connection, scope: str, *where: Any) -> list[str]:
+    scoped = _scope_filter(scope)
+    stmt = select(records.c.id).where(*where, *([scoped] if scoped is not None else []))
+    return list(conn.scalars(stmt.order_by(records.c.ts.desc()).limit(EXAMPLES)))
+
+
+def _exceeds(value: float, floor: float, base: float | None, factor: float, spike: bool) -> bool:
+    """Above the absolute floor, and — for spike rules — above factor × baseline when a baseline exists.
+    A spike rule with no usable baseline fires on the floor alone, and only when the floor is set."""
+    if value <= floor:
+        return False
+    if not spike:
+        return True
+    if base is None:
+        return floor > 0
+    return value > base * factor
+
+
+# --- rate rules: the fraction of records that … ----------------------------------------------------------
+
+class RateRule(Rule):
+    """Fires when the fraction of counted records that are hits exceeds ``threshold`` over ``window`` with
+    at least ``min_samples`` counted records; with ``baseline`` set it must also exceed ``factor`` × the
+    rate of the ``baseline`` window just before (a spike). ``fetch`` gives ``{scope: (n, hits)}``."""
+
+    what: ClassVar[str]
+
+    def counted(self) -> ColumnElement[bool]:
+        """Which records the rate is over (e.g. those the detector scored)."""
+        return records.c.id.is_not(None)
+
+    def hit(self) -> ColumnElement[bool]:
+        raise NotImplementedError
+
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, dict[str, tuple[int, int]]]:
+        start = now - self.window
+        columns = [func.count(), func.sum(case((self.hit(), 1), else_=0))]
+        current = _grouped(conn, self.config.scope, columns, records.c.ts > start, self.counted())
+        baseline: dict[str, tuple[Any, ...]] = {}
+        if self.config.baseline is not None:
+            baseline = _grouped(conn, self.config.scope, columns, records.c.ts > start - self.config.baseline,
+                                records.c.ts <= start, self.counted())
+        as_ints = lambda rows: {s: (int(n), int(k or 0)) for s, (n, k) in rows.items()}  # noqa: E731
+        return {"current": as_ints(current), "baseline": as_ints(baseline)}
+
+    def decide(self, fetched: Mapping[str, Mapping[str, tuple[int, int]]], now: datetime | None
+               ) -> dict[str, Evidence]:
+        cfg, firing = self.config, {}
+        for scope, (n, hits) in fetched["current"].items():
+            if n < cfg.min_samples:
+                continue
+            rate = hits / n
+            base_n, base_hits = fetched["baseline"].get(scope, (0, 0))
+            base = base_hits / base_n if base_n >= cfg.min_samples else None
+            if not _exceeds(rate, cfg.threshold, base, cfg.factor, cfg.baseline is not None):
+                continue
+            summary = (f"{self.what} {rate:.1%} over the last {human_duration(cfg.window.total_seconds())} "
+                       f"({hits} of {n} records), above {cfg.threshold:.1%}")
+            if base is not None:
+                summary += f" and {cfg.factor:g}× the baseline {base:.1%}"
+            firing[scope] = Evidence(
+                summary=summary, value=rate, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=n,
+                before={"rate": base, "n": base_n} if base is not None else None,
+                after={"rate": rate, "n": n, "hits": hits},
+                look=self.look(scope, now),
+            )
+        return firing
+
+    def look(self, scope: str, now: datetime | None) -> str:
+        since = _since(now, self.window) if now else "<window start>"
+        return (f"SELECT id, ts, model, app FROM records WHERE ts > '{since}'{_sql_filter(scope)} "
+                f"AND {self.hit_sql} ORDER BY ts DESC LIMIT 50;")
+
+    hit_sql: ClassVar[str]
+
+    def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
+        return _recent_ids(conn, scope, records.c.ts > now - self.window, self.hit())
+
+
+@register
+class ToxicityRate(RateRule):
+    """Share of scored responses with toxicity ≥ ``score``; ``threshold`` is that share (0.05 = 5 %)."""
+
+    kind = "toxicity_rate"
+    what = "toxic response rate"
+    hit_sql = "response_toxicity >= <score>"
+
+    def counted(self) -> ColumnElement[bool]:
+        return records.c.response_toxicity.is_not(None)
+
+    def hit(self) -> ColumnElement[bool]:
+        return records.c.response_toxicity >= self.config.score
+
+    def look(self, scope: str, now: datetime | None) -> str:
+        return super().look(scope, now).replace("<score>", f"{self.config.score:g}")
+
+
+@register
+class RefusalRate(RateRule):
+    """Share of responses the refusal detector flagged; a spike against the hour before by default."""
+
+    kind = "refusal_rate"
+    what = "refusal rate"
+    hit_sql = "refusal"
+
+    def counted(self) -> ColumnElement[bool]:
+        return records.c.refusal.is_not(None)
+
+    def hit(self) -> ColumnElement[bool]:
+        return records.c.refusal.is_(True)
+
+
+@register
+class ErrorRate(RateRule):
+    """Share of records with ``status = 'error'``."""
+
+    kind = "error_rate"
+    what = "error rate"
+    hit_sql = "status = 'error'"
+
+    def hit(self) -> ColumnElement[bool]:
+        return records.c.status == "error"
+
+
+# --- latency ---------------------------------------------------------------------------------------------
+
+@register
+class LatencyP95(Rule):
+    """p95 of ``latency_ms`` over the window: fires above ``threshold`` ms and, with ``baseline``, above
+    ``factor`` × the baseline window's p95. ``fetch`` gives ``{scope: (n, p95)}`` for both windows."""
+
+    kind = "latency_p95"
+
+    def _p95(self, conn: Connection, start: datetime, end: datetime | None) -> dict[str, tuple[int, float]]:
+        where = [records.c.ts > start, records.c.latency_ms.is_not(None)]
+        if end is not None:
+            where.append(records.c.ts <= end)
+        if conn.dialect.name == "postgresql":
+            p95 = func.percentile_cont(0.95).within_group(records.c.latency_ms)
+            return {s: (int(n), float(p)) for s, (n, p) in
+                    _grouped(conn, self.config.scope, [func.count(), p95], *where).items()}
+        keys = _scope_columns(self.config.scope)
+        values: dict[str, list[float]] = {}
+        for row in conn.execute(select(*keys, records.c.latency_ms).where(*where)):
+            values.setdefault(_scope_label(self.config.scope, row), []).append(row[-1])
+        return {s: (len(v), float(np.percentile(v, 95))) for s, v in values.items()}
+
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, dict[str, tuple[int, float]]]:
+        start = now - self.window
+        baseline = {}
+        if self.config.baseline is not None:
+            baseline = self._p95(conn, start - self.config.baseline, start)
+        return {"current": self._p95(conn, start, None), "baseline": baseline}
+
+    def decide(self, fetched: Mapping[str, Mapping[str, tuple[int, float]]], now: datetime | None
+               ) -> dict[str, Evidence]:
+        cfg, firing = self.config, {}
+        for scope, (n, p95) in fetched["current"].items():
+            if n < cfg.min_samples:
+                continue
+            base_n, base_p95 = fetched["baseline"].get(scope, (0, math.nan))
+            base = base_p95 if base_n >= cfg.min_samples else None
+            if not _exceeds(p95, cfg.threshold, base, cfg.factor, cfg.baseline is not None):
+                continue
+            summary = f"latency p95 {p95:,.0f} ms over the last {human_duration(cfg.window.total_seconds())}"
+            summary += f" ({n} records)" + (f", was {base:,.0f} ms before" if base is not None else "")
+            since = _since(now, cfg.window) if now else "<window start>"
+            firing[scope] = Evidence(
+                summary=summary, value=p95, threshold=max(cfg.threshold, (base or 0) * cfg.factor),
+                window_s=cfg.window.total_seconds(), sample_size=n,
+                before={"p95_ms": base, "n": base_n} if base is not None else None,
+                after={"p95_ms": p95, "n": n},
+                look=f"SELECT id, ts, model, app, latency_ms FROM records WHERE ts > '{since}'"
+                     f"{_sql_filter(scope)} ORDER BY latency_ms DESC LIMIT 50;",
+            )
+        return firing
+
+    def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
+        scoped = _scope_filter(scope)
+        stmt = select(records.c.id).where(records.c.ts > now - self.window, records.c.latency_ms.is_not(None),
+                                          *([scoped] if scoped is not None else []))
+        return list(conn.scalars(stmt.order_by(records.c.latency_ms.desc()).limit(EXAMPLES)))
+
+
+# --- leaks: any secret or PII in a response --------------------------------------------------------------
+
+def in_response(details: Mapping[str, Any] | None) -> bool:
+    """Whether a detection's details place a finding in the response (not only in the prompt)."""
+    if not details:
+        return False
+    if details.get("field") == "response":
+        return True
+    return any(f.get("field") == "response" for f in details.get("findings", ()) if isinstance(f, Mapping))
+
+
+class LeakRule(Rule):
+    """Fires when more than ``threshold`` (default 0: any) records in the window have a flagged ``detector``
+    finding in the response. ``fetch`` gives rows ``(scope, record_id, ts, details)``, newest first."""
+
+    detector: ClassVar[str]
+    what: ClassVar[str]
+    max_rows: ClassVar[int] = 10_000
+
+    def fetch(self, conn: Connection, now: datetime) -> list[tuple[str, str, datetime, Any]]:
+        keys = _scope_columns(self.config.scope)
+        stmt = (
+            select(*keys, records.c.id, records.c.ts, detections.c.details)
+            .select_from(detections.join(records, records.c.id == detections.c.record_id))
+            .where(detections.c.detector == self.detector, detections.c.flagged.is_(True),
+                   records.c.ts > now - self.window)
+            .order_by(records.c.ts.desc())
+            .limit(self.max_rows)
+        )
+        n = len(keys)
+        return [(_scope_label(self.config.scope, row), row[n], row[n + 1], row[n + 2])
+                for row in conn.execute(stmt)]
+
+    def decide(self, fetched: Sequence[tuple[str, str, datetime, Any]], now: datetime | None
+               ) -> dict[str, Evidence]:
+        hits: dict[str, list[str]] = {}
+        for scope, record_id, _ts, details in fetched:
+            if in_response(details):
+                hits.setdefault(scope, []).append(record_id)
+        cfg, firing = self.config, {}
+        for scope, ids in hits.items():
+            if len(ids) <= cfg.threshold:
+                continue
+            window = human_duration(cfg.window.total_seconds())
+            since = _since(now, cfg.window) if now else "<window start>"
+            firing[scope] = Evidence(
+                summary=f"{len(ids)} response(s) with {self.what} in the last {window}",
+                value=len(ids), threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=len(ids), after={"records": len(ids)}, examples=tuple(ids[:EXAMPLES]),
+                look=("SELECT r.id, r.ts, r.model, r.app, d.details FROM detections d JOIN records r "
+                      f"ON r.id = d.record_id WHERE d.detector = '{self.detector}' AND d.flagged "
+                      f"AND r.ts > '{since}'{_sql_filter(scope).replace(' AND ', ' AND r.')} "
+                      "ORDER BY r.ts DESC LIMIT 50;"),
+            )
+        return firing
+
+
+@register
+class SecretInResponse(LeakRule):
+    """A credential (API key, private key, token) in a model response. Critical by default: the secrets
+    detector has almost no false positives on prose, and a leaked key must be rotated now."""
+
+    kind = "secret_in_response"
+    detector = "secrets"
+    what = "a secret"
+
+
+@register
+class PiiInResponse(LeakRule):
+    """Personal data (e-mail, phone, card, SSN…) in a model response. A warning by default: pattern-based
+    PII detection flags some legitimate answers (a support address), so it should not page at night."""
+
+    kind = "pii_in_response"
+    detector = "pii"
+    what = "personal data"
+
+
+# --- drift -----------------------------------------------------------------------------------------------
+
+def stream_scope(stream: str, scope: str) -> str:
+    """Map a drift stream (``model=m1,app=*`` or ``*``) to a scope label of the given kind."""
+    parts = dict(part.split("=", 1) for part in stream.split(",") if "=" in part)
+    value = parts.get(scope)
+    if scope == "global" or value in (None, "*"):
+        return GLOBAL
+    return f"{scope}={value}"
+
+
+def _numbers(stats: Any) -> dict[str, float] | None:
+    if not isinstance(stats, Mapping):
+        return None
+    return {k: float(v) for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+@register
+class Drift(Rule):
+    """Fires for a scope while drift events were detected in it within the window. ``fetch`` gives rows
+    ``(stream, signal, detector, record_id, before, after)``, newest first."""
+
+    kind = "drift"
+    max_rows: ClassVar[int] = 1000
+
+    def fetch(self, conn: Connection, now: datetime) -> list[tuple[Any, ...]]:
+        t = drift_events.c
+        stmt = (select(t.stream, t.signal, t.detector, t.record_id, t.before, t.after)
+                .where(t.created_at > now - self.window).order_by(t.id.desc()).limit(self.max_rows))
+        return [tuple(row) for row in conn.execute(stmt)]
+
+    def decide(self, fetched: Sequence[tuple[Any, ...]], now: datetime | None) -> dict[str, Evidence]:
+        by_scope: dict[str, list[tuple[Any, ...]]] = {}
+        for row in fetched:
+            by_scope.setdefault(stream_scope(row[0], self.config.scope), []).append(row)
+        cfg, firing = self.config, {}
+        for scope, events in by_scope.items():
+            if len(events) <= cfg.threshold:
+                continue
+            stream, signal, detector, _, before, after = events[0]
+            signals = sorted({e[1] for e in events})
+            since = _since(now, cfg.window) if now else "<window start>"
+            firing[scope] = Evidence(
+                summary=(f"{len(events)} drift event(s) in the last {human_duration(cfg.window.total_seconds())}"
+                         f" on {', '.join(signals)}; latest: {signal} on {stream} ({detector})"),
+                value=len(events), threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=len(events), before=_numbers(before), after=_numbers(after),
+                examples=tuple(dict.fromkeys(e[3] for e in events if e[3]))[:EXAMPLES],
+                look=(f"SELECT * FROM drift_events WHERE created_at > '{since}' "
+                      f"AND stream = {_quote(stream)} ORDER BY id DESC;"),
+            )
+        return firing
+
+
+# --- pipeline health -------------------------------------------------------------------------------------
+
+@register
+class DeadLetterRate(Rule):
+    """Share of messages rejected as dead letters over the window (global). ``fetch`` gives
+    ``(dead, accepted)``."""
+
+    kind = "dead_letter_rate"
+
+    def fetch(self, conn: Connection, now: datetime) -> tuple[int, int]:
+        start = now - self.window
+        dead = conn.scalar(select(func.count()).where(dead_letters.c.received_at > start)) or 0
+        accepted = conn.scalar(select(func.count()).where(records.c.ts > start)) or 0
+        return int(dead), int(accepted)
+
+    def decide(self, fetched: tuple[int, int], now: datetime | None) -> dict[str, Evidence]:
+        dead, accepted = fetched
+        total = dead + accepted
+        cfg = self.config
+        if total < cfg.min_samples or dead / total <= cfg.threshold:
+            return {}
+        rate = dead / total
+        since = _since(now, cfg.window) if now else "<window start>"
+        return {GLOBAL: Evidence(
+            summary=(f"dead-letter rate {rate:.1%} over the last {human_duration(cfg.window.total_seconds())} "
+                     f"({dead} rejected of {total} messages), above {cfg.threshold:.1%}"),
+            value=rate, threshold=cfg.threshold, window_s=cfg.window.total_seconds(), sample_size=total,
+            after={"rate": rate, "dead": dead, "accepted": accepted},
+            look=(f"SELECT topic, partition, \"offset\", reason FROM dead_letters WHERE received_at > '{since}' "
+                  "ORDER BY id DESC LIMIT 50;"),
+        )}
+
+
+@register
+class ConsumerLag(Rule):
+    """The consumer group is behind: total lag above ``threshold`` messages, or any lag at all while no
+    progress was recorded for ``window`` (stuck). Global and critical by default. ``fetch`` gives rows
+    ``(topic, partition, committed, highwater, updated_at)`` of this daemon's group."""
+
+    kind = "consumer_lag"
+
+    def fetch(self, conn: Connection, now: datetime) -> list[tuple[Any, ...]]:
+        t = consumer_progress.c
+        stmt = select(t.topic, t.partition, t.committed, t.highwater, t.updated_at).where(
+            t.group_id == self.group_id)
+        return [tuple(row) for row in conn.execute(stmt)]
+
+    def decide(self, fetched: Sequence[tuple[Any, ...]], now: datetime) -> dict[str, Evidence]:
+        lagging = [(topic, part, max(0, (high or committed) - committed), _utc(updated))
+                   for topic, part, committed, high, updated in fetched]
+        lagging = [row for row in lagging if row[2] > 0]
+        if not lagging:
+            return {}
+        total = sum(row[2] for row in lagging)
+        oldest = min(row[3] for row in lagging)
+        stalled_s = (now - oldest).total_seconds()
+        cfg = self.config
+        stuck = stalled_s >= cfg.window.total_seconds()
+        if total <= cfg.threshold and not stuck:
+            return {}
+        worst = max(lagging, key=lambda row: row[2])
+        summary = (f"consumer group {self.group_id} is {total:,} messages behind on {len(lagging)} partition(s)"
+                   f" (worst {worst[0]}[{worst[1]}]: {worst[2]:,})")
+        if stuck:
+            summary += f"; no progress for {human_duration(stalled_s)}"
+        return {GLOBAL: Evidence(
+            summary=summary, value=total, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+            sample_size=len(lagging), after={"lag": total, "stalled_s": stalled_s},
+            look=("SELECT *, highwater - committed AS lag FROM consumer_progress "
+                  f"WHERE group_id = {_quote(self.group_id)} ORDER BY lag DESC;"),
+        )}
+
+
+@register
+class NoTraffic(Rule):
+    """A scope that used to have traffic (``min_samples`` records in the ``baseline`` before its last
+    record) has received nothing for ``window``. ``fetch`` gives ``{scope: (last_ts, n_before)}``; the
+    count is only taken for scopes already quiet. Looks back at most ``lookback`` for the last record."""
+
+    kind = "no_traffic"
+    lookback: ClassVar[timedelta] = timedelta(days=7)
+
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, tuple[datetime, int]]:
+        last = _grouped(conn, self.config.scope, [func.max(records.c.ts)], records.c.ts > now - self.lookback)
+        baseline = self.config.baseline or timedelta(hours=1)
+        out = {}
+        for scope, (last_ts,) in last.items():
+            if last_ts is None:
+                continue
+            last_ts = _utc(last_ts)
+            n = 0
+            if now - last_ts >= self.window:
+                scoped = _scope_filter(scope)
+                n = conn.scalar(select(func.count()).where(
+                    records.c.ts > last_ts - baseline, records.c.ts <= last_ts,
+                    *([scoped] if scoped is not None else []))) or 0
+            out[scope] = (last_ts, int(n))
+        return out
+
+    def decide(self, fetched: Mapping[str, tuple[datetime, int]], now: datetime) -> dict[str, Evidence]:
+        cfg, firing = self.config, {}
+        baseline = cfg.baseline or timedelta(hours=1)
+        for scope, (last_ts, n_before) in fetched.items():
+            quiet_s = (now - last_ts).total_seconds()
+            if quiet_s < cfg.window.total_seconds() or n_before < cfg.min_samples:
+                continue
+            firing[scope] = Evidence(
+                summary=(f"no records for {human_duration(quiet_s)} (last at {last_ts:%Y-%m-%d %H:%M:%S} UTC); "
+                         f"{n_before} records in the {human_duration(baseline.total_seconds())} before"),
+                value=quiet_s, threshold=cfg.window.total_seconds(), window_s=cfg.window.total_seconds(),
+                sample_size=n_before, before={"records": n_before}, after={"records": 0},
+                look="SELECT * FROM consumer_progress ORDER BY updated_at; -- and: watchkeeper logs / kafka lag",
+            )
+        return firing

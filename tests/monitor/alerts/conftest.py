@@ -1,0 +1,70 @@
+"""Fixtures for the alert tests: a fresh database (SQLite and Postgres), configs, rows, a fake Slack."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, insert, select
+
+from monitor.config import Config
+from monitor.storage.db import make_engine
+from monitor.storage.schema import alert_outbox, alerts, detections, metadata
+from tests.monitor._rows import insert_records, record_row
+from tests.monitor.alerts.slack_server import FakeSlack
+
+NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
+_ids = itertools.count()
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    engine = make_engine(db_url)
+    metadata.create_all(engine)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with FakeSlack() as server:
+        yield server
+
+
+def make_config(db_url: str = "sqlite://", **alerts: Any) -> Config:
+    """A config whose alert section is ``alerts`` over test-friendly defaults (no group wait)."""
+    section = {"group_wait": "1s", "resolve_after": "30s", **alerts}
+    return Config.model_validate({"database": {"url": db_url}, "alerts": section})
+
+
+def add_records(engine: Engine, n: int, *, at: datetime = NOW, spread: timedelta = timedelta(seconds=60),
+                **columns: Any) -> list[str]:
+    """``n`` records over ``spread`` ending at ``at``; returns their ids."""
+    rows = [record_row(f"r{next(_ids)}", at - spread * (i / max(n, 1)), **columns) for i in range(n)]
+    insert_records(engine, rows)
+    return [r["id"] for r in rows]
+
+
+def add_leak(engine: Engine, *, at: datetime = NOW, detector: str = "secrets", field: str = "response",
+             model: str = "m1") -> str:
+    """A record whose ``field`` holds a finding of ``detector`` (kind/position only, as detectors store)."""
+    (record_id,) = add_records(engine, 1, at=at, model=model)
+    details = {"kinds": {"AWS_KEY": 1}, "severity": "high",
+               "findings": [{"kind": "AWS_KEY", "field": field, "start": 3, "end": 23}]}
+    with engine.begin() as conn:
+        conn.execute(insert(detections).values(record_id=record_id, detector=detector, score=1.0, flagged=True,
+                                               details=details))
+    return record_id
+
+
+def outbox_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(alert_outbox).order_by(alert_outbox.c.id)))
+
+
+def alert_rows(engine: Engine) -> list[Any]:
+    with engine.connect() as conn:
+        return list(conn.execute(select(alerts).order_by(alerts.c.id)))

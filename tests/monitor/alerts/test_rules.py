@@ -1,0 +1,161 @@
+"""Rules: each says which scopes fire, with the numbers that prove it — and stays quiet without evidence."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import insert
+
+from monitor.alerts.rules import (
+    ConsumerLag,
+    Drift,
+    ErrorRate,
+    LatencyP95,
+    NoTraffic,
+    PiiInResponse,
+    RefusalRate,
+    SecretInResponse,
+    ToxicityRate,
+    build_rules,
+)
+from monitor.config import AlertRuleConfig, ConfigError, load_config
+from monitor.storage.schema import consumer_progress, drift_events
+from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config
+
+
+def cfg(kind: str, **kw) -> AlertRuleConfig:  # type: ignore[no-untyped-def]
+    return AlertRuleConfig(kind=kind, **kw)
+
+
+def test_a_rate_rule_needs_enough_samples_and_a_rate_above_threshold() -> None:
+    rule = ToxicityRate("toxicity_rate", cfg("toxicity_rate", scope="model", threshold=0.05, min_samples=50))
+    fetched = {"current": {"model=m1": (40, 30), "model=m2": (200, 20), "model=m3": (200, 5)}, "baseline": {}}
+    firing = rule.decide(fetched, NOW)
+    assert list(firing) == ["model=m2"]  # m1: too few records; m3: 2.5 % is under 5 %
+    ev = firing["model=m2"]
+    assert (ev.value, ev.sample_size, ev.after) == (0.1, 200, {"rate": 0.1, "n": 200, "hits": 20})
+    assert "10.0%" in ev.summary and "20 of 200" in ev.summary
+
+
+def test_a_spike_rule_compares_with_the_baseline_before_the_window() -> None:
+    rule = RefusalRate("refusal_rate", cfg("refusal_rate", threshold=0.05, baseline="1h", factor=2.0,
+                                           min_samples=100))
+    steady = {"current": {"global": (1000, 120)}, "baseline": {"global": (6000, 600)}}  # 12 % vs 10 %
+    spike = {"current": {"global": (1000, 250)}, "baseline": {"global": (6000, 600)}}   # 25 % vs 10 %
+    assert rule.decide(steady, NOW) == {}
+    ev = rule.decide(spike, NOW)["global"]
+    assert ev.before == {"rate": 0.1, "n": 6000} and ev.after["rate"] == 0.25
+
+
+def test_rate_rules_count_records_in_the_database(engine) -> None:  # type: ignore[no-untyped-def]
+    add_records(engine, 90, status="ok", model="m1")
+    bad = add_records(engine, 10, status="error", model="m1")
+    add_records(engine, 100, status="ok", model="m2")
+    add_records(engine, 50, status="error", model="m1", at=NOW - timedelta(hours=2))  # outside the window
+    rule = ErrorRate("error_rate", cfg("error_rate", scope="model", threshold=0.05, min_samples=20))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["model=m1"]
+    assert firing["model=m1"].sample_size == 100 and firing["model=m1"].value == pytest.approx(0.1)
+    assert set(firing["model=m1"].examples) <= set(bad) and len(firing["model=m1"].examples) == 3
+    assert "status = 'error'" in firing["model=m1"].look and "model = 'm1'" in firing["model=m1"].look
+
+
+def test_latency_p95_regression_against_the_previous_hour(engine) -> None:  # type: ignore[no-untyped-def]
+    add_records(engine, 200, latency_ms=100.0, at=NOW - timedelta(minutes=20), spread=timedelta(minutes=30))
+    add_records(engine, 100, latency_ms=900.0, spread=timedelta(minutes=5))
+    rule = LatencyP95("latency_p95", cfg("latency_p95", window="10m", baseline="1h", factor=1.5, min_samples=50))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    ev = firing["global"]
+    assert ev.before == {"p95_ms": 100.0, "n": 200} and ev.after == {"p95_ms": 900.0, "n": 100}
+
+
+def test_latency_without_a_baseline_only_fires_on_an_absolute_floor() -> None:
+    relative = LatencyP95("l", cfg("latency_p95", baseline="1h", factor=1.5, min_samples=10))
+    assert relative.decide({"current": {"global": (100, 5000.0)}, "baseline": {}}, NOW) == {}
+    floor = LatencyP95("l", cfg("latency_p95", baseline="1h", factor=1.5, threshold=2000, min_samples=10))
+    assert list(floor.decide({"current": {"global": (100, 5000.0)}, "baseline": {}}, NOW)) == ["global"]
+
+
+def test_a_secret_in_the_response_fires_but_one_in_the_prompt_does_not(engine) -> None:  # type: ignore[no-untyped-def]
+    add_leak(engine, field="prompt", model="m2")  # the user pasted a key: not the model leaking it
+    leaked = add_leak(engine, field="response", model="m1")
+    add_leak(engine, detector="pii", field="response", model="m1")
+    rule = SecretInResponse("secret_in_response", cfg("secret_in_response", scope="model", window="15m"))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["model=m1"]
+    assert firing["model=m1"].examples == (leaked,) and firing["model=m1"].value == 1
+    pii = PiiInResponse("pii_in_response", cfg("pii_in_response", scope="model"))
+    with engine.connect() as conn:
+        assert list(pii.evaluate(conn, NOW)) == ["model=m1"]
+
+
+def test_no_traffic_fires_only_for_a_stream_that_used_to_have_traffic(engine) -> None:  # type: ignore[no-untyped-def]
+    add_records(engine, 50, model="busy", at=NOW - timedelta(minutes=10), spread=timedelta(minutes=30))
+    add_records(engine, 2, model="rare", at=NOW - timedelta(minutes=10))
+    add_records(engine, 50, model="live", spread=timedelta(minutes=30))
+    rule = NoTraffic("no_traffic", cfg("no_traffic", scope="model", window="5m", min_samples=10, baseline="1h"))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["model=busy"]
+    assert firing["model=busy"].before == {"records": 50}
+
+
+def test_consumer_stuck_or_far_behind(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(insert(consumer_progress), [
+            {"group_id": "watchkeeper", "topic": "t", "partition": 0, "committed": 100, "highwater": 150,
+             "updated_at": NOW - timedelta(minutes=5)},
+            {"group_id": "watchkeeper", "topic": "t", "partition": 1, "committed": 10, "highwater": 10,
+             "updated_at": NOW},
+            {"group_id": "old-deployment", "topic": "t", "partition": 0, "committed": 0, "highwater": 10**6,
+             "updated_at": NOW - timedelta(days=30)},
+        ])
+    stuck = ConsumerLag("consumer_lag", cfg("consumer_lag", window="2m", threshold=100_000))
+    with engine.connect() as conn:
+        ev = stuck.evaluate(conn, NOW)["global"]
+    assert ev.value == 50 and "no progress for 5m" in ev.summary  # the old group is not ours
+    fresh = [("t", 0, 100, 150, NOW)]
+    assert stuck.decide(fresh, NOW) == {}  # a little behind but moving
+    assert list(stuck.decide([("t", 0, 0, 200_000, NOW)], NOW)) == ["global"]  # far behind
+
+
+def test_drift_events_map_to_scopes(engine) -> None:  # type: ignore[no-untyped-def]
+    with engine.begin() as conn:
+        conn.execute(insert(drift_events), [
+            {"stream": "model=m1,app=*", "signal": "response_chars", "detector": "cusum", "detected_at": NOW,
+             "created_at": NOW - timedelta(minutes=1), "record_id": "r-drift",
+             "before": {"mean": 800.0, "n": 5000}, "after": {"mean": 200.0, "n": 300}},
+            {"stream": "*", "signal": "latency_ms", "detector": "cusum", "detected_at": NOW,
+             "created_at": NOW - timedelta(hours=3), "record_id": None, "before": {}, "after": {}},  # too old
+        ])
+    rule = Drift("drift", cfg("drift", scope="model", window="15m"))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["model=m1"]
+    assert firing["model=m1"].before == {"mean": 800.0, "n": 5000.0}
+    assert firing["model=m1"].examples == ("r-drift",)
+
+
+def test_config_merges_rule_overrides_over_defaults_and_rejects_unknown_kinds(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "monitor.toml"
+    path.write_text('[alerts.rules.toxicity_rate]\nthreshold = 0.2\n[alerts.rules.drift]\nenabled = false\n')
+    config = load_config(path, env={})
+    tox = config.alerts.rules["toxicity_rate"]
+    assert (tox.threshold, tox.min_samples, tox.severity) == (0.2, 50, "warning")
+    assert "drift" not in {r.name for r in build_rules(config.alerts)}
+    path.write_text('[alerts.rules.accuracy]\nkind = "accuracy_wilson"\n')
+    with pytest.raises(ConfigError, match="unknown kind 'accuracy_wilson'"):
+        load_config(path, env={})
+
+
+def test_slack_from_the_environment_alone() -> None:
+    config = load_config(None, env={"SLACK_WEBHOOK_URL": "https://hooks.slack.test/services/SECRET"})
+    assert config.alerts.slack_webhook_url is not None
+    assert "SECRET" not in repr(config.alerts)
+    with pytest.raises(ConfigError, match="needs a channel"):
+        load_config(None, env={"SLACK_BOT_TOKEN": "xoxb-1"})
+    assert make_config(slack_bot_token="xoxb-1", slack_channel="#oncall").alerts.slack_channel == "#oncall"

@@ -1,0 +1,145 @@
+"""Delivery to Slack, against a real HTTP server on 127.0.0.1 playing Slack: what the message says, edits on
+resolution, routing by severity, and what happens when Slack rate-limits, fails, hangs or is down."""
+
+from __future__ import annotations
+
+import json
+import logging
+from datetime import timedelta
+
+from monitor.alerts.evaluate import evaluate_once
+from monitor.alerts.jobs import build_sinks
+from monitor.alerts.outbox import RetryPolicy, deliver_pending
+from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config, outbox_rows
+
+ONLY_LEAKS = {"rules": {"no_traffic": {"enabled": False}, "secret_in_response": {"window": "5m"}}}
+
+
+def webhook_config(db_url, slack, **kw):  # type: ignore[no-untyped-def]
+    return make_config(db_url, slack_webhook_url=slack.webhook_url, slack_timeout="1s", **ONLY_LEAKS, **kw)
+
+
+def bot_config(db_url, slack, **kw):  # type: ignore[no-untyped-def]
+    return make_config(db_url, slack_bot_token=slack.token, slack_channel="#alerts", slack_api_url=slack.api_url,
+                       slack_timeout="1s", **ONLY_LEAKS, **kw)
+
+
+def fire(engine, config, at=NOW, model="m1"):  # type: ignore[no-untyped-def]
+    leaked = add_leak(engine, at=at, model=model)
+    evaluate_once(engine, config, at)
+    evaluate_once(engine, config, at + timedelta(seconds=2))
+    return leaked
+
+
+def test_the_webhook_message_says_what_how_bad_where_the_numbers_and_where_to_look(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    config = webhook_config(db_url, slack)
+    add_records(engine, 5, model="m1", response="here is the key AKIAABCDEFGHIJKLMNOP for you")
+    leaked = fire(engine, config)
+    report = deliver_pending(engine, build_sinks(config), NOW + timedelta(seconds=3))
+    assert len(report.sent) == 1
+    (msg,) = slack.messages
+    body = json.dumps(msg["blocks"])
+    assert msg["blocks"][0]["text"]["text"] == "[CRITICAL] FIRING model=m1: secret_in_response"
+    for needle in ("1 response(s) with a secret in the last 5m", "model=m1", "Window / sample", leaked,
+                   "SELECT r.id, r.ts", "d.detector = 'secrets'", "watchkeeper silence add"):
+        assert needle in body, needle
+    assert "AKIA" not in body and "AKIA" not in msg["text"]  # ids and numbers only, never record text
+
+
+def test_with_a_bot_token_the_resolution_edits_the_original_message(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    config = bot_config(db_url, slack)
+    sinks = build_sinks(config)
+    fire(engine, config)
+    deliver_pending(engine, sinks, NOW + timedelta(seconds=3))
+    (original,) = slack.messages
+    assert original["channel_name"] == "#alerts" and original["metadata"]["event_payload"] == {"outbox_id": 1}
+    for s in range(0, 400, 20):  # the leak leaves the window, the alert resolves
+        evaluate_once(engine, config, NOW + timedelta(seconds=4 + s))
+    deliver_pending(engine, sinks, NOW + timedelta(minutes=7))
+    assert len(slack.messages) == 1 and len(slack.edits) == 1  # edited in place, no second message
+    assert slack.messages[0]["blocks"][0]["text"]["text"] == "[RESOLVED] model=m1: secret_in_response"
+    first, resolution = outbox_rows(engine)
+    assert resolution.updates_id == first.id and resolution.external_ref == first.external_ref
+
+
+def test_routing_by_severity_to_channels(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    routes = [{"sink": "slack", "severities": ["critical"], "channel": "#oncall"},
+              {"sink": "slack", "severities": ["warning", "info"], "channel": "#llm-quality"}]
+    config = bot_config(db_url, slack, routes=routes)
+    leaked = add_leak(engine, at=NOW, model="m1")
+    add_leak(engine, at=NOW, model="m2", detector="pii")
+    evaluate_once(engine, config, NOW)
+    evaluate_once(engine, config, NOW + timedelta(seconds=2))
+    deliver_pending(engine, build_sinks(config), NOW + timedelta(seconds=3))
+    by_channel = {m["channel_name"]: m["blocks"][0]["text"]["text"] for m in slack.messages}
+    assert by_channel == {"#oncall": "[CRITICAL] FIRING model=m1: secret_in_response",
+                          "#llm-quality": "[WARNING] FIRING model=m2: pii_in_response"}
+    assert leaked in json.dumps(slack.messages[0]["blocks"])
+
+
+def test_a_429_is_retried_after_the_time_slack_asked_for(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    config = webhook_config(db_url, slack)
+    sinks = build_sinks(config)
+    fire(engine, config)
+    slack.fail_next(("ratelimit", 7))
+    t = NOW + timedelta(seconds=3)
+    assert deliver_pending(engine, sinks, t).retrying == [1]
+    (row,) = outbox_rows(engine)
+    assert "429" in row.last_error and row.attempts == 1
+    assert deliver_pending(engine, sinks, t + timedelta(seconds=6)).sent == []  # 1 s backoff would resend here
+    assert deliver_pending(engine, sinks, t + timedelta(seconds=7)).sent == [1]
+    assert [status for _, status in slack.requests] == [429, 200] and len(slack.messages) == 1
+
+
+def test_server_errors_and_timeouts_back_off_exponentially_then_deliver(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    config = bot_config(db_url, slack)
+    sinks = build_sinks(config)
+    fire(engine, config)
+    slack.fail_next(("status", 500), ("timeout", 3), ("status", 502))
+    t, waits, errors = NOW + timedelta(seconds=3), [], []
+    for _ in range(3):
+        assert deliver_pending(engine, sinks, t).retrying == [1]
+        (row,) = outbox_rows(engine)
+        waits.append((row.next_attempt_at.replace(tzinfo=None) - t.replace(tzinfo=None)).total_seconds())
+        errors.append(row.last_error)
+        t += timedelta(seconds=waits[-1])
+    assert waits == [1.0, 2.0, 4.0]
+    assert "HTTP 500" in errors[0] and "timed out" in errors[1] and "HTTP 502" in errors[2]
+    assert deliver_pending(engine, sinks, t).sent == [1]
+    assert len(slack.messages) == 1
+
+
+def test_a_permanent_error_is_dead_with_its_reason_and_a_log_line(engine, db_url, slack, caplog) -> None:  # type: ignore[no-untyped-def]
+    config = bot_config(db_url, slack)
+    slack.token = "xoxb-rotated"  # the configured token no longer works
+    fire(engine, config)
+    with caplog.at_level(logging.WARNING, logger="monitor.alerts.outbox"):
+        report = deliver_pending(engine, build_sinks(config), NOW + timedelta(seconds=3))
+    assert report.dead == [1]
+    (row,) = outbox_rows(engine)
+    assert row.status == "dead" and "invalid_auth" in row.last_error
+    assert "is dead" in caplog.text and slack.token not in caplog.text
+
+
+def test_slack_down_for_a_while_then_up_delivers_everything_in_order(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    config = webhook_config(db_url, slack)
+    sinks = build_sinks(config)
+    policy = RetryPolicy(initial=timedelta(seconds=1), maximum=timedelta(seconds=30))
+    slack.down = True
+    t = NOW
+    for i, model in enumerate(["m1", "m2", "m3", "m4", "m5"]):  # five incidents while Slack is down
+        fire(engine, config, at=NOW + timedelta(seconds=10 * i), model=model)
+    for _ in range(40):  # ten minutes of delivery attempts, every 15 s
+        t += timedelta(seconds=15)
+        deliver_pending(engine, sinks, t, policy=policy)
+    assert slack.messages == [] and {r.status for r in outbox_rows(engine)} == {"pending"}
+    failed = [s for _, s in slack.requests]
+    assert set(failed) == {503} and len(failed) < 40  # only the head is tried, with backoff
+
+    slack.down = False
+    for _ in range(3):
+        t += timedelta(seconds=30)
+        deliver_pending(engine, sinks, t, policy=policy)
+    assert [m["blocks"][0]["text"]["text"] for m in slack.messages] == [
+        f"[CRITICAL] FIRING model={m}: secret_in_response" for m in ["m1", "m2", "m3", "m4", "m5"]]
+    assert {r.status for r in outbox_rows(engine)} == {"sent"}
