@@ -62,6 +62,9 @@ class PipelineConfig(Section):
     """Most records per batch; one database transaction and one offset commit per batch."""
     batch_timeout_ms: Annotated[int, Field(ge=1)] = 500
     """Longest a poll waits for a batch to fill."""
+    store_detections: Literal["flagged", "all"] = "flagged"
+    """Which `detections` rows are written: only detectors that flagged the record (default; every record's
+    scores are in `records` columns such as response_toxicity, pii_count), or one row per record and detector."""
     store_text: Literal["none", "redacted", "full"] = "redacted"
     """What prompt/response text reaches the database: nothing, text with findings replaced, or raw text."""
 

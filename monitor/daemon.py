@@ -89,8 +89,9 @@ class Daemon:
             config.kafka, max_poll_records=config.pipeline.batch_size,
             on_assigned=self._on_assigned, on_revoked=self._on_revoked,
         )
+        store = Store(self.engine, text_policy(config.pipeline.store_text), config.pipeline.store_detections)
         self.pipeline = Pipeline(
-            self.source, self.steps, Store(self.engine, text_policy(config.pipeline.store_text)),
+            self.source, self.steps, store,
             group_id=config.kafka.group_id,
             batch_size=config.pipeline.batch_size,
             batch_timeout_ms=config.pipeline.batch_timeout_ms,

@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 03:55:53.759554
+Create Date: 2026-11-23 03:56:35.466482
 """
 
 from collections.abc import Sequence
@@ -157,6 +157,7 @@ def upgrade() -> None:
             comment="types and positions of findings, never their values",
         ),
         sa.PrimaryKeyConstraint("record_id", "detector", name=op.f("pk_detections")),
+        comment="Findings: one row per (record, detector) that flagged it (all pairs with store_detections = 'all').",
     )
     with op.batch_alter_table("detections", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_detections_detector_flagged"), ["detector", "flagged"], unique=False)

@@ -92,6 +92,7 @@ detections = Table(
     Column("details", Json, comment="types and positions of findings, never their values"),
     PrimaryKeyConstraint("record_id", "detector"),
     Index(None, "detector", "flagged"),
+    comment="Findings: one row per (record, detector) that flagged it (all pairs with store_detections = 'all').",
 )
 
 dead_letters = Table(

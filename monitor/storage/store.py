@@ -103,9 +103,10 @@ def detection_row(record_id: str, detection: Detection) -> dict[str, Any]:
 class Store:
     """Writes batches. One instance per daemon; thread-compatible, not thread-safe."""
 
-    def __init__(self, engine: Engine, text_policy: TextPolicy) -> None:
+    def __init__(self, engine: Engine, text_policy: TextPolicy, store_detections: str = "flagged") -> None:
         self.engine = engine
         self._text_policy = text_policy
+        self._all_detections = store_detections == "all"
         self._dialect = engine.dialect.name
 
     def write(self, batch: Batch, now: datetime | None = None) -> None:
@@ -117,7 +118,9 @@ class Store:
         for record, annotation in zip(batch.records, annotations, strict=True):
             record_rows.append(record_row(record, annotation, self._text_policy(record, annotation), now))
             if annotation is not None:
-                detection_rows.extend(detection_row(record.id, d) for d in annotation.detections)
+                detection_rows.extend(
+                    detection_row(record.id, d) for d in annotation.detections if d.flagged or self._all_detections
+                )
         letter_rows = [
             {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key, "raw": d.raw,
              "reason": d.reason, "received_at": now}

@@ -1,0 +1,40 @@
+"""The catalogue of signals Watchkeeper watches on every stream, and which kind of chart watches each.
+
+Lengths, token counts and latency are positive and heavy-tailed (roughly lognormal): their charts work on
+``log1p`` of the value. Feedback scores are bounded and often binary (thumbs up = 1): the chart's
+warm-up histogram takes their shape as it is. Errors, refusals and toxic answers are rates, watched with
+Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score is at least `TOXIC_AT`. The topic
+mix is watched from prompt embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+from detectors.drift.cusum import Transform
+
+TOXIC_AT = 0.5
+"""A response whose toxicity probability reaches this counts as toxic for the rate signal."""
+
+
+@dataclass(frozen=True, slots=True)
+class Signal:
+    name: str
+    kind: Literal["continuous", "rate", "topic"]
+    transform: Transform = "log"
+
+
+SIGNALS: tuple[Signal, ...] = (
+    Signal("prompt_chars", "continuous"),
+    Signal("response_chars", "continuous"),
+    Signal("latency_ms", "continuous"),
+    Signal("tokens_in", "continuous"),
+    Signal("tokens_out", "continuous"),
+    Signal("feedback_score", "continuous", transform="identity"),
+    Signal("error", "rate"),
+    Signal("refusal", "rate"),
+    Signal("toxic", "rate"),
+    Signal("prompt_topic", "topic"),
+)
+SCALAR_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "topic")
