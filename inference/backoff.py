@@ -29,12 +29,12 @@ class Backoff:
 
     def ceiling(self) -> float:
         """The largest delay the next failure can draw."""
-        return min(self.max_s, self.initial_s * 2 ** max(self.failures - 1, 0))
+        return min(self.max_s, self.initial_s * 2**self.failures)
 
     def next_delay(self, retry_after_s: float | None = None) -> float:
         """Count one more failure and draw how long to wait before the next attempt."""
-        self.failures += 1
         delay = self._rng.uniform(0, self.ceiling())
+        self.failures += 1
         if retry_after_s is not None and retry_after_s > delay:
             delay = min(retry_after_s, self.max_s)
         return delay

@@ -15,6 +15,7 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.demo import demo
 from monitor.produce import produce
 from monitor.reports import report_command
+from monitor.shadow import shadow
 from monitor.review.cli import labels, review, reviewer
 
 DEFAULT_CONFIG = "monitor.toml"
@@ -112,3 +113,4 @@ main.add_command(review)
 main.add_command(reviewer)
 main.add_command(labels)
 main.add_command(demo)
+main.add_command(shadow)

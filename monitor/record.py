@@ -20,7 +20,9 @@ KNOWN_FIELDS = (
     "id", "ts", "model", "prompt", "messages", "response", "latency_ms", "tokens_in", "tokens_out",
     "status", "error", "app", "route", "user", "session", "feedback", "metadata", "finish_reason",
 )
+_KNOWN = frozenset(KNOWN_FIELDS)
 _OPTIONAL_STRINGS = ("app", "route", "user", "session", "error", "finish_reason")
+_LABELS = frozenset(("app", "route", "user", "session"))
 _MAX_ID_CHARS = 200
 _MAX_LABEL_CHARS = 200  # model, app, route, user, session: column widths in `records`
 
@@ -72,6 +74,8 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
+    if type(value) is float and 0 <= value < math.inf:  # the common case, checked cheaply
+        return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise RecordError(f"field '{key}' must be a finite number, got {value!r:.40}")
     if value < 0:
@@ -81,8 +85,8 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
 
 def _integer(obj: Mapping[str, Any], key: str) -> int | None:
     value = obj.get(key)
-    if value is None:
-        return None
+    if value is None or (type(value) is int and value >= 0):
+        return value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -102,15 +106,13 @@ def parse_ts(value: Any) -> datetime:
         return datetime.fromtimestamp(value / 1000.0, tz=UTC)
     if isinstance(value, str):
         text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
         try:
-            parsed = datetime.fromisoformat(text)
+            parsed = datetime.fromisoformat(text)  # Python 3.11 reads RFC 3339, "Z" included
         except ValueError:
             raise RecordError(f"field 'ts' is not an RFC 3339 timestamp: {value!r:.60}") from None
         if parsed.tzinfo is None:
             raise RecordError(f"field 'ts' has no time zone offset: {value!r:.60}")
-        return parsed.astimezone(UTC)
+        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
     if value is None:
         raise RecordError("missing required field 'ts'")
     raise RecordError(f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
@@ -201,15 +203,20 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         metadata = {}
     elif not isinstance(metadata, dict):
         raise RecordError("field 'metadata' must be an object")
-    extra = {k: v for k, v in obj.items() if k not in KNOWN_FIELDS}
-    if extra:
-        metadata = {**metadata, **extra}
+    unknown = obj.keys() - _KNOWN
+    if unknown:
+        metadata = {**metadata, **{k: obj[k] for k in unknown}}
 
-    optional = {key: _string(obj, key, required=False) for key in _OPTIONAL_STRINGS}
-    for key in ("model", "app", "route", "user", "session"):
-        value = model if key == "model" else optional[key]
-        if value is not None and len(value) > _MAX_LABEL_CHARS:
+    optional = {}
+    for key in _OPTIONAL_STRINGS:
+        value = obj.get(key)
+        if value is not None and type(value) is not str:
+            raise RecordError(f"field '{key}' must be a string, got {type(value).__name__}")
+        if value is not None and key in _LABELS and len(value) > _MAX_LABEL_CHARS:
             raise RecordError(f"field '{key}' is longer than {_MAX_LABEL_CHARS} characters")
+        optional[key] = value
+    if len(model or "") > _MAX_LABEL_CHARS:
+        raise RecordError(f"field 'model' is longer than {_MAX_LABEL_CHARS} characters")
     if optional["finish_reason"] is not None:
         optional["finish_reason"] = optional["finish_reason"][:32]
     return Record(

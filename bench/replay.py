@@ -1,0 +1,216 @@
+"""Shadow replay: reference throughput/latency by concurrency, and what the replay worker costs ingest.
+
+    python bench/replay.py                      # both parts, ~3-4 minutes on 2 cores
+    python bench/replay.py --part replay        # only part 1
+    python bench/replay.py --part ingest -n 20000
+
+Part 1 — replay against the real CPU reference (llama-cpp-python serving SmolLM2-135M, tests/inference/
+llama_server.py) at concurrency 1, 2 and 4: prompts/s, p50/p95 latency per request, and the ratio to
+concurrency 1 measured in the same run. llama.cpp's server answers one request at a time, so concurrency
+should buy little throughput and cost latency; vLLM batches, which is why the budget has a concurrency knob.
+
+Part 2 — ingest overhead: the real daemon (in-process, sampling 5% uniform, SQLite, full text) ingests the same
+generated records from a local broker (a) alone and (b) with a `ShadowWorker` replaying the sampled records in
+the same process, run once per 5 s as the scheduler would, against a reference in another process that answers
+at once (so the worker, not the reference, is what is measured), at ``--per-minute`` prompts/min (default 600,
+twenty times the daemon's default of 30). Runs alternate a, b, a, b; prints each rate and the ratio b/a
+(1.0 = no overhead; the a-vs-a spread is the noise).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+import orjson  # noqa: E402
+from sqlalchemy import func, select  # noqa: E402
+
+from alembic import command  # noqa: E402
+from inference.base import Prompt  # noqa: E402
+from inference.budget import ReplayBudget  # noqa: E402
+from inference.client import EndpointSettings, OpenAIBackend  # noqa: E402
+from monitor.broker import LocalBroker, create_topic  # noqa: E402
+from monitor.config import Config  # noqa: E402
+from monitor.sampling import SamplingStep  # noqa: E402
+from monitor.shadow import ShadowWorker  # noqa: E402
+from monitor.storage.db import alembic_config, make_engine  # noqa: E402
+from monitor.storage.schema import metadata, records, shadow_comparisons  # noqa: E402
+from tests.inference import llama_server  # noqa: E402
+
+PROMPTS = [
+    "What is the capital of France?", "How do I bake bread?", "Name three primary colours.",
+    "What is 12 times 12?", "Give me a synonym for happy.", "Why is the sky blue?",
+    "Translate 'good morning' into Spanish.", "What is a prime number?",
+]
+
+
+def pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def replay_at(url: str, concurrency: int, n: int, max_tokens: int) -> tuple[float, list[float]]:
+    backend = OpenAIBackend(EndpointSettings(url=url, model=llama_server.MODEL_ALIAS, max_tokens=max_tokens,
+                                             timeout_s=300))
+    budget = ReplayBudget(per_minute=1e6, max_concurrent=concurrency, daily_cap=10**9)
+    latencies: list[float] = []
+
+    async def one(i: int) -> None:
+        async with budget.slot():
+            answer = await backend.answer(Prompt.chat(PROMPTS[i % len(PROMPTS)]))
+        latencies.append(answer.latency_ms)
+
+    await backend.check()
+    started = time.perf_counter()
+    await asyncio.gather(*(one(i) for i in range(n)))
+    elapsed = time.perf_counter() - started
+    await backend.aclose()
+    return n / elapsed, latencies
+
+
+def part_replay(n: int, max_tokens: int) -> None:
+    if reason := llama_server.missing():
+        print(f"part 1 skipped: {reason}")
+        return
+    print(f"part 1: {n} chat prompts, max_tokens={max_tokens}, SmolLM2-135M Q4_1 on llama-cpp-python (CPU)")
+    with llama_server.llama_server() as url:
+        asyncio.run(replay_at(url, 1, 2, max_tokens))  # warm up
+        base = None
+        for concurrency in (1, 2, 4):
+            rate, lat = asyncio.run(replay_at(url, concurrency, n, max_tokens))
+            base = base or rate
+            print(f"  concurrency {concurrency}: {rate:5.2f} prompts/s ({rate / base:4.2f}x concurrency 1), "
+                  f"latency p50 {pct(lat, 0.5):6.0f} ms, p95 {pct(lat, 0.95):6.0f} ms")
+
+
+REFERENCE = """
+import sys, threading
+from tests.inference.scripted_server import Script, scripted_server
+with scripted_server(Script(models=("ref-model",))) as url:
+    print(url, flush=True)
+    threading.Event().wait()
+"""
+
+
+def ingest_rate(bootstrap: str, n: int, url: str | None, workdir: Path, per_minute: float) -> tuple[float, int]:
+    """Records/s for the in-process daemon over ``n`` fresh records; with a shadow worker if ``url``."""
+    from tests.helpers import DaemonThread
+
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, partitions=1)
+    now_ms = int(time.time() * 1000)
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    for i in range(n):
+        producer.send(topic, orjson.dumps({
+            "id": f"b-{i}", "ts": now_ms - i, "model": "prod-m", "app": "chat",
+            "prompt": f"Question {i}: how do I bake bread at home?",
+            "response": f"Answer {i}: mix flour, water, salt and yeast, knead, let it rise, then bake.",
+        }))
+    producer.flush()
+    producer.close()
+
+    db_url = f"sqlite:///{workdir / (topic + '.db')}"
+    engine = make_engine(db_url)
+    metadata.create_all(engine)  # schema.py as it is now, stamped at head so the daemon accepts it
+    command.stamp(alembic_config(db_url), "head")
+    shadow = {"references": [{"url": url, "model": "ref-model"}], "prompts_per_minute": per_minute,
+              "max_concurrent": 4, "interval": "5s"} if url else {}
+    config = Config.model_validate({
+        "database": {"url": db_url},
+        "kafka": {"bootstrap_servers": [bootstrap], "topics": [topic], "group_id": topic,
+                  "session_timeout_ms": 6000},
+        "pipeline": {"store_text": "full", "batch_size": 2000},
+        "sampling": {"uniform_rate": 0.05, "uniform_cap": 100000},
+        "shadow": shadow,
+    })
+
+    def stored() -> int:
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(records)).scalar_one()
+
+    stop = threading.Event()
+    worker = ShadowWorker(config, engine) if url else None
+
+    def replay_loop() -> None:  # as the scheduler calls it: once per interval, a run ending before the next
+        while worker is not None and not stop.is_set():
+            started = time.monotonic()
+            worker.run()
+            stop.wait(max(0.0, 5.0 - (time.monotonic() - started)))
+
+    if worker is not None:
+        worker.run()  # builds the replayer and loads the embedding model, as a daemon does at start-up
+    replayer = threading.Thread(target=replay_loop, daemon=True)
+    replayer.start()
+    deadline = time.monotonic() + 300
+    with DaemonThread(config, steps=[SamplingStep(config.sampling)]):
+        while stored() < 1000:
+            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise RuntimeError("the daemon stored nothing in 300 s")
+        t0, c0 = time.perf_counter(), stored()
+        while (c := stored()) < n:
+            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon stored {c} of {n} records in 300 s")
+        rate = (c - c0) / (time.perf_counter() - t0)
+    stop.set()
+    replayer.join(30)
+    with engine.connect() as conn:
+        compared = conn.execute(select(func.count()).select_from(shadow_comparisons)).scalar_one()
+    if worker is not None:
+        worker.close()
+    engine.dispose()
+    return rate, compared
+
+
+def part_ingest(n: int, per_minute: float) -> None:
+    print(f"part 2: ingest of {n} records, daemon alone (a) vs with the shadow worker at {per_minute:g} "
+          "prompts/min (b), alternating")
+    reference = subprocess.Popen([sys.executable, "-c", REFERENCE], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    url = reference.stdout.readline().strip()  # type: ignore[union-attr]
+    try:
+        with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+            rates: dict[str, list[float]] = {"a": [], "b": []}
+            for label in ("a", "b", "a", "b"):
+                rate, compared = ingest_rate(broker.bootstrap_servers, n, url if label == "b" else None, Path(tmp),
+                                             per_minute)
+                rates[label].append(rate)
+                extra = f", {compared} replays stored meanwhile" if label == "b" else ""
+                print(f"  ({label}) {rate:8.0f} records/s{extra}")
+            a, b = statistics.mean(rates["a"]), statistics.mean(rates["b"])
+            noise = abs(rates["a"][0] - rates["a"][1]) / a
+            print(f"  ratio b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are noise)")
+    finally:
+        reference.terminate()
+        reference.wait(10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--part", choices=("replay", "ingest", "both"), default="both")
+    parser.add_argument("--prompts", type=int, default=16, help="prompts per concurrency level (part 1)")
+    parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("-n", type=int, default=60_000, help="records per ingest run (part 2)")
+    parser.add_argument("--per-minute", type=float, default=600, help="replay budget during part 2")
+    args = parser.parse_args()
+    if args.part in ("replay", "both"):
+        part_replay(args.prompts, args.max_tokens)
+    if args.part in ("ingest", "both"):
+        part_ingest(args.n, args.per_minute)
+
+
+if __name__ == "__main__":
+    main()
