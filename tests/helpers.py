@@ -18,8 +18,14 @@ from monitor.config import Config, load_config
 from monitor.storage.db import make_engine
 
 
-def write_config(path: Path, *, db_url: str, bootstrap: str, topic: str, group: str = "wk-test",
+def group_for(topic: str) -> str:
+    """Each test topic gets its own consumer group, so one test's members never stall another's joins."""
+    return f"wk-{topic}"
+
+
+def write_config(path: Path, *, db_url: str, bootstrap: str, topic: str, group: str | None = None,
                  extra: str = "") -> Path:
+    group = group or group_for(topic)
     path.write_text(
         f"""
 [database]

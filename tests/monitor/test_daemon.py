@@ -15,6 +15,7 @@ from tests.helpers import (
     count,
     encode,
     good_record,
+    group_for,
     produce,
     start_daemon_process,
     wait_for,
@@ -50,7 +51,7 @@ def test_sigkill_mid_stream_then_restart_stores_every_record_exactly_once(
     second = start_daemon_process(config, tmp_path / "second.log")
     try:
         wait_for(lambda: count(migrated_db_url, records) >= n, 120, "the restarted daemon to catch up")
-        wait_for(lambda: committed_offsets(kafka_broker, topic, "wk-test") == ends, 30, "offsets at the end")
+        wait_for(lambda: committed_offsets(kafka_broker, topic, group_for(topic)) == ends, 30, "offsets at the end")
     finally:
         second.send_signal(signal.SIGTERM)
         code = second.wait(30)
@@ -69,7 +70,7 @@ def test_two_daemons_in_one_group_share_partitions_and_store_each_record_once(
         n = 6_000
         ends = produce(kafka_broker, topic, (encode(good_record(i)) for i in range(n)))
         wait_for(lambda: count(migrated_db_url, records) >= n, 120, "both daemons to store everything")
-        wait_for(lambda: committed_offsets(kafka_broker, topic, "wk-test") == ends, 30, "offsets at the end")
+        wait_for(lambda: committed_offsets(kafka_broker, topic, group_for(topic)) == ends, 30, "offsets at the end")
     finally:
         for proc in (a, b):
             proc.send_signal(signal.SIGTERM)

@@ -14,6 +14,7 @@ from tests.helpers import (
     count,
     encode,
     good_record,
+    group_for,
     produce,
     wait_for,
     write_config,
@@ -63,7 +64,7 @@ def test_accepted_records_are_stored_rejects_dead_lettered_and_offsets_committed
         assert reason in by_raw[raw], (raw, by_raw[raw])
     assert all(letter.topic == topic for letter in letters)
 
-    assert committed_offsets(kafka_broker, topic, "wk-test") == ends
+    assert committed_offsets(kafka_broker, topic, group_for(topic)) == ends
     assert {(p.partition, p.committed) for p in progress} == set(ends.items())
 
 
@@ -78,7 +79,7 @@ def test_a_replayed_batch_stores_nothing_twice(migrated_db_url, kafka_broker, to
                  60, "records and the dead letter")
     # Run a second member of a *new* group over the same topic: everything is redelivered.
     config = config_for(write_config(tmp_path / "again.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, group="wk-test-replay"))
+                                     topic=topic, group=group_for(topic) + "-replay"))
     with DaemonThread(config) as daemon:
         wait_for(lambda: daemon.daemon.pipeline.counters.messages >= 141, 60, "the replay to be consumed")
     assert count(migrated_db_url, records) == 100
@@ -128,5 +129,5 @@ def test_database_outage_pauses_and_retries_then_stores_everything_once(
     finally:
         proxy.close()
     assert "database unavailable" in caplog.text
-    assert committed_offsets(kafka_broker, topic, "wk-test") == {p: max(ends.get(p, 0), more.get(p, 0))
+    assert committed_offsets(kafka_broker, topic, group_for(topic)) == {p: max(ends.get(p, 0), more.get(p, 0))
                                                                 for p in set(ends) | set(more)}
