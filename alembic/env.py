@@ -6,7 +6,6 @@ import os
 from logging.config import fileConfig
 
 from alembic import context
-
 from monitor.storage.db import make_engine
 from monitor.storage.schema import metadata
 

@@ -25,7 +25,10 @@ _EMAIL = re.compile(
     r"(?![\w-])"
 )
 # Digit runs that may hold a card, SSN or phone number; each is then matched by the specific patterns below.
-_NUMBER_RUN = re.compile(r"[+(]?[0-9][0-9 ().-]{5,}[0-9]")
+# Patterns that run over whole texts open with a character class and check what precedes it with a
+# lookbehind (`[+(]?[0-9]` is written `[+(0-9]` + lookbehinds), because then the regex engine skips every
+# position whose character is not in the class instead of trying the pattern there: 5-10x faster.
+_NUMBER_RUN = re.compile(r"[+(0-9](?:(?<=[+(])[0-9]|(?<=[0-9]))[0-9 ().-]{5,}[0-9]")
 _CARD = re.compile(
     r"(?<![\w.+-])(?:[0-9]{13,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}\1[0-9]{1,7}|[0-9]{4}([ -])[0-9]{6}\2[0-9]{4,5})"
     r"(?![\w-]|\.[0-9])"
@@ -37,9 +40,10 @@ _PHONE = re.compile(
     r"|\+[1-9][0-9]{0,2}(?:[ .-]?\(?[0-9]{1,5}\)?){2,6}"  # international, with its + prefix
     r")(?![\w-]|\.[0-9])"
 )
-_IBAN = re.compile(r"(?<![A-Za-z0-9])[A-Z]{2}[0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
-_IPV4 = re.compile(r"(?<![\w.])(?:[0-9]{1,3}\.){3}[0-9]{1,3}(?![\w]|\.[0-9])")
+_IBAN = re.compile(r"[A-Z](?<![A-Za-z0-9][A-Z])[A-Z][0-9]{2}(?: ?[A-Z0-9]){11,30}(?![A-Za-z0-9])")
+_IPV4 = re.compile(r"[0-9](?<![\w.][0-9])[0-9]{0,2}\.(?:[0-9]{1,3}\.){2}[0-9]{1,3}(?![\w]|\.[0-9])")
 _IPV6 = re.compile(r"(?<![\w:])(?:[0-9A-Fa-f]{0,4}:){2,7}(?:[0-9A-Fa-f]{1,4}|:)(?![\w:])")
+_IPV6_HINT = re.compile(r":[0-9A-Fa-f]{0,4}:")  # in every IPv6 match; found fast from its literal ':'
 _VERSION_CONTEXT = re.compile(r"(?i)\b(?:v|version|release|build|ver\.?|rev\.?)\s*$")
 
 # Byte-level prefilter: digits become "0", the few separators stay, everything else is a space.
@@ -145,7 +149,7 @@ def scan_pii(text: str, field: str) -> list[Finding]:
     if b"0.0" in shape:
         findings += [Finding("IP", field, m.start(), m.end())
                      for m in _IPV4.finditer(text) if _ip_ok(text, m.start(), m[0])]
-    if shape.count(b":") >= 2:
+    if shape.count(b":") >= 2 and _IPV6_HINT.search(text):
         findings += [Finding("IP", field, m.start(), m.end())
                      for m in _IPV6.finditer(text) if _ip_ok(text, m.start(), m[0])]
     if len(findings) > 1:

@@ -32,6 +32,10 @@ _REFUSAL = re.compile(
     rf"(?:but\s+|however,?\s+|unfortunately,?\s+)?[^.!?\n]{{0,40}}?(?:{_DECLINE})"
     rf"|\W*(?:{_APOLOGY}|unfortunately)[^.!?\n]{{0,60}}\b(?:not able|unable|can(?:no|')t|cannot)\b"
 )
+# Every refusal `_REFUSAL` matches holds one of these words; an opening without any (most answers) skips
+# the regex, which tries its declining phrases at each of the first 40 positions (~10x the cost).
+_DECLINE_WORDS = ("cannot", "can't", "unable", "not able", "won't", "decline", "can not", "will not", "wont",
+                  "comfortable", "not going", "refuse")
 _TRUNCATION_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "token_limit"})
 
 
@@ -42,7 +46,9 @@ def is_refusal(response: str, extra: re.Pattern[str] | None = None) -> bool:
     (True, False)
     """
     opening = response[:_OPENING_CHARS].lower().replace("’", "'")
-    return bool(_REFUSAL.match(opening) or (extra is not None and extra.search(opening)))
+    if any(word in opening for word in _DECLINE_WORDS) and _REFUSAL.match(opening):
+        return True
+    return extra is not None and extra.search(opening) is not None
 
 
 class RefusalDetector:

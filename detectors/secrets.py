@@ -32,16 +32,28 @@ from detectors.pii import findings_detection
 SECRET_KINDS = ("AWS_KEY", "AWS_SECRET_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN", "SLACK_TOKEN", "OPENAI_KEY",
                 "PRIVATE_KEY", "JWT", "PASSWORD")
 
-# Case-sensitive markers: `_TOKENS` only runs on a text that holds one of them.
-_MARKERS = ("AKIA", "ASIA", "ABIA", "ACCA", "A3T", "ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_pat_",
-            "glpat-", "gldt-", "glft-", "glsoat-", "glrt-",
-            "glcbt-", "glimt-", "glptt-", "glagent-", "GR1348941", "xox", "hooks.slack.com", "sk-",
-            "-----BEGIN", "eyJ")
-# Where an assignment can start: `_ASSIGNMENT` is tried only where one of these words occurs.
+# Where an assignment can start: `_ASSIGNMENT` is tried only where one of these words occurs, and only in a
+# text holding an assignment operator and (cheap `in` tests first) one of `_ANCHOR_WORDS`.
 _ANCHORS = r"passw|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
 _ANCHOR = re.compile(_ANCHORS)
 _ANCHOR_ANY_CASE = re.compile(_ANCHORS, re.IGNORECASE)
-_MARKER = re.compile("|".join(re.escape(m) for m in _MARKERS))
+_ANCHOR_WORDS = ("pass", "pwd", "secret", "token", "key")  # each anchor contains one
+# Where a `_TOKENS` match can start: every token kind has a fixed prefix (``AKIA``, ``ghp_``, ``glpat-``,
+# ``xoxb-``, ``sk-``, ``-----BEGIN``, ``eyJ``…) that holds a character rare in prose (A _ - G / J). Each
+# entry: that character, a pattern that starts with it and checks the rest of the prefix (mostly
+# backwards), and how far before the pattern's match the token can start. One alternation of the
+# prefixes would start the regex engine at every e, s, g, h or x; a pattern starting with one literal
+# character is scanned for at memchr-like speed, and skipped altogether when its character is absent.
+_GITLAB = ("pat", "dt", "ft", "soat", "rt", "cbt", "imt", "ptt", "agent")
+_MARKERS = (
+    ("A", re.compile(r"A(?:KIA|SIA|BIA|CCA|3T)"), (0,)),
+    ("_", re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_))"), (3, 6)),
+    ("-", re.compile(r"-(?:" + "|".join(f"(?<=gl{p}-)" for p in _GITLAB) + r"|(?<=xox[abposr]-)|(?<=sk-)|----BEGIN)"),
+     (0, 2, 4, *sorted({len(f"gl{p}") for p in _GITLAB} - {4}))),
+    ("G", re.compile(r"GR1348941"), (0,)),
+    ("/", re.compile(r"/services/T(?<=hooks\.slack\.com/services/T)"), (len("https://hooks.slack.com"),)),
+    ("J", re.compile(r"J(?<=eyJ)"), (2,)),
+)
 
 _TOKENS = re.compile(
     r"(?P<AWS_KEY>(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9]))"
@@ -114,6 +126,17 @@ def _literal_secret(value: str, quoted: bool) -> bool:
     return any(not (c.isalpha() or c in "._") for c in value)
 
 
+def _token_starts(text: str) -> list[int]:
+    """Every position where a `_TOKENS` match can start, in order (a few more are harmless). Matching
+    `_TOKENS` there only, skipping starts inside the previous match, finds what ``_TOKENS.finditer`` finds
+    (~50x faster: that pattern has no prefix the regex engine could search for)."""
+    starts: set[int] = set()
+    for char, marker, backs in _MARKERS:
+        if char in text:
+            starts.update(m.start() - back for m in marker.finditer(text) for back in backs)
+    return sorted(p for p in starts if p >= 0)
+
+
 def scan_secrets(text: str, field: str) -> list[Finding]:
     """All confirmed credential spans in ``text``, in order of position.
 
@@ -124,14 +147,21 @@ def scan_secrets(text: str, field: str) -> list[Finding]:
     if not text:
         return []
     findings: list[Finding] = []
-    if _MARKER.search(text):
-        for m in _TOKENS.finditer(text):
+    end_of_last = -1
+    for start in _token_starts(text):
+        m = _TOKENS.match(text, start) if start >= end_of_last else None
+        if m is not None:
+            end_of_last = m.end()
             kind = m.lastgroup
             assert kind is not None
             if _confirm[kind](m[0]):
                 findings.append(Finding(kind, field, m.start(), m.end()))
+    if ":" not in text and "=" not in text:  # no assignment operator, no assignment
+        return findings
     lowered = text.lower()
     if len(lowered) == len(text):
+        if not any(word in lowered for word in _ANCHOR_WORDS):
+            return findings
         anchor, pattern = _ANCHOR, _ASSIGNMENT
     else:  # lowering changed offsets (rare scripts): match the original text
         lowered, anchor, pattern = text, _ANCHOR_ANY_CASE, _ASSIGNMENT_ANY_CASE

@@ -39,17 +39,20 @@ def record_signals(record: Recordlike, detections: Mapping[str, Detection]) -> d
     >>> record_signals(R(prompt="hi there", response=""), {})["prompt_words"]
     2
     """
-    toxicity = detections.get("toxicity")
-    prompt_toxicity = detections.get("prompt_toxicity")
-    refusal = detections.get("refusal")
-    pii = detections.get("pii")
-    secrets = detections.get("secrets")
+    get = detections.get
+    return signals_of(record, get("toxicity"), get("prompt_toxicity"), get("refusal"), get("pii"), get("secrets"))
+
+
+def signals_of(record: Recordlike, toxicity: Detection | None, prompt_toxicity: Detection | None,
+               refusal: Detection | None, pii: Detection | None, secrets: Detection | None) -> dict[str, Any]:
+    """`record_signals` with the detections already picked out (the chain does it once per batch)."""
     reasons = refusal.details.get("reasons", ()) if refusal is not None else ()
+    prompt, response = record.prompt, record.response
     return {
-        "prompt_chars": len(record.prompt),
-        "response_chars": len(record.response),
-        "prompt_words": word_count(record.prompt),
-        "response_words": word_count(record.response),
+        "prompt_chars": len(prompt),
+        "response_chars": len(response),
+        "prompt_words": word_count(prompt),
+        "response_words": word_count(response),
         "prompt_toxicity": prompt_toxicity.score if prompt_toxicity is not None else None,
         "response_toxicity": toxicity.score if toxicity is not None else None,
         "refusal": "refusal" in reasons if refusal is not None else None,

@@ -4,25 +4,23 @@ The score comes from a `ToxicityBackend`, chosen by configuration so that a depl
 for a heavier model without code changes:
 
 - ``profanity-check`` (default, offline): the linear model that ships inside the `alt-profanity-check` wheel
-  (TF-IDF unigrams + calibrated linear SVM). `ProfanityCheckBackend` evaluates that same model with a
-  faster tokenizer for ASCII text, because the wheel's scikit-learn vectorizer alone is slower than the
-  whole detector chain may be; its probabilities equal the wheel's `predict_prob` (tested).
+  (TF-IDF unigrams + calibrated linear SVM). `ProfanityCheckBackend` evaluates that same model with its
+  own word counting (`detectors.wordcount`), because the wheel's scikit-learn vectorizer alone is slower
+  than the whole detector chain may be; its probabilities equal the wheel's `predict_prob` (tested).
 - ``hf-pipeline``: a Hugging Face text-classification model loaded from a local directory only (no hub
   download), on any device transformers supports (``cuda:0`` on a GPU host).
 """
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from itertools import repeat
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
-from scipy.sparse import csr_matrix
 
 from detectors.base import Detection, Recordlike
+from detectors.wordcount import WordCounter
 
 Field = Literal["prompt", "response"]
 
@@ -41,65 +39,30 @@ class ProfanityCheckBackend:
     [0.05, 1.0]
     """
 
-    _TOKEN = re.compile(r"(?u)\b\w\w+\b")  # the wheel's vectorizer token_pattern
-    # ASCII fast path: every byte that is not a word character becomes a space, so `bytes.split()` yields
-    # exactly the regex's maximal \w runs; one-character runs are never in the vocabulary.
-    _ASCII_WORD = bytes(c if chr(c).isalnum() or c == 0x5F else 0x20 for c in range(128)) + b" " * 128
-    # Other text: ASCII separators still split, UTF-8 bytes stay, and only the few words holding non-ASCII
-    # characters go through the wheel's regex (a word is bounded by ASCII separators, so this is exact).
-    _KEEP_NON_ASCII = _ASCII_WORD[:128] + bytes(range(128, 256))
-    _HIGH_BYTES = re.compile(rb"[\x80-\xff]+")
-
     def __init__(self) -> None:
         from profanity_check import profanity_check  # loads the pickled model (~2 s): do it once
 
         vectorizer, model = profanity_check.vectorizer, profanity_check.model
         if vectorizer.ngram_range != (1, 1) or vectorizer.sublinear_tf or vectorizer.norm != "l2" \
-                or model.method != "sigmoid":
+                or model.method != "sigmoid" or vectorizer.token_pattern != r"(?u)\b\w\w+\b" \
+                or not vectorizer.lowercase or vectorizer.analyzer != "word" or vectorizer.preprocessor \
+                or vectorizer.tokenizer or vectorizer.strip_accents:
             raise RuntimeError("unsupported alt-profanity-check model layout; pin alt-profanity-check 1.x")
-        vocabulary: dict[str, int] = vectorizer.vocabulary_
-        self._unknown = len(vocabulary)  # one extra column with zero weight for out-of-vocabulary words
-        self._vocab = vocabulary
-        self._bytes_vocab = {word.encode(): i for word, i in vocabulary.items() if word.isascii()}
-        self._idf = np.append(vectorizer.idf_, 0.0)
+        self._counter = WordCounter(vectorizer.vocabulary_)
+        self._idf = np.asarray(vectorizer.idf_, dtype=float)
         members = model.calibrated_classifiers_
-        self._coef = np.vstack([np.append(m.estimator.coef_.ravel(), 0.0) for m in members]).T
+        self._coef = np.vstack([m.estimator.coef_.ravel() for m in members]).T
         self._intercept = np.array([m.estimator.intercept_[0] for m in members])
         self._a = np.array([m.calibrators[0].a_ for m in members])
         self._b = np.array([m.calibrators[0].b_ for m in members])
 
-    def _word_ids(self, text: str) -> list[int]:
-        if text.isascii():
-            words = text.encode().translate(self._ASCII_WORD).lower().split()
-            return list(map(self._bytes_vocab.get, words, repeat(self._unknown)))
-        kept = text.encode("utf-8", "surrogatepass").translate(self._KEEP_NON_ASCII).lower()
-        # Words with non-ASCII bytes miss the ASCII vocabulary and land on the zero-weight unknown column.
-        ids = list(map(self._bytes_vocab.get, kept.split(), repeat(self._unknown)))
-        done = -1
-        for m in self._HIGH_BYTES.finditer(kept):
-            if m.start() < done:
-                continue  # same word as the previous run of non-ASCII bytes
-            start, done = kept.rfind(b" ", 0, m.start()) + 1, kept.find(b" ", m.end())
-            done = len(kept) if done < 0 else done
-            tokens = self._TOKEN.findall(kept[start:done].decode("utf-8", "surrogatepass").lower())
-            ids.extend(map(self._vocab.get, tokens, repeat(self._unknown)))
-        return ids
-
     def predict(self, texts: Sequence[str]) -> np.ndarray:
-        indptr = np.zeros(len(texts) + 1, dtype=np.int64)
-        ids: list[int] = []
-        for i, text in enumerate(texts):
-            ids.extend(self._word_ids(text))
-            indptr[i + 1] = len(ids)
-        counts = csr_matrix(
-            (np.ones(len(ids)), np.asarray(ids, dtype=np.int32), indptr),
-            shape=(len(texts), self._unknown + 1),
-        )
-        counts.sum_duplicates()
-        counts.data *= self._idf[counts.indices]
-        norms = np.sqrt(np.asarray(counts.multiply(counts).sum(axis=1)).ravel())
+        tfidf = self._counter.counts(texts)
+        tfidf.data *= self._idf[tfidf.indices]
+        norms = np.sqrt(np.add.reduceat(np.append(tfidf.data ** 2, 0.0), tfidf.indptr[:-1])
+                        * (np.diff(tfidf.indptr) > 0))
         norms[norms == 0] = 1.0
-        decision = np.asarray(counts @ self._coef) / norms[:, None] + self._intercept
+        decision = np.asarray(tfidf @ self._coef) / norms[:, None] + self._intercept
         return (1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1)
 
 

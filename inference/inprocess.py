@@ -119,7 +119,7 @@ class InProcessBackend:
             else:
                 texts = [p.prompt.text for p in group]
                 outputs = await asyncio.to_thread(self._llm.generate, texts, self._sampling, use_tqdm=False)
-        except Exception as exc:  # one bad batch must not kill the worker
+        except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the worker
             for p in group:
                 if not p.future.done():
                     p.future.set_exception(TransientError(f"vLLM failed: {exc}", endpoint=self.name))

@@ -15,8 +15,8 @@ from monitor.config import Config, ConfigError, load_config
 from monitor.demo import demo
 from monitor.produce import produce
 from monitor.reports import report_command
-from monitor.shadow import shadow
 from monitor.review.cli import labels, review, reviewer
+from monitor.shadow import shadow
 
 DEFAULT_CONFIG = "monitor.toml"
 

@@ -41,7 +41,7 @@ def redacted_url(url: str) -> str:
     """The database URL safe for logs: the password is masked."""
     try:
         return make_url(url).render_as_string(hide_password=True)
-    except Exception:
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
         return "<unparsable database url>"
 
 

@@ -158,7 +158,7 @@ def _send(bootstrap_servers: str, topic: str, items: Iterable[Generated | bytes]
                                 connect_timeout_s=connect_timeout_s)
     except ProduceError as exc:
         raise click.ClickException(str(exc)) from None
-    except Exception as exc:  # no broker, a codec whose package is missing: say so in one line
+    except Exception as exc:  # noqa: BLE001 - no broker, a codec whose package is missing: say so in one line
         message = f"cannot produce to {bootstrap_servers}: {type(exc).__name__}: {exc}"
         raise click.ClickException(message) from None
 

@@ -181,7 +181,9 @@ class Scheduler:
         except Exception:
             log.exception("scheduled job %s: could not claim slot %s", job.name, slot.isoformat())
             return "failed"
-        log.info("scheduled job %s: running slot %s", job.name, slot.isoformat())
+        # Jobs that run every few seconds (alert evaluation, delivery) would drown the log at INFO.
+        level = logging.DEBUG if job.interval < timedelta(minutes=1) else logging.INFO
+        log.log(level, "scheduled job %s: running slot %s", job.name, slot.isoformat())
         started = time.monotonic()
         try:
             job.run(self.engine, slot)

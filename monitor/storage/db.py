@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from alembic import command
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
+
+from alembic import command
 
 _ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
 
