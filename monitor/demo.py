@@ -63,6 +63,14 @@ port = {review_port}
 
 [alerts]
 group_wait = "5s"
+
+[reports]                    # short windows so Evidently reports appear while the demo runs
+interval = "2m"
+current_window = "2m"
+reference_window = "6m"
+
+[scheduler]
+tick = "10s"
 """
 
 
