@@ -321,6 +321,9 @@ class InhibitConfig(Section):
 
 
 _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
+    # Reviewer-labelled accuracy: fires on a significant drop from the previous window (set `threshold` to
+    # also fire when the interval's upper bound is below that target). Silent until there are labels.
+    "accuracy": {"kind": "accuracy", "severity": "warning", "scope": "model", "window": "1d", "min_samples": 30},
     "secret_in_response": {"kind": "secret_in_response", "severity": "critical", "scope": "model",
                            "window": "15m"},
     "pii_in_response": {"kind": "pii_in_response", "severity": "warning", "scope": "model", "window": "15m"},
