@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import gc
 from collections.abc import Sequence
+from itertools import repeat
+from operator import itemgetter
 
 from detectors.base import Detection, Detector, Recordlike
 from detectors.pii import PiiDetector
@@ -94,18 +96,19 @@ class DetectorChain:
                                    f"for {len(records)} records")
             columns.append(detections)
         names = [d.name for d in self.detectors]
-        at = {name: names.index(name) if name in names else None for name in _SIGNAL_SOURCES}
-        missing = len(names)  # this row entry is None: the detector is not configured
-        picks = [missing if at[name] is None else at[name] for name in _SIGNAL_SOURCES]
-        rows = zip(*columns, strict=True) if columns else [()] * len(records)
+        # Each record's row of detections, plus None for a detector that is not configured: `pick` takes the
+        # ones `signals_of` reads, in its argument order.
+        pick = itemgetter(*(names.index(n) if n in names else len(names) for n in _SIGNAL_SOURCES))
+        rows = zip(*columns, repeat(None)) if columns else repeat((None,), len(records))
+        redact_texts = self.redact
         annotations = []
-        for record, row in zip(records, rows, strict=True):
-            padded = (*row, None)
-            annotation = Annotation(list(row), signals_of(record, *[padded[i] for i in picks]))
-            if self.redact:
-                pii, secrets = padded[picks[3]].findings, padded[picks[4]].findings  # type: ignore[union-attr]
-                if pii or secrets:
-                    findings = pii + secrets
+        for record, row in zip(records, rows):  # noqa: B905 (every column has len(records) detections)
+            toxicity, prompt_toxicity, refusal, pii, secrets = pick(row)
+            annotation = Annotation(list(row[:-1]),
+                                    signals_of(record, toxicity, prompt_toxicity, refusal, pii, secrets))
+            if redact_texts:
+                if pii.findings or secrets.findings:
+                    findings = pii.findings + secrets.findings
                     annotation.redacted_prompt = redact(record.prompt, [f for f in findings if f.field == "prompt"])
                     annotation.redacted_response = redact(
                         record.response, [f for f in findings if f.field == "response"])

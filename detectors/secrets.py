@@ -8,8 +8,10 @@ Candidates are found by our own patterns, which give the full span of a secret (
 then confirmed by the matching `detect-secrets` plugin (its ``analyze_line``), so the definition of "an AWS
 key", "a GitHub token", "a JWT" is the maintained library's. Kinds the library does not cover well (OpenAI
 project keys, assignments outside source files) are validated here: an assignment only counts when its
-value is a literal — not a function call, a variable, a type hint, a number or a placeholder. Texts without
-any marker (``AKIA``, ``ghp_``, ``-----BEGIN``, ``password``…) skip the patterns entirely.
+value is a literal — not a function call, a variable, a type hint, a number or a placeholder. Records without
+any marker (``AKIA``, ``ghp_``, ``-----BEGIN``, ``password``…) skip the patterns entirely, and the patterns
+start only where a marker is: the detector runs on every record, so its cost is mostly that of ruling a
+record out (~4 µs for 1 KB of text, see ``bench/detector_quality.py``).
 """
 
 from __future__ import annotations
@@ -33,26 +35,29 @@ SECRET_KINDS = ("AWS_KEY", "AWS_SECRET_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN", "SL
                 "PRIVATE_KEY", "JWT", "PASSWORD")
 
 # Where an assignment can start: `_ASSIGNMENT` is tried only where one of these words occurs, and only in a
-# text holding an assignment operator and (cheap `in` tests first) one of `_ANCHOR_WORDS`.
+# text holding an assignment operator (":" or "="). `may_hold_secrets` looks for `_ANCHOR_WORDS` first.
 _ANCHORS = r"passw|passphrase|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
 _ANCHOR = re.compile(_ANCHORS)
 _ANCHOR_ANY_CASE = re.compile(_ANCHORS, re.IGNORECASE)
 _ANCHOR_WORDS = ("pass", "pwd", "secret", "token", "key")  # each anchor contains one
+# Each word, and how far before it an anchor holding it starts (``api_key``, ``accesskey``, ``private-key``…).
+_ANCHOR_FINDS = (("pass", (0,)), ("pwd", (0,)), ("secret", (0,)), ("token", (0,)), ("key", (3, 4, 6, 7, 8)))
 # Where a `_TOKENS` match can start: every token kind has a fixed prefix (``AKIA``, ``ghp_``, ``glpat-``,
-# ``xoxb-``, ``sk-``, ``-----BEGIN``, ``eyJ``…) that holds a character rare in prose (A _ - G / J). Each
-# entry: that character, a pattern that starts with it and checks the rest of the prefix (mostly
-# backwards), and how far before the pattern's match the token can start. One alternation of the
-# prefixes would start the regex engine at every e, s, g, h or x; a pattern starting with one literal
-# character is scanned for at memchr-like speed, and skipped altogether when its character is absent.
+# ``xoxb-``, ``sk-``, ``-----BEGIN``, ``eyJ``…) holding a character that is rare in prose (A _ - G / J).
+# Each entry: that character, whether the prefix is at one of its occurrences, and how far before it the
+# token may start. Occurrences are found with `str.find` (memchr); an alternation of the prefixes would make
+# the regex engine stop at every e, s, g, h or x (~5x slower).
 _GITLAB = ("pat", "dt", "ft", "soat", "rt", "cbt", "imt", "ptt", "agent")
-_MARKERS = (
-    ("A", re.compile(r"A(?:KIA|SIA|BIA|CCA|3T)"), (0,)),
-    ("_", re.compile(r"_(?:(?<=gh[pousr]_)|(?<=github_))"), (3, 6)),
-    ("-", re.compile(r"-(?:" + "|".join(f"(?<=gl{p}-)" for p in _GITLAB) + r"|(?<=xox[abposr]-)|(?<=sk-)|----BEGIN)"),
-     (0, 2, 4, *sorted({len(f"gl{p}") for p in _GITLAB} - {4}))),
-    ("G", re.compile(r"GR1348941"), (0,)),
-    ("/", re.compile(r"/services/T(?<=hooks\.slack\.com/services/T)"), (len("https://hooks.slack.com"),)),
-    ("J", re.compile(r"J(?<=eyJ)"), (2,)),
+_ENDS_WITH_UNDERSCORE = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_")
+_ENDS_WITH_DASH = (*(f"gl{p}-" for p in _GITLAB), *(f"xox{c}-" for c in "abposr"), "sk-")
+_MARKERS: tuple[tuple[str, Callable[[str, int], bool], tuple[int, ...]], ...] = (
+    ("A", lambda t, i: t.startswith(("AKIA", "ASIA", "ABIA", "ACCA", "A3T"), i), (0,)),
+    ("_", lambda t, i: t.endswith(_ENDS_WITH_UNDERSCORE, 0, i + 1), (3, 6)),
+    ("-", lambda t, i: t.endswith(_ENDS_WITH_DASH, 0, i + 1) or t.startswith("-----BEGIN", i),
+     tuple(sorted({0, *(len(p) - 1 for p in _ENDS_WITH_DASH)}))),
+    ("G", lambda t, i: t.startswith("GR1348941", i), (0,)),
+    ("/", lambda t, i: t.startswith("/services/T", i) and t.endswith("https://hooks.slack.com", 0, i), (23,)),
+    ("J", lambda t, i: t.endswith("eyJ", 0, i + 1), (2,)),
 )
 
 _TOKENS = re.compile(
@@ -131,10 +136,50 @@ def _token_starts(text: str) -> list[int]:
     `_TOKENS` there only, skipping starts inside the previous match, finds what ``_TOKENS.finditer`` finds
     (~50x faster: that pattern has no prefix the regex engine could search for)."""
     starts: set[int] = set()
-    for char, marker, backs in _MARKERS:
-        if char in text:
-            starts.update(m.start() - back for m in marker.finditer(text) for back in backs)
+    for char, is_prefix, backs in _MARKERS:
+        i = text.find(char)
+        while i >= 0:
+            if is_prefix(text, i):
+                starts.update(i - back for back in backs)
+            i = text.find(char, i + 1)
     return sorted(p for p in starts if p >= 0)
+
+
+def _anchor_starts(lowered: str) -> list[int]:
+    """The starts of ``_ANCHOR.finditer(lowered)``, found from its words with `str.find` (the pattern's
+    alternation makes the regex engine stop at every p, s, t and a: ~10x slower)."""
+    candidates: set[int] = set()
+    for word, backs in _ANCHOR_FINDS:
+        i = lowered.find(word)
+        while i >= 0:
+            candidates.update(i - back for back in backs)
+            i = lowered.find(word, i + 1)
+    starts: list[int] = []
+    end = 0
+    for i in sorted(candidates):
+        m = _ANCHOR.match(lowered, i) if i >= end else None
+        if m is not None:
+            starts.append(i)
+            end = m.end()
+    return starts
+
+
+def may_hold_secrets(text: str) -> bool:
+    """False when `scan_secrets` certainly finds nothing in ``text``: the tests it starts with, in one call.
+
+    >>> may_hold_secrets("Reset your password from the settings page."), may_hold_secrets("password: hunter2!")
+    (False, True)
+    """
+    for char, is_prefix, _ in _MARKERS:
+        i = text.find(char)
+        while i >= 0:
+            if is_prefix(text, i):
+                return True
+            i = text.find(char, i + 1)
+    if ":" not in text and "=" not in text:
+        return False
+    lowered = text.lower()
+    return len(lowered) != len(text) or any(word in lowered for word in _ANCHOR_WORDS)
 
 
 def scan_secrets(text: str, field: str) -> list[Finding]:
@@ -160,12 +205,10 @@ def scan_secrets(text: str, field: str) -> list[Finding]:
         return findings
     lowered = text.lower()
     if len(lowered) == len(text):
-        if not any(word in lowered for word in _ANCHOR_WORDS):
-            return findings
-        anchor, pattern = _ANCHOR, _ASSIGNMENT
+        starts, pattern = _anchor_starts(lowered), _ASSIGNMENT
     else:  # lowering changed offsets (rare scripts): match the original text
-        lowered, anchor, pattern = text, _ANCHOR_ANY_CASE, _ASSIGNMENT_ANY_CASE
-    starts = [a.start() for a in anchor.finditer(lowered)]
+        lowered, pattern = text, _ASSIGNMENT_ANY_CASE
+        starts = [a.start() for a in _ANCHOR_ANY_CASE.finditer(text)]
     if starts:
         end_of_last = -1
         for i in starts:
@@ -198,12 +241,12 @@ class SecretsDetector:
     name = "secrets"
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
-        return [
-            findings_detection(
-                self.name,
-                scan_secrets(r.prompt, "prompt") + scan_secrets(r.response, "response"),
-                in_response="critical",
-                otherwise="high",
-            )
-            for r in records
-        ]
+        out = []
+        for r in records:
+            prompt, response = r.prompt, r.response
+            if may_hold_secrets(f"{prompt}\n{response}"):
+                findings = scan_secrets(prompt, "prompt") + scan_secrets(response, "response")
+            else:  # most records: one cheap pass over both texts rules everything out
+                findings = []
+            out.append(findings_detection(self.name, findings, in_response="critical", otherwise="high"))
+        return out

@@ -61,3 +61,19 @@ def test_redaction_without_the_pii_or_secrets_detector_is_refused() -> None:
 def test_hf_backend_needs_a_model_path() -> None:
     with pytest.raises(ValueError, match="model_path"):
         ToxicityConfig(backend="hf-pipeline")
+
+
+def test_a_clean_record_is_stored_as_it_came_and_the_collector_state_is_restored(chain: DetectorChain) -> None:
+    import gc
+
+    record = _rec("How do I reset my password?", "Click 'Forgot password' on the sign-in page.")
+    gc.disable()
+    try:
+        [a] = chain.run([record])
+        assert not gc.isenabled()  # a caller that switched the collector off keeps it off
+    finally:
+        gc.enable()
+    [b] = chain.run([record])
+    assert gc.isenabled()
+    assert (a.redacted_prompt, a.redacted_response) == (record.prompt, record.response)
+    assert b.signals == a.signals and b.signals["pii_count"] == 0 and b.signals["secret_count"] == 0

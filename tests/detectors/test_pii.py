@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from detectors.pii import PiiDetector, card_ok, iban_ok, luhn_ok, scan_pii, ssn_ok
+from detectors.pii import PiiDetector, card_ok, iban_ok, luhn_ok, may_hold_pii, scan_pii, ssn_ok
 
 
 @pytest.mark.parametrize(("text", "kind", "value"), [
@@ -78,3 +78,11 @@ def test_a_deployment_can_switch_kinds_off() -> None:
     assert d.details["kinds"] == {"EMAIL": 1}
     with pytest.raises(ValueError, match="unknown PII kinds"):
         PiiDetector(kinds=["PASSPORT"])
+
+
+def test_the_record_level_prefilter_never_hides_personal_data() -> None:
+    texts = ["jane.doe+news@example.org", "(415) 555-2671", "+44 20 7946 0958", "4111 1111 1111 1111",
+             "GB82 WEST 1234 5698 7654 32", "078-05-1120", "203.0.113.42", "2001:db8:85a3::8a2e:370:7334"]
+    for text in texts:
+        assert scan_pii(text, "response") and may_hold_pii(f"Sure, here it is:\n{text}.")
+    assert not may_hold_pii("Your order ships tomorrow.\nThanks, it arrived!")

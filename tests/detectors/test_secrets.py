@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from detectors.secrets import SecretsDetector, scan_secrets
+from detectors.secrets import SecretsDetector, may_hold_secrets, scan_secrets
 
 JWT = ("eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9.eyJzdWIiOiIxMjM0NTY3ODkwIiwibmFtZSI6IkphbmUifQ."
        "SflKxwRJSMeKKF2QT4fwpMeJf36POk6yJV_adQssw5c")
@@ -62,3 +62,20 @@ def test_a_secret_in_the_response_is_critical_and_in_the_prompt_high() -> None:
     assert (d_clean.flagged, d_clean.score, d_clean.details) == (False, 0.0, {})
     assert "AKIA" not in repr(d_leak.details)
     assert d_leak.details["findings"] == [{"kind": "AWS_KEY", "field": "response", "start": 6, "end": 26}]
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("apikey=9f8e7d6c5b!", "9f8e7d6c5b!"), ("API-KEY: 'x9!ab77'", "x9!ab77"), ("access_key = Zk3!9dPq", "Zk3!9dPq"),
+    ('PRIVATE-KEY="k3y!Val"', "k3y!Val"), ("passphrase: c0rrect-h0rse!", "c0rrect-h0rse!"),
+    ("my pwd=Hunter2!x", "Hunter2!x"),
+])
+def test_every_spelling_of_an_assigned_credential_is_found(text: str, value: str) -> None:
+    assert [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "prompt")] == [("PASSWORD", value)]
+
+
+def test_the_record_level_prefilter_never_hides_a_credential() -> None:
+    texts = [JWT, PEM, "aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "DB_PASSWORD=hunter2!x9 in the .env file",
+             "https://hooks.slack.com/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX", "glpat-xLYGq3sAC8hD9pQ2mZtw"]
+    for text in texts:
+        assert scan_secrets(text, "prompt") and may_hold_secrets(f"hello\n{text}")
+    assert not may_hold_secrets("Choose a strong password and never share your token with anyone.\nOK")
