@@ -95,3 +95,9 @@ def migrated_db_url(db_url: str) -> str:
 
     upgrade(db_url)
     return db_url
+
+
+def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
+    """Browser tests last: pytest-playwright keeps an event loop running in the main thread for the rest of
+    the session, which would break later tests that call asyncio.run() (the shadow CLI does)."""
+    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
