@@ -4,11 +4,9 @@ says so, drift events for the changed columns, and `watchkeeper report` shows it
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, func, select
 
@@ -24,14 +22,6 @@ DAY = timedelta(days=1)
 SMALL = {"min_rows": 50, "max_rows": 1000}
 CALM = "Sure. Here is the answer you asked for, with the details."
 LINKY = "See https://example.com/answer for everything."
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def traffic(

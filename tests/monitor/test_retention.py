@@ -3,21 +3,17 @@ drift events and reports go, in bounded chunks, while reviewers' samples stay.""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
-import pytest
 from sqlalchemy import Engine, func, insert, select
 
 from monitor.config import Config, RetentionConfig
 from monitor.retention import build_jobs, purge
 from monitor.scheduler import Scheduler
-from monitor.storage.db import make_engine
 from monitor.storage.schema import (
     dead_letters,
     detections,
     drift_events,
-    metadata,
     records,
     reports,
     rollups_hourly,
@@ -27,14 +23,6 @@ from tests.monitor._rows import insert_records, record_row
 
 NOW = datetime(2026, 6, 1, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def count(engine: Engine, table) -> int:  # type: ignore[no-untyped-def]

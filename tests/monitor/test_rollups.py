@@ -3,7 +3,6 @@ recomputed for the recent hours so late records are counted and reruns change no
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -13,20 +12,11 @@ from sqlalchemy import Engine, select
 from monitor.config import Config, RollupsConfig
 from monitor.rollups import build_jobs, hours_to_roll, roll_up
 from monitor.scheduler import Scheduler
-from monitor.storage.db import make_engine
-from monitor.storage.schema import metadata, rollups_hourly
+from monitor.storage.schema import rollups_hourly
 from tests.monitor._rows import insert_records, record_row
 
 H13 = datetime(2026, 5, 1, 13, tzinfo=UTC)
 HOUR = timedelta(hours=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def rollup_rows(engine: Engine) -> dict[tuple[datetime, str, str], dict]:

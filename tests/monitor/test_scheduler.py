@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -18,14 +17,6 @@ from monitor.storage.schema import metadata, scheduler_locks
 
 T0 = datetime(2026, 5, 1, 13, 20, tzinfo=UTC)
 HOURLY = timedelta(hours=1)
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 class Recorder:

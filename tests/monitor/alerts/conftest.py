@@ -11,21 +11,12 @@ import pytest
 from sqlalchemy import Engine, insert, select
 
 from monitor.config import Config
-from monitor.storage.db import make_engine
-from monitor.storage.schema import alert_outbox, alerts, detections, metadata
+from monitor.storage.schema import alert_outbox, alerts, detections
 from tests.monitor._rows import insert_records, record_row
 from tests.monitor.alerts.slack_server import FakeSlack
 
 NOW = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
 _ids = itertools.count()
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 @pytest.fixture
