@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from monitor.config import ConfigError, load_config
 
 
+EXAMPLE = Path(__file__).resolve().parents[2] / "monitor.toml"
+
+
 def test_the_shipped_example_config_is_valid():
-    config = load_config("monitor.toml", env={})
+    config = load_config(EXAMPLE, env={})
     assert config.kafka.topics and config.database.url
 
 
