@@ -10,7 +10,6 @@ import pytest
 
 from monitor.config import ConfigError, load_config
 
-
 EXAMPLE = Path(__file__).resolve().parents[2] / "monitor.toml"
 
 
