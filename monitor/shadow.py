@@ -46,6 +46,7 @@ from inference.compare import Comparer, Comparison, Pair, Thresholds, comparison
 from inference.inprocess import InProcessBackend, InProcessSettings
 from monitor.config import Config, ReferenceConfig, ShadowConfig
 from monitor.sampling import stratum_of, window_start
+from monitor.shadow_drift import AgreementDrift
 from monitor.storage.schema import records, samples, shadow_comparisons
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ class ReplayStats:
     """Candidates not answered in this run (outage, daily cap or deadline); they stay in the database."""
     stopped: str | None = None
     """Why the run ended early: ``outage``, ``daily cap`` or ``deadline``."""
+    agreement_drops: int = 0
+    """Drops in the agreement rate found by the drift charts (`monitor.shadow_drift`), stored as drift events."""
     latencies_ms: list[float] = field(default_factory=list)
 
 
@@ -342,6 +345,8 @@ class ShadowWorker:
     bounded run that ends before the next is due. `close` at shutdown.
 
     The worker never touches the ingest path; it only reads ``samples``/``records`` and writes its own rows.
+    After each run it feeds the new comparisons to the agreement drift charts (`monitor.shadow_drift`) unless
+    ``[drift] enabled = false``.
     """
 
     def __init__(self, config: Config, engine: Engine, detectors: Mapping[str, Detector] | None = None) -> None:
@@ -350,6 +355,7 @@ class ShadowWorker:
         self.engine = engine
         self._detectors = detectors
         self._replayers: list[ShadowReplayer] = []
+        self._agreement: dict[str, AgreementDrift] = {}
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="shadow-replay", daemon=True)
         self._thread.start()
@@ -374,6 +380,9 @@ class ShadowWorker:
                 sampling_window_s=self.config.sampling.window_s,
                 backoff=Backoff(shadow.outage_backoff_initial_s, shadow.outage_backoff_max_s),
             ))
+            if self.config.drift.enabled:
+                self._agreement[reference.model] = AgreementDrift.from_config(
+                    self.config.drift, self.engine, reference.model)
 
     def run(self, engine: Engine | None = None, slot: datetime | None = None) -> dict[str, ReplayStats]:
         """One replay run for every reference, ending before ``shadow.interval`` has passed."""
@@ -404,6 +413,8 @@ class ShadowWorker:
         since = datetime.now(UTC) - shadow.lookback
         candidates = select_candidates(self.engine, model, since=since, limit=limit)
         stats = await replayer.replay(candidates, deadline=deadline)
+        if (agreement := self._agreement.get(model)) is not None:
+            stats.agreement_drops = len(agreement.update())
         log.info("shadow replay %s: %d compared, %d disagree, %d rejected, %d left%s", replayer.backend.name,
                  stats.compared, stats.disagreed, stats.rejected, stats.left,
                  f" ({stats.stopped})" if stats.stopped else "")

@@ -1,24 +1,32 @@
 """Shadow replay as an operator meets it: sampled records are re-asked of a reference model, compared and
-stored; disagreements land in the review queue; an outage or a rejected prompt costs nothing and loses
-nothing; `watchkeeper shadow replay` backfills on demand. The reference is a real HTTP server on loopback."""
+stored; disagreements land in the review queue, where the reviewer sees both answers; agreement dropping
+is a drift event that survives restarts; an outage or a rejected prompt costs nothing and loses nothing;
+`watchkeeper shadow replay` backfills on demand. The reference is a real HTTP server on loopback."""
 
 from __future__ import annotations
 
+import re
 import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import Engine, insert, select
 
-from monitor.config import Config, load_config
+from detectors.drift.bernoulli import BernoulliCUSUM
+from monitor.alerts.rules import Drift
+from monitor.config import AlertRuleConfig, Config, ReviewConfig, load_config
+from monitor.review.app import ReviewServer
+from monitor.review.auth import ReviewerRegistry
 from monitor.sampling import SamplingStep, stratum_of, window_start
 from monitor.shadow import BOOST_REASON, ShadowWorker, agreement_rates, shadow
+from monitor.shadow_drift import AgreementDrift, state_key
 from monitor.storage.db import make_engine
-from monitor.storage.schema import metadata, records, samples, shadow_comparisons
+from monitor.storage.schema import detector_state, drift_events, metadata, records, samples, shadow_comparisons
 from tests.helpers import DaemonThread, count, encode, good_record, produce, wait_for, write_config
 from tests.helpers import config_for as helpers_config_for
 from tests.inference.llama_server import MODEL_ALIAS, llama_server
@@ -35,14 +43,6 @@ def reference_answer(prompt: str) -> str:
     if "France" in prompt:
         return "The capital of France is Paris."
     return "Bananas are rich in potassium and grow in tropical climates."
-
-
-@pytest.fixture
-def engine(db_url: str) -> Iterator[Engine]:
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    yield engine
-    engine.dispose()
 
 
 def add_records(engine: Engine, *, sampled: list[str], unsampled: list[str] = ()) -> None:  # type: ignore[assignment]
@@ -66,13 +66,14 @@ def add_records(engine: Engine, *, sampled: list[str], unsampled: list[str] = ()
                 inclusion_probability=0.01, reviews_wanted=1, sampled_at=NOW))
 
 
-def config_for(url: str, db_url: str, **shadow: Any) -> Config:
+def config_for(url: str, db_url: str, drift: dict[str, Any] | None = None, **shadow: Any) -> Config:
     settings = {"interval": "20s", "outage_backoff_initial_s": 0.01, "outage_backoff_max_s": 0.05,
                 "prompts_per_minute": 6000} | shadow
     return Config.model_validate({
         "database": {"url": db_url},
         "shadow": {"references": [{"url": url, "model": "ref-model", "max_retries": 0, "timeout_s": 5}],
                    **settings},
+        "drift": drift or {},
     })
 
 
@@ -159,6 +160,115 @@ def test_the_daily_cap_holds_across_runs(engine: Engine, db_url: str) -> None:
     assert first[url].compared == 2 and second[url].stopped == "daily cap"
 
 
+def test_a_reviewer_sees_the_reference_answer_beside_the_production_one(engine: Engine, db_url: str) -> None:
+    add_records(engine, sampled=["r-bread"])
+    with scripted_server(Script(answer=reference_answer)) as url:
+        run_worker(config_for(url, db_url), engine)
+    token = ReviewerRegistry(engine).add("ana")
+    server = ReviewServer(engine, Config(review=ReviewConfig(queue_size=5)), host="127.0.0.1", port=0)
+    server.start()
+    try:
+        page = httpx.get(f"http://127.0.0.1:{server.port}/", headers={"Authorization": f"Bearer {token}"},
+                         timeout=10).text
+    finally:
+        server.stop()
+    assert '<code id="record-id">r-bread</code>' in page
+    assert f'<span class="reason">{BOOST_REASON}</span>' in page
+    production = re.search(r'<pre class="text" id="response">(.*?)</pre>', page, re.S)
+    reference = re.search(r'<pre class="text" id="shadow">(.*?)</pre>', page, re.S)
+    assert production is not None and reference is not None
+    assert production[1] == "Mix flour, water, salt and yeast; knead; let it rise; bake."
+    assert reference[1] == reference_answer("How do I bake bread?")
+    assert re.search(r"Shadow answer <small>ref-model · similarity 0\.\d\d</small>", page)
+
+
+def add_traffic(engine: Engine, prefix: str, pairs: list[tuple[str, str]], *, minutes_ago: float) -> None:
+    """Sampled records of ``prod-m`` with these (prompt, production answer) pairs, a second apart."""
+    rows = [record_row(f"{prefix}-{i}", NOW - timedelta(minutes=minutes_ago, seconds=i), model="prod-m",
+                       prompt=prompt, response=response) for i, (prompt, response) in enumerate(pairs)]
+    insert_records(engine, rows)
+    with engine.begin() as conn:
+        conn.execute(insert(samples), [
+            {"record_id": row["id"], "reason": "uniform", "stratum": stratum_of("prod-m", "chat"),
+             "model": "prod-m", "app": "chat", "ts": row["ts"], "window_start": window_start(row["ts"], 0, 86_400),
+             "inclusion_probability": 0.5, "reviews_wanted": 1, "sampled_at": NOW} for row in rows])
+
+
+def store_comparisons(engine: Engine, agreement: Any, *, model: str = "prod-m", start: int = 0) -> list[str]:
+    """Records of ``model`` compared with ``ref-model``, agreeing as ``agreement`` says; returns their ids."""
+    ids = [f"{model}-{start + i}" for i in range(len(agreement))]
+    insert_records(engine, [record_row(rid, NOW - timedelta(minutes=5), model=model) for rid in ids])
+    with engine.begin() as conn:
+        for rid, agree in zip(ids, agreement, strict=True):  # one by one: ids in arrival order
+            conn.execute(insert(shadow_comparisons).values(
+                record_id=rid, reference_model="ref-model", reference_answer="…", agree=bool(agree),
+                created_at=NOW))
+    return ids
+
+
+def test_agreement_dropping_from_90_to_60_percent_is_one_drift_event_and_steady_agreement_none(
+        engine: Engine) -> None:
+    rng = np.random.default_rng(7)
+    store_comparisons(engine, rng.random(2000) < 0.9, model="prod-steady")
+    store_comparisons(engine, rng.random(600) < 0.9)
+    after = store_comparisons(engine, rng.random(400) < 0.6, start=600)
+
+    events = AgreementDrift(engine, "ref-model", warmup=500, page=256).update()
+    assert [(e.stream, e.signal, e.detector, e.direction) for e in events] == [
+        ("model=prod-m,app=*", "shadow_agreement", "bernoulli", "down")]
+    (event,) = events
+    assert event.record_id in after[:150]  # caught soon after the drop, not before it
+    assert 0.85 < event.before["rate"] < 0.95 and event.after["rate"] < 0.75
+    with engine.connect() as conn:
+        (row,) = conn.execute(select(drift_events)).all()
+    assert (row.stream, row.signal, row.detector, row.record_id) == (
+        "model=prod-m,app=*", "shadow_agreement", "bernoulli", event.record_id)
+    assert row.before["n"] == 500 and row.after["rate"] == event.after["rate"]
+    assert row.details["reference_model"] == "ref-model" and row.details["direction"] == "down"
+    assert AgreementDrift(engine, "ref-model", warmup=500).update() == []  # nothing is counted twice
+
+
+def test_the_agreement_charts_continue_where_they_stopped_after_a_restart(engine: Engine) -> None:
+    rng = np.random.default_rng(11)
+    agreement = np.concatenate([rng.random(600) < 0.9, rng.random(400) < 0.6])
+    found = []
+    for start in range(0, 1000, 100):  # ten scheduled runs, each on a freshly started daemon
+        store_comparisons(engine, agreement[start:start + 100], start=start)
+        found += AgreementDrift(engine, "ref-model", warmup=500).update()
+
+    (change,) = BernoulliCUSUM(arl0=1e6, warmup=500).update_many(agreement)  # a chart that never stopped
+    assert [e.record_id for e in found] == [f"prod-m-{change.index}"]
+    assert (found[0].before, found[0].after) == (change.before, change.after)
+    with engine.connect() as conn:
+        assert conn.scalars(select(detector_state.c.key)).all() == ["shadow-agreement/ref-model"]
+    assert state_key("ref-model") == "shadow-agreement/ref-model"
+
+
+def test_the_worker_turns_a_production_regression_into_an_agreement_drift_event(
+        engine: Engine, db_url: str) -> None:
+    # An hour ago 90 % of the production answers agreed with the reference.
+    add_traffic(engine, "before", [("What is the capital of France?", PARIS)] * 90
+                + [("How do I bake bread?", "Mix flour, water, salt and yeast.")] * 10, minutes_ago=60)
+    drift = {"warmup": 100}
+    with scripted_server(Script(answer=reference_answer)) as url:
+        first = run_worker(config_for(url, db_url, drift=drift), engine)
+        # Then production starts refusing plain questions; the daemon restarted in between.
+        add_traffic(engine, "after", [("What is the capital of France?", "I'm sorry, I can't help with that.")]
+                    * 40, minutes_ago=5)
+        second = run_worker(config_for(url, db_url, drift=drift), engine)
+
+    assert (first[url].compared, first[url].agreement_drops) == (100, 0)
+    assert (second[url].compared, second[url].agreement_drops) == (40, 1)
+    with engine.connect() as conn:
+        (event,) = conn.execute(select(drift_events)).all()
+        assert (event.stream, event.signal) == ("model=prod-m,app=*", "shadow_agreement")
+        assert event.record_id.startswith("after-") and event.before["n"] == 100
+        # The drift alert rule picks it up for the model.
+        rule = Drift("drift", AlertRuleConfig(kind="drift", scope="model", window="15m"))
+        firing = rule.evaluate(conn, datetime.now(UTC))
+    assert list(firing) == ["model=prod-m"] and "on shadow_agreement" in firing["model=prod-m"].summary
+
+
 def test_replay_command_backfills_past_records_from_the_environment_settings(
         engine: Engine, db_url: str, tmp_path: Path) -> None:
     add_records(engine, sampled=[], unsampled=["r-france", "r-bread", "r-email"])
@@ -212,19 +322,6 @@ def test_replay_against_a_real_small_model_on_the_cpu(sqlite_url: str) -> None:
     assert -1.0 <= bread.similarity <= 1.0 and 0.0 <= bread.rouge_l <= 1.0 and bread.length_ratio > 0
 
 
-@pytest.fixture
-def current_db_url(db_url: str) -> str:
-    """A database with the tables as schema.py has them now, stamped at the migrations' head for the daemon."""
-    from alembic import command
-    from monitor.storage.db import alembic_config
-
-    engine = make_engine(db_url)
-    metadata.create_all(engine)
-    engine.dispose()
-    command.stamp(alembic_config(db_url), "head")
-    return db_url
-
-
 def _daemon_config(db_url: str, bootstrap: str, topic: str, tmp_path: Path, url: str) -> Config:
     path = write_config(tmp_path / "monitor.toml", db_url=db_url, bootstrap=bootstrap, topic=topic, extra=f"""
 store_text = "full"
@@ -254,13 +351,13 @@ def _now_records(n: int, start: int = 0) -> list[bytes]:
 
 @pytest.mark.slow
 def test_records_on_kafka_are_sampled_replayed_and_compared(
-        current_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
+        migrated_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
     produce(kafka_broker, topic, _now_records(20))
     with scripted_server(Script(answer=lambda prompt: "Mix flour, water, salt and yeast, then wait.")) as url:
-        config = _daemon_config(current_db_url, kafka_broker, topic, tmp_path, url)
+        config = _daemon_config(migrated_db_url, kafka_broker, topic, tmp_path, url)
         with DaemonThread(config, steps=[SamplingStep(config.sampling)]):
-            wait_for(lambda: count(current_db_url, samples) >= 20, 60, "20 records sampled and stored")
-        engine = make_engine(current_db_url)
+            wait_for(lambda: count(migrated_db_url, samples) >= 20, 60, "20 records sampled and stored")
+        engine = make_engine(migrated_db_url)
         try:
             stats = run_worker(config, engine)
             rows = comparisons(engine)
@@ -274,21 +371,21 @@ def test_records_on_kafka_are_sampled_replayed_and_compared(
 
 @pytest.mark.slow
 def test_a_hung_reference_does_not_hold_up_ingest(
-        current_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
+        migrated_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
     produce(kafka_broker, topic, _now_records(10))
     script = Script(then="hang")
     with scripted_server(script) as url:
-        config = _daemon_config(current_db_url, kafka_broker, topic, tmp_path, url)
-        engine = make_engine(current_db_url)
+        config = _daemon_config(migrated_db_url, kafka_broker, topic, tmp_path, url)
+        engine = make_engine(migrated_db_url)
         worker = ShadowWorker(config, engine)
         try:
             with DaemonThread(config, steps=[SamplingStep(config.sampling)]):
-                wait_for(lambda: count(current_db_url, samples) >= 10, 60, "the first records stored")
+                wait_for(lambda: count(migrated_db_url, samples) >= 10, 60, "the first records stored")
                 replay = threading.Thread(target=worker.run)
                 replay.start()
                 wait_for(lambda: len(script.requests) >= 2, 30, "the replayer to be stuck on the reference")
                 produce(kafka_broker, topic, _now_records(2000, start=10))
-                wait_for(lambda: count(current_db_url, records) >= 2010, 60, "ingest to go on meanwhile")
+                wait_for(lambda: count(migrated_db_url, records) >= 2010, 60, "ingest to go on meanwhile")
                 assert replay.is_alive() and comparisons(engine) == {}  # replay still stuck, ingest done
             script.then = "ok"
             script.release.set()
