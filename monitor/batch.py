@@ -4,7 +4,7 @@ A `Batch` is filled step by step (decode → detect → sample → …) and then
 transaction, after which its offsets are committed. Steps add rows; they never write to the database
 themselves, so a batch is either stored whole or not at all, and a replayed batch stores nothing twice
 (every table written from a batch has a natural key and is inserted with ON CONFLICT DO NOTHING, except
-`upserts`, which replace by key).
+`upserts`, which replace by key, and `increments`, which add to counters by key).
 """
 
 from __future__ import annotations
@@ -61,6 +61,10 @@ class Batch:
     """Extra rows steps want stored with the batch (drift events, samples…), inserted idempotently."""
     upserts: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     """Rows that replace an existing row with the same primary key (detector state checkpoints…)."""
+    increments: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Counter rows added to the row with the same primary key (``col = col + excluded.col``; columns whose
+    ``info["merge"]`` says ``min``, ``max`` or ``replace`` merge that way). Not idempotent by itself: the
+    step that fills it must make sure a redelivered message is not counted again (`monitor.aggregate`)."""
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> offset of the next message to read: what is committed once stored."""
     received_at: datetime | None = None

@@ -324,6 +324,10 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
     # Reviewer-labelled accuracy: fires on a significant drop from the previous window (set `threshold` to
     # also fire when the interval's upper bound is below that target). Silent until there are labels.
     "accuracy": {"kind": "accuracy", "severity": "warning", "scope": "model", "window": "1d", "min_samples": 30},
+    # Agreement with the shadow reference: under half agreeing, or a significant drop from the day before.
+    # Silent without shadow replay.
+    "shadow_agreement": {"kind": "shadow_agreement", "severity": "warning", "scope": "model", "window": "1h",
+                         "min_samples": 50, "threshold": 0.5, "baseline": "1d"},
     "secret_in_response": {"kind": "secret_in_response", "severity": "critical", "scope": "model",
                            "window": "15m"},
     "pii_in_response": {"kind": "pii_in_response", "severity": "warning", "scope": "model", "window": "15m"},

@@ -58,16 +58,19 @@ def check_schema(engine: Engine, url: str) -> None:
 
 
 def build_steps(config: Config, engine: Engine) -> list[Step]:
-    """The chain between decode and persist, in order: detect → drift → sample.
+    """The chain between decode and persist, in order: detect → aggregate → drift → sample.
 
+    The per-minute counters the alert rules read (`monitor.aggregate`) need the detectors' signals.
     Sampling comes last because it boosts records the detectors flagged and streams that drifted.
     """
     from detectors.chain import DetectorChain
+    from monitor.aggregate import AggregateStep
     from monitor.detect import DetectStep
     from monitor.drift import DriftStep
     from monitor.sampling import SamplingStep
 
-    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text))]
+    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
+                         AggregateStep(engine, config.kafka.group_id)]
     if config.drift.enabled:
         steps.append(DriftStep.from_config(config.drift, engine))
     if config.sampling.enabled:

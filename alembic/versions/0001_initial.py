@@ -2,7 +2,7 @@
 
 Revision ID: 0001_initial
 Revises:
-Create Date: 2026-11-23 03:56:35.466482
+Create Date: 2026-11-23 04:51:30.090898
 """
 
 from collections.abc import Sequence
@@ -396,6 +396,95 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_silences")),
     )
     op.create_table(
+        "stream_minutes",
+        sa.Column(
+            "minute", sa.DateTime(timezone=True), nullable=False, comment="start of the minute (UTC) by record time"
+        ),
+        sa.Column("model", sa.String(length=200), nullable=False),
+        sa.Column("app", sa.String(length=200), nullable=False, comment="'' for records without an app"),
+        sa.Column("n", sa.BigInteger(), nullable=False, comment="records"),
+        sa.Column("errors", sa.BigInteger(), nullable=False, comment="records with status = 'error'"),
+        sa.Column("toxicity_scored", sa.BigInteger(), nullable=False, comment="records with a response_toxicity score"),
+        sa.Column(
+            "toxic",
+            sa.BigInteger(),
+            nullable=False,
+            comment="records with response_toxicity >= 0.5 (detectors.drift.signals.TOXIC_AT)",
+        ),
+        sa.Column("refusal_scored", sa.BigInteger(), nullable=False, comment="records the refusal detector judged"),
+        sa.Column("refusals", sa.BigInteger(), nullable=False, comment="records judged a refusal"),
+        sa.Column("latency_n", sa.BigInteger(), nullable=False, comment="records with a latency_ms"),
+        sa.Column(
+            "latency_sum", sa.Float(), nullable=False, comment="sum of latency_ms; mean = latency_sum / latency_n"
+        ),
+        sa.Column("latency_min", sa.Float(), nullable=True),
+        sa.Column("latency_max", sa.Float(), nullable=True),
+        sa.Column("lat_00", sa.BigInteger(), nullable=False, comment="records with latency_ms < 1"),
+        sa.Column("lat_01", sa.BigInteger(), nullable=False, comment="records with 1 <= latency_ms < 1.259"),
+        sa.Column("lat_02", sa.BigInteger(), nullable=False, comment="records with 1.259 <= latency_ms < 1.585"),
+        sa.Column("lat_03", sa.BigInteger(), nullable=False, comment="records with 1.585 <= latency_ms < 1.995"),
+        sa.Column("lat_04", sa.BigInteger(), nullable=False, comment="records with 1.995 <= latency_ms < 2.512"),
+        sa.Column("lat_05", sa.BigInteger(), nullable=False, comment="records with 2.512 <= latency_ms < 3.162"),
+        sa.Column("lat_06", sa.BigInteger(), nullable=False, comment="records with 3.162 <= latency_ms < 3.981"),
+        sa.Column("lat_07", sa.BigInteger(), nullable=False, comment="records with 3.981 <= latency_ms < 5.012"),
+        sa.Column("lat_08", sa.BigInteger(), nullable=False, comment="records with 5.012 <= latency_ms < 6.31"),
+        sa.Column("lat_09", sa.BigInteger(), nullable=False, comment="records with 6.31 <= latency_ms < 7.943"),
+        sa.Column("lat_10", sa.BigInteger(), nullable=False, comment="records with 7.943 <= latency_ms < 10"),
+        sa.Column("lat_11", sa.BigInteger(), nullable=False, comment="records with 10 <= latency_ms < 12.59"),
+        sa.Column("lat_12", sa.BigInteger(), nullable=False, comment="records with 12.59 <= latency_ms < 15.85"),
+        sa.Column("lat_13", sa.BigInteger(), nullable=False, comment="records with 15.85 <= latency_ms < 19.95"),
+        sa.Column("lat_14", sa.BigInteger(), nullable=False, comment="records with 19.95 <= latency_ms < 25.12"),
+        sa.Column("lat_15", sa.BigInteger(), nullable=False, comment="records with 25.12 <= latency_ms < 31.62"),
+        sa.Column("lat_16", sa.BigInteger(), nullable=False, comment="records with 31.62 <= latency_ms < 39.81"),
+        sa.Column("lat_17", sa.BigInteger(), nullable=False, comment="records with 39.81 <= latency_ms < 50.12"),
+        sa.Column("lat_18", sa.BigInteger(), nullable=False, comment="records with 50.12 <= latency_ms < 63.1"),
+        sa.Column("lat_19", sa.BigInteger(), nullable=False, comment="records with 63.1 <= latency_ms < 79.43"),
+        sa.Column("lat_20", sa.BigInteger(), nullable=False, comment="records with 79.43 <= latency_ms < 100"),
+        sa.Column("lat_21", sa.BigInteger(), nullable=False, comment="records with 100 <= latency_ms < 125.9"),
+        sa.Column("lat_22", sa.BigInteger(), nullable=False, comment="records with 125.9 <= latency_ms < 158.5"),
+        sa.Column("lat_23", sa.BigInteger(), nullable=False, comment="records with 158.5 <= latency_ms < 199.5"),
+        sa.Column("lat_24", sa.BigInteger(), nullable=False, comment="records with 199.5 <= latency_ms < 251.2"),
+        sa.Column("lat_25", sa.BigInteger(), nullable=False, comment="records with 251.2 <= latency_ms < 316.2"),
+        sa.Column("lat_26", sa.BigInteger(), nullable=False, comment="records with 316.2 <= latency_ms < 398.1"),
+        sa.Column("lat_27", sa.BigInteger(), nullable=False, comment="records with 398.1 <= latency_ms < 501.2"),
+        sa.Column("lat_28", sa.BigInteger(), nullable=False, comment="records with 501.2 <= latency_ms < 631"),
+        sa.Column("lat_29", sa.BigInteger(), nullable=False, comment="records with 631 <= latency_ms < 794.3"),
+        sa.Column("lat_30", sa.BigInteger(), nullable=False, comment="records with 794.3 <= latency_ms < 1000"),
+        sa.Column("lat_31", sa.BigInteger(), nullable=False, comment="records with 1000 <= latency_ms < 1259"),
+        sa.Column("lat_32", sa.BigInteger(), nullable=False, comment="records with 1259 <= latency_ms < 1585"),
+        sa.Column("lat_33", sa.BigInteger(), nullable=False, comment="records with 1585 <= latency_ms < 1995"),
+        sa.Column("lat_34", sa.BigInteger(), nullable=False, comment="records with 1995 <= latency_ms < 2512"),
+        sa.Column("lat_35", sa.BigInteger(), nullable=False, comment="records with 2512 <= latency_ms < 3162"),
+        sa.Column("lat_36", sa.BigInteger(), nullable=False, comment="records with 3162 <= latency_ms < 3981"),
+        sa.Column("lat_37", sa.BigInteger(), nullable=False, comment="records with 3981 <= latency_ms < 5012"),
+        sa.Column("lat_38", sa.BigInteger(), nullable=False, comment="records with 5012 <= latency_ms < 6310"),
+        sa.Column("lat_39", sa.BigInteger(), nullable=False, comment="records with 6310 <= latency_ms < 7943"),
+        sa.Column("lat_40", sa.BigInteger(), nullable=False, comment="records with 7943 <= latency_ms < 10000"),
+        sa.Column("lat_41", sa.BigInteger(), nullable=False, comment="records with 10000 <= latency_ms < 12589"),
+        sa.Column("lat_42", sa.BigInteger(), nullable=False, comment="records with 12589 <= latency_ms < 15849"),
+        sa.Column("lat_43", sa.BigInteger(), nullable=False, comment="records with 15849 <= latency_ms < 19953"),
+        sa.Column("lat_44", sa.BigInteger(), nullable=False, comment="records with 19953 <= latency_ms < 25119"),
+        sa.Column("lat_45", sa.BigInteger(), nullable=False, comment="records with 25119 <= latency_ms < 31623"),
+        sa.Column("lat_46", sa.BigInteger(), nullable=False, comment="records with 31623 <= latency_ms < 39811"),
+        sa.Column("lat_47", sa.BigInteger(), nullable=False, comment="records with 39811 <= latency_ms < 50119"),
+        sa.Column("lat_48", sa.BigInteger(), nullable=False, comment="records with 50119 <= latency_ms < 63096"),
+        sa.Column("lat_49", sa.BigInteger(), nullable=False, comment="records with 63096 <= latency_ms < 79433"),
+        sa.Column("lat_50", sa.BigInteger(), nullable=False, comment="records with 79433 <= latency_ms < 100000"),
+        sa.Column("lat_51", sa.BigInteger(), nullable=False, comment="records with 100000 <= latency_ms < 125893"),
+        sa.Column("lat_52", sa.BigInteger(), nullable=False, comment="records with 125893 <= latency_ms < 158489"),
+        sa.Column("lat_53", sa.BigInteger(), nullable=False, comment="records with 158489 <= latency_ms < 199526"),
+        sa.Column("lat_54", sa.BigInteger(), nullable=False, comment="records with 199526 <= latency_ms < 251189"),
+        sa.Column("lat_55", sa.BigInteger(), nullable=False, comment="records with 251189 <= latency_ms < 316228"),
+        sa.Column("lat_56", sa.BigInteger(), nullable=False, comment="records with 316228 <= latency_ms < 398107"),
+        sa.Column("lat_57", sa.BigInteger(), nullable=False, comment="records with 398107 <= latency_ms < 501187"),
+        sa.Column("lat_58", sa.BigInteger(), nullable=False, comment="records with 501187 <= latency_ms < 630957"),
+        sa.Column("lat_59", sa.BigInteger(), nullable=False, comment="records with latency_ms >= 630957"),
+        sa.Column("last_ts", sa.DateTime(timezone=True), nullable=False, comment="newest record time in the minute"),
+        sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("minute", "model", "app", name=op.f("pk_stream_minutes")),
+        comment="Per-minute counters per model × app, maintained by the pipeline with each batch (each record counted once); the alert rules read these instead of `records`. Sum rows for any window.",
+    )
+    op.create_table(
         "labels",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), autoincrement=True, nullable=False),
         sa.Column("sample_id", sa.BigInteger(), nullable=False),
@@ -438,6 +527,7 @@ def downgrade() -> None:
 
     op.drop_table("sample_assignments")
     op.drop_table("labels")
+    op.drop_table("stream_minutes")
     op.drop_table("silences")
     op.drop_table("shadow_comparisons")
     op.drop_table("scheduler_locks")

@@ -11,6 +11,12 @@ Adding a rule is one class: subclass `Rule` (or `RateRule` for "fraction of reco
 write ``fetch`` and ``decide``, decorate it with ``@register``; then ``[alerts.rules.NAME] kind = "…"`` in
 monitor.toml turns it on.
 
+Rules over traffic volume (rates, latency, dead-letter share, no traffic) read the per-minute counters of
+`stream_minutes` (`monitor.aggregate`), never raw `records`: an evaluation costs the same at 10 or 20 000
+records per second. Their windows therefore start on a minute boundary — the minute holding ``now - window``
+— so a window is between ``window`` and ``window`` + 1 minute long. Raw `records` are read only for a few
+example ids, within the minutes the counters point at.
+
 >>> from monitor.config import AlertRuleConfig
 >>> rule = ErrorRate("error_rate", AlertRuleConfig(kind="error_rate", threshold=0.1, min_samples=10))
 >>> rule.decide({"current": {"global": (20, 5)}, "baseline": {}}, now=None)["global"].summary
@@ -25,12 +31,13 @@ from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 
-import numpy as np
 from sqlalchemy import ColumnElement, Connection, case, func, select
 
+from monitor.aggregate import TOXIC_AT, minute_of, quantile
 from monitor.config import AlertRuleConfig, AlertsConfig
-from monitor.review.estimates import INCORRECT, Proportion, accuracy_estimates, significantly_lower
+from monitor.review.estimates import INCORRECT, Proportion, accuracy_estimates, significantly_lower, wilson
 from monitor.storage.schema import (
+    STREAM_LATENCY_COLUMNS,
     consumer_progress,
     dead_letters,
     detections,
@@ -38,6 +45,8 @@ from monitor.storage.schema import (
     labels,
     records,
     samples,
+    shadow_comparisons,
+    stream_minutes,
 )
 
 GLOBAL = "global"
@@ -191,10 +200,69 @@ def _grouped(conn: Connection, scope: str, columns: Iterable[Any], *where: Any) 
     return {_scope_label(scope, row): tuple(row[len(keys):]) for row in conn.execute(stmt)}
 
 
-def _recent_ids(conn: Connection, scope: str, *where: Any) -> list[str]:
+# --- the per-minute counters (stream_minutes) -----------------------------------------------------------
+
+_sm = stream_minutes.c
+MINUTE = timedelta(minutes=1)
+
+
+def _window_start(now: datetime, window: timedelta) -> datetime:
+    """First minute of a window ending at ``now``: the one holding ``now - window``."""
+    return minute_of(now - window)
+
+
+def _minute_filter(scope_label: str) -> list[ColumnElement[bool]]:
+    """The `stream_minutes` filter for a scope label (app ``-`` is stored as '')."""
+    if scope_label == GLOBAL:
+        return []
+    key, _, value = scope_label.partition("=")
+    if key == "model":
+        return [_sm.model == value]
+    return [_sm.app == ("" if value == "-" else value)]
+
+
+def _minute_sums(conn: Connection, scope: str, columns: Iterable[Any], *where: Any) -> dict[str, tuple[Any, ...]]:
+    """``columns`` (aggregates over `stream_minutes`) per scope label, over the rows matching ``where``."""
+    keys = {"global": [], "model": [_sm.model], "app": [_sm.app]}[scope]
+    stmt = select(*keys, *columns).where(*where)
+    if keys:
+        stmt = stmt.group_by(*keys)
+    out = {}
+    for row in conn.execute(stmt):
+        label = GLOBAL if not keys else f"{scope}={row[0] if row[0] not in (None, '') else '-'}"
+        out[label] = tuple(row[len(keys):])
+    return out
+
+
+def _ids_in_minutes(conn: Connection, scope: str, minutes: Iterable[datetime], *where: Any,
+                    order: Any = None) -> list[tuple[Any, str]]:
+    """``(order value, id)`` of up to `EXAMPLES` records per minute of ``minutes`` that match ``where``: each
+    query reads one minute of records through the ``ts`` index, so the work is bounded by the traffic of
+    a few minutes whatever the window."""
     scoped = _scope_filter(scope)
-    stmt = select(records.c.id).where(*where, *([scoped] if scoped is not None else []))
-    return list(conn.scalars(stmt.order_by(records.c.ts.desc()).limit(EXAMPLES)))
+    order = records.c.ts if order is None else order
+    found: list[tuple[Any, str]] = []
+    for minute in minutes:
+        stmt = (select(order, records.c.id)
+                .where(records.c.ts >= minute, records.c.ts < minute + MINUTE, *where,
+                       *([scoped] if scoped is not None else []))
+                .order_by(order.desc()).limit(EXAMPLES))
+        found += [(row[0], row[1]) for row in conn.execute(stmt)]
+    return found
+
+
+def _recent_ids(conn: Connection, scope: str, start: datetime, counter: str, *where: Any) -> list[str]:
+    """The newest `EXAMPLES` records matching ``where`` since ``start``, looked for only in the newest minutes
+    whose ``counter`` says they hold some."""
+    minutes = conn.scalars(
+        select(_sm.minute).where(_sm.minute >= start, _sm[counter] > 0, *_minute_filter(scope))
+        .group_by(_sm.minute).order_by(_sm.minute.desc()).limit(EXAMPLES))
+    found: list[str] = []
+    for minute in minutes:
+        found += [rid for _, rid in _ids_in_minutes(conn, scope, [minute], *where)]
+        if len(found) >= EXAMPLES:
+            break
+    return found[:EXAMPLES]
 
 
 def _exceeds(value: float, floor: float, base: float | None, factor: float, spike: bool) -> bool:
@@ -214,26 +282,30 @@ def _exceeds(value: float, floor: float, base: float | None, factor: float, spik
 class RateRule(Rule):
     """Fires when the fraction of counted records that are hits exceeds ``threshold`` over ``window`` with
     at least ``min_samples`` counted records; with ``baseline`` set it must also exceed ``factor`` × the
-    rate of the ``baseline`` window just before (a spike). ``fetch`` gives ``{scope: (n, hits)}``."""
+    rate of the ``baseline`` window just before (a spike). ``fetch`` gives ``{scope: (n, hits)}``.
+
+    Counts come from `stream_minutes`: ``counted`` and ``hits`` name its counter columns. The window
+    starts on the minute holding ``now - window``; the baseline is the ``baseline`` before that minute."""
 
     what: ClassVar[str]
-
-    def counted(self) -> ColumnElement[bool]:
-        """Which records the rate is over (e.g. those the detector scored)."""
-        return records.c.id.is_not(None)
+    counted: ClassVar[str] = "n"
+    """The `stream_minutes` column counting the records the rate is over (e.g. those a detector scored)."""
+    hits: ClassVar[str]
+    """The `stream_minutes` column counting the hits among them."""
 
     def hit(self) -> ColumnElement[bool]:
+        """The same hits as a `records` filter, for example ids."""
         raise NotImplementedError
 
     def fetch(self, conn: Connection, now: datetime) -> dict[str, dict[str, tuple[int, int]]]:
-        start = now - self.window
-        columns = [func.count(), func.sum(case((self.hit(), 1), else_=0))]
-        current = _grouped(conn, self.config.scope, columns, records.c.ts > start, self.counted())
+        start = _window_start(now, self.window)
+        columns = [func.sum(_sm[self.counted]), func.sum(_sm[self.hits])]
+        current = _minute_sums(conn, self.config.scope, columns, _sm.minute >= start)
         baseline: dict[str, tuple[Any, ...]] = {}
         if self.config.baseline is not None:
-            baseline = _grouped(conn, self.config.scope, columns, records.c.ts > start - self.config.baseline,
-                                records.c.ts <= start, self.counted())
-        as_ints = lambda rows: {s: (int(n), int(k or 0)) for s, (n, k) in rows.items()}  # noqa: E731
+            baseline = _minute_sums(conn, self.config.scope, columns,
+                                    _sm.minute >= minute_of(start - self.config.baseline), _sm.minute < start)
+        as_ints = lambda rows: {s: (int(n), int(k or 0)) for s, (n, k) in rows.items() if n}  # noqa: E731
         return {"current": as_ints(current), "baseline": as_ints(baseline)}
 
     def decide(self, fetched: Mapping[str, Mapping[str, tuple[int, int]]], now: datetime | None
@@ -268,7 +340,7 @@ class RateRule(Rule):
     hit_sql: ClassVar[str]
 
     def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
-        return _recent_ids(conn, scope, records.c.ts > now - self.window, self.hit())
+        return _recent_ids(conn, scope, _window_start(now, self.window), self.hits, self.hit())
 
 
 @register
@@ -278,9 +350,14 @@ class ToxicityRate(RateRule):
     kind = "toxicity_rate"
     what = "toxic response rate"
     hit_sql = "response_toxicity >= <score>"
+    counted = "toxicity_scored"
+    hits = "toxic"
 
-    def counted(self) -> ColumnElement[bool]:
-        return records.c.response_toxicity.is_not(None)
+    def __init__(self, name: str, config: AlertRuleConfig, *, group_id: str = "watchkeeper") -> None:
+        if config.score != TOXIC_AT:
+            raise ValueError(f"alerts.rules.{name}: score must be {TOXIC_AT} — `stream_minutes` counts responses "
+                             f"with toxicity >= {TOXIC_AT} (detectors.drift.signals.TOXIC_AT); got {config.score}")
+        super().__init__(name, config, group_id=group_id)
 
     def hit(self) -> ColumnElement[bool]:
         return records.c.response_toxicity >= self.config.score
@@ -296,9 +373,8 @@ class RefusalRate(RateRule):
     kind = "refusal_rate"
     what = "refusal rate"
     hit_sql = "refusal"
-
-    def counted(self) -> ColumnElement[bool]:
-        return records.c.refusal.is_not(None)
+    counted = "refusal_scored"
+    hits = "refusals"
 
     def hit(self) -> ColumnElement[bool]:
         return records.c.refusal.is_(True)
@@ -311,6 +387,7 @@ class ErrorRate(RateRule):
     kind = "error_rate"
     what = "error rate"
     hit_sql = "status = 'error'"
+    hits = "errors"
 
     def hit(self) -> ColumnElement[bool]:
         return records.c.status == "error"
@@ -321,30 +398,31 @@ class ErrorRate(RateRule):
 @register
 class LatencyP95(Rule):
     """p95 of ``latency_ms`` over the window: fires above ``threshold`` ms and, with ``baseline``, above
-    ``factor`` × the baseline window's p95. ``fetch`` gives ``{scope: (n, p95)}`` for both windows."""
+    ``factor`` × the baseline window's p95. ``fetch`` gives ``{scope: (n, p95)}`` for both windows.
+
+    The p95 is estimated from the latency histograms of `stream_minutes` (`monitor.aggregate.quantile`):
+    within one bucket of the exact value (buckets are a factor 1.26 wide), within ±10 % on lognormal latencies,
+    and exact when the latencies around it are all equal. Windows start on a minute boundary."""
 
     kind = "latency_p95"
 
-    def _p95(self, conn: Connection, start: datetime, end: datetime | None) -> dict[str, tuple[int, float]]:
-        where = [records.c.ts > start, records.c.latency_ms.is_not(None)]
-        if end is not None:
-            where.append(records.c.ts <= end)
-        if conn.dialect.name == "postgresql":
-            p95 = func.percentile_cont(0.95).within_group(records.c.latency_ms)
-            return {s: (int(n), float(p)) for s, (n, p) in
-                    _grouped(conn, self.config.scope, [func.count(), p95], *where).items()}
-        keys = _scope_columns(self.config.scope)
-        values: dict[str, list[float]] = {}
-        for row in conn.execute(select(*keys, records.c.latency_ms).where(*where)):
-            values.setdefault(_scope_label(self.config.scope, row), []).append(row[-1])
-        return {s: (len(v), float(np.percentile(v, 95))) for s, v in values.items()}
+    def _p95(self, conn: Connection, *where: Any) -> dict[str, tuple[int, float]]:
+        columns = [func.sum(_sm.latency_n), func.min(_sm.latency_min), func.max(_sm.latency_max),
+                   *(func.sum(_sm[c]) for c in STREAM_LATENCY_COLUMNS)]
+        out = {}
+        for scope, (n, low, high, *histogram) in _minute_sums(
+                conn, self.config.scope, columns, _sm.latency_n > 0, *where).items():
+            p95 = quantile([int(c) for c in histogram], 0.95, low, high)
+            if n and p95 is not None:
+                out[scope] = (int(n), p95)
+        return out
 
     def fetch(self, conn: Connection, now: datetime) -> dict[str, dict[str, tuple[int, float]]]:
-        start = now - self.window
+        start = _window_start(now, self.window)
         baseline = {}
         if self.config.baseline is not None:
-            baseline = self._p95(conn, start - self.config.baseline, start)
-        return {"current": self._p95(conn, start, None), "baseline": baseline}
+            baseline = self._p95(conn, _sm.minute >= minute_of(start - self.config.baseline), _sm.minute < start)
+        return {"current": self._p95(conn, _sm.minute >= start), "baseline": baseline}
 
     def decide(self, fetched: Mapping[str, Mapping[str, tuple[int, float]]], now: datetime | None
                ) -> dict[str, Evidence]:
@@ -370,10 +448,15 @@ class LatencyP95(Rule):
         return firing
 
     def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
-        scoped = _scope_filter(scope)
-        stmt = select(records.c.id).where(records.c.ts > now - self.window, records.c.latency_ms.is_not(None),
-                                          *([scoped] if scoped is not None else []))
-        return list(conn.scalars(stmt.order_by(records.c.latency_ms.desc()).limit(EXAMPLES)))
+        """The slowest records of the window: they lie in the minutes with the highest ``latency_max``."""
+        slowest = func.max(_sm.latency_max)
+        minutes = conn.scalars(
+            select(_sm.minute).where(_sm.minute >= _window_start(now, self.window), _sm.latency_max.is_not(None),
+                                     *_minute_filter(scope))
+            .group_by(_sm.minute).order_by(slowest.desc()).limit(EXAMPLES))
+        found = _ids_in_minutes(conn, scope, list(minutes), records.c.latency_ms.is_not(None),
+                                order=records.c.latency_ms)
+        return [rid for _, rid in sorted(found, key=lambda f: f[0], reverse=True)[:EXAMPLES]]
 
 
 # --- leaks: any secret or PII in a response --------------------------------------------------------------
@@ -610,19 +693,152 @@ def _interval(p: Proportion) -> dict[str, float]:
     return {"accuracy": p.estimate, "low": p.low, "high": p.high, "n": p.n, "n_effective": round(p.n_effective, 1)}
 
 
+# --- agreement with a shadow reference model -------------------------------------------------------------
+
+def _agreement(n: int, agreed: int) -> Proportion:
+    low, high = wilson(agreed, n)
+    return Proportion(agreed / n, low, high, n, float(n))
+
+
+def _since_option(window: timedelta) -> str:
+    """A window as ``watchkeeper shadow status --since`` takes it (one unit)."""
+    seconds = window.total_seconds()
+    return f"{seconds / 3600:g}h" if seconds % 3600 == 0 else f"{math.ceil(seconds / 60)}m"
+
+
+@register
+class ShadowAgreement(Rule):
+    """A production model agrees less with its shadow reference (`monitor.shadow`): over ``window`` its share
+    of answers that agree is below ``threshold`` (e.g. 0.7; 0 turns this test off), or, with ``baseline``
+    set, significantly lower than over the ``baseline`` window just before (a one-sided two-proportion test
+    at ``alpha``: strict, because the window slides and the test is repeated on every evaluation). Each
+    window needs ``min_samples`` comparisons. Comparisons count by when they were made, as in
+    ``watchkeeper shadow status``; with several references a scope reports the one it agrees with least.
+    Silent without shadow replay.
+
+    ``fetch`` gives ``{"current": {(scope, reference): (n, agreed)}, "baseline": {…}, "disagreed":
+    {(scope, reference): [record ids, newest first]}}``. Comparisons arrive once per replay run (a minute
+    by default), so they are re-read at most every ``refresh``.
+
+    >>> rule = ShadowAgreement("shadow_agreement", AlertRuleConfig(
+    ...     kind="shadow_agreement", scope="model", threshold=0.7, min_samples=50))
+    >>> fetched = {"current": {("model=m1", "ref"): (200, 120)}, "baseline": {}, "disagreed": {}}
+    >>> rule.decide(fetched, now=None)["model=m1"].summary
+    'agreement with reference ref 60.0% over the last 10m (120 of 200 comparisons): below 70.0%'
+    """
+
+    kind = "shadow_agreement"
+    alpha: ClassVar[float] = 0.001
+    refresh: ClassVar[timedelta] = timedelta(seconds=30)
+    max_rows: ClassVar[int] = 10_000
+
+    def __init__(self, name: str, config: AlertRuleConfig, *, group_id: str = "watchkeeper") -> None:
+        super().__init__(name, config, group_id=group_id)
+        self._cached: tuple[datetime, Any] | None = None
+
+    def _joined(self) -> Any:
+        return shadow_comparisons.join(records, records.c.id == shadow_comparisons.c.record_id)
+
+    def _counts(self, conn: Connection, start: datetime, end: datetime) -> dict[tuple[str, str], tuple[int, int]]:
+        t = shadow_comparisons.c
+        keys = _scope_columns(self.config.scope)
+        stmt = (select(*keys, t.reference_model, func.count(), func.sum(case((t.agree.is_(True), 1), else_=0)))
+                .select_from(self._joined())
+                .where(t.agree.is_not(None), t.created_at > start, t.created_at <= end)
+                .group_by(*keys, t.reference_model))
+        n = len(keys)
+        return {(_scope_label(self.config.scope, row), row[n]): (int(row[n + 1]), int(row[n + 2] or 0))
+                for row in conn.execute(stmt)}
+
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, Any]:
+        if self._cached is not None and timedelta(0) <= now - self._cached[0] < self.refresh:
+            return self._cached[1]
+        start = now - self.window
+        baseline = {}
+        if self.config.baseline is not None:
+            baseline = self._counts(conn, start - self.config.baseline, start)
+        t = shadow_comparisons.c
+        keys = _scope_columns(self.config.scope)
+        disagreed: dict[tuple[str, str], list[str]] = {}
+        for row in conn.execute(
+                select(*keys, t.reference_model, t.record_id).select_from(self._joined())
+                .where(t.agree.is_(False), t.created_at > start, t.created_at <= now)
+                .order_by(t.created_at.desc(), t.id.desc()).limit(self.max_rows)):
+            ids = disagreed.setdefault((_scope_label(self.config.scope, row), row[len(keys)]), [])
+            if len(ids) < EXAMPLES:
+                ids.append(row[-1])
+        fetched = {"current": self._counts(conn, start, now), "baseline": baseline, "disagreed": disagreed}
+        self._cached = (now, fetched)
+        return fetched
+
+    def decide(self, fetched: Mapping[str, Any], now: datetime | None) -> dict[str, Evidence]:
+        cfg, firing = self.config, {}
+        for (scope, reference), (n, agreed) in sorted(fetched["current"].items()):
+            if n < cfg.min_samples:
+                continue
+            current = _agreement(n, agreed)
+            base_n, base_agreed = fetched["baseline"].get((scope, reference), (0, 0))
+            before = _agreement(base_n, base_agreed) if base_n >= cfg.min_samples else None
+            below = cfg.threshold > 0 and current.estimate < cfg.threshold
+            dropped = before is not None and significantly_lower(current, before, self.alpha)
+            if not (below or dropped) or (scope in firing and firing[scope].value <= current.estimate):
+                continue
+            firing[scope] = self._evidence(scope, reference, (current, agreed), (before, base_agreed),
+                                           below, dropped, fetched["disagreed"].get((scope, reference), ()), now)
+        return firing
+
+    def _evidence(self, scope: str, reference: str, current: tuple[Proportion, int],
+                  before: tuple[Proportion | None, int], below: bool, dropped: bool, examples: Sequence[str],
+                  now: datetime | None) -> Evidence:
+        cfg = self.config
+        (now_p, agreed), (before_p, base_agreed) = current, before
+        window = human_duration(cfg.window.total_seconds())
+        reasons = []
+        if below:
+            reasons.append(f"below {cfg.threshold:.1%}")
+        summary = (f"agreement with reference {reference} {now_p.estimate:.1%} over the last {window} "
+                   f"({agreed} of {now_p.n} comparisons): ")
+        if cfg.baseline is not None:
+            previous = human_duration(cfg.baseline.total_seconds())
+            if dropped:
+                reasons.append(f"significantly lower than the previous {previous}")
+            compared = (f"{before_p.estimate:.1%} ({base_agreed} of {before_p.n})" if before_p is not None
+                        else "too few comparisons to compare")
+            summary += f"{' and '.join(reasons)}; previous {previous}: {compared}"
+        else:
+            summary += " and ".join(reasons)
+        since = _since(now, cfg.window) if now else "<window start>"
+        return Evidence(
+            summary=summary, value=now_p.estimate,
+            threshold=cfg.threshold if below or before_p is None else before_p.estimate,
+            window_s=cfg.window.total_seconds(), sample_size=now_p.n,
+            before=({"agreement": before_p.estimate, "n": before_p.n, "low": before_p.low, "high": before_p.high}
+                    if before_p is not None else None),
+            after={"agreement": now_p.estimate, "n": now_p.n, "agreed": agreed, "low": now_p.low,
+                   "high": now_p.high},
+            examples=tuple(examples),
+            look=("SELECT s.record_id, s.created_at, s.similarity, s.rouge_l, s.length_ratio, s.refusal_mismatch, "
+                  "s.metrics FROM shadow_comparisons s JOIN records r ON r.id = s.record_id "
+                  f"WHERE s.reference_model = {_quote(reference)} AND NOT s.agree AND s.created_at > '{since}'"
+                  f"{_sql_filter(scope).replace(' AND ', ' AND r.')} ORDER BY s.created_at DESC LIMIT 50; "
+                  f"-- and: watchkeeper shadow status --since {_since_option(cfg.window)}; the review queue "
+                  "holds each disagreement (reason shadow_disagreement) with both answers"),
+        )
+
+
 # --- pipeline health -------------------------------------------------------------------------------------
 
 @register
 class DeadLetterRate(Rule):
     """Share of messages rejected as dead letters over the window (global). ``fetch`` gives
-    ``(dead, accepted)``."""
+    ``(dead, accepted)``: dead letters received since the window start, and records (from `stream_minutes`)
+    since the minute holding it."""
 
     kind = "dead_letter_rate"
 
     def fetch(self, conn: Connection, now: datetime) -> tuple[int, int]:
-        start = now - self.window
-        dead = conn.scalar(select(func.count()).where(dead_letters.c.received_at > start)) or 0
-        accepted = conn.scalar(select(func.count()).where(records.c.ts > start)) or 0
+        dead = conn.scalar(select(func.count()).where(dead_letters.c.received_at > now - self.window)) or 0
+        accepted = conn.scalar(select(func.sum(_sm.n)).where(_sm.minute >= _window_start(now, self.window))) or 0
         return int(dead), int(accepted)
 
     def decide(self, fetched: tuple[int, int], now: datetime | None) -> dict[str, Evidence]:
@@ -687,13 +903,15 @@ class ConsumerLag(Rule):
 class NoTraffic(Rule):
     """A scope that used to have traffic (``min_samples`` records in the ``baseline`` before its last
     record) has received nothing for ``window``. ``fetch`` gives ``{scope: (last_ts, n_before)}``; the
-    count is only taken for scopes already quiet. Looks back at most ``lookback`` for the last record."""
+    count is only taken for scopes already quiet. Looks back at most ``lookback`` for the last record.
+    Both come from `stream_minutes`: the baseline count starts on the minute holding its start."""
 
     kind = "no_traffic"
     lookback: ClassVar[timedelta] = timedelta(days=7)
 
     def fetch(self, conn: Connection, now: datetime) -> dict[str, tuple[datetime, int]]:
-        last = _grouped(conn, self.config.scope, [func.max(records.c.ts)], records.c.ts > now - self.lookback)
+        last = _minute_sums(conn, self.config.scope, [func.max(_sm.last_ts)],
+                            _sm.minute >= minute_of(now - self.lookback))
         baseline = self.config.baseline or timedelta(hours=1)
         out = {}
         for scope, (last_ts,) in last.items():
@@ -702,10 +920,9 @@ class NoTraffic(Rule):
             last_ts = _utc(last_ts)
             n = 0
             if now - last_ts >= self.window:
-                scoped = _scope_filter(scope)
-                n = conn.scalar(select(func.count()).where(
-                    records.c.ts > last_ts - baseline, records.c.ts <= last_ts,
-                    *([scoped] if scoped is not None else []))) or 0
+                n = conn.scalar(select(func.sum(_sm.n)).where(
+                    _sm.minute >= minute_of(last_ts - baseline), _sm.minute <= last_ts,
+                    *_minute_filter(scope))) or 0
             out[scope] = (last_ts, int(n))
         return out
 

@@ -337,3 +337,46 @@ shadow_comparisons = Table(
     Column("created_at", Ts, nullable=False),
     UniqueConstraint("record_id", "reference_model"),
 )
+
+STREAM_LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(10 ** (k / 10) for k in range(59))
+"""Upper bounds of `stream_minutes` latency buckets: 1 ms … 631 s, ten per decade (a factor 1.26 apart).
+``lat_00`` counts latencies under 1 ms, ``lat_NN`` those in [bound NN-1, bound NN), ``lat_59`` 631 s and
+more. A quantile read from them is exact to one bucket (see `monitor.aggregate.quantile`)."""
+
+
+def _latency_bucket_comment(i: int) -> str:
+    ms = [f"{b:.4g}" if b < 1e4 else f"{b:.0f}" for b in STREAM_LATENCY_BOUNDS_MS]
+    if i == 0:
+        return f"records with latency_ms < {ms[0]}"
+    if i == len(ms):
+        return f"records with latency_ms >= {ms[-1]}"
+    return f"records with {ms[i - 1]} <= latency_ms < {ms[i]}"
+
+
+STREAM_LATENCY_COLUMNS: tuple[str, ...] = tuple(f"lat_{i:02d}" for i in range(len(STREAM_LATENCY_BOUNDS_MS) + 1))
+
+stream_minutes = Table(
+    "stream_minutes",
+    metadata,
+    Column("minute", Ts, nullable=False, comment="start of the minute (UTC) by record time"),
+    Column("model", String(200), nullable=False),
+    Column("app", String(200), nullable=False, comment="'' for records without an app"),
+    Column("n", BigInteger, nullable=False, comment="records"),
+    Column("errors", BigInteger, nullable=False, comment="records with status = 'error'"),
+    Column("toxicity_scored", BigInteger, nullable=False, comment="records with a response_toxicity score"),
+    Column("toxic", BigInteger, nullable=False,
+           comment="records with response_toxicity >= 0.5 (detectors.drift.signals.TOXIC_AT)"),
+    Column("refusal_scored", BigInteger, nullable=False, comment="records the refusal detector judged"),
+    Column("refusals", BigInteger, nullable=False, comment="records judged a refusal"),
+    Column("latency_n", BigInteger, nullable=False, comment="records with a latency_ms"),
+    Column("latency_sum", Float, nullable=False, comment="sum of latency_ms; mean = latency_sum / latency_n"),
+    Column("latency_min", Float, info={"merge": "min"}),
+    Column("latency_max", Float, info={"merge": "max"}),
+    *(Column(name, BigInteger, nullable=False, comment=_latency_bucket_comment(i))
+      for i, name in enumerate(STREAM_LATENCY_COLUMNS)),
+    Column("last_ts", Ts, nullable=False, info={"merge": "max"}, comment="newest record time in the minute"),
+    Column("updated_at", Ts, nullable=False, info={"merge": "replace"}),
+    PrimaryKeyConstraint("minute", "model", "app"),
+    comment=("Per-minute counters per model × app, maintained by the pipeline with each batch (each record "
+             "counted once); the alert rules read these instead of `records`. Sum rows for any window."),
+)

@@ -10,8 +10,11 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
+from monitor.aggregate import MinuteCounts
+from monitor.batch import Batch
 from monitor.config import Config
-from monitor.storage.schema import alert_outbox, alerts, detections
+from monitor.storage.schema import alert_outbox, alerts, detections, stream_minutes
+from monitor.storage.store import Store, text_policy
 from tests.monitor._rows import insert_records, record_row
 from tests.monitor.alerts.slack_server import FakeSlack
 
@@ -36,7 +39,18 @@ def add_records(engine: Engine, n: int, *, at: datetime = NOW, spread: timedelta
     """``n`` records over ``spread`` ending at ``at``; returns their ids."""
     rows = [record_row(f"r{next(_ids)}", at - spread * (i / max(n, 1)), **columns) for i in range(n)]
     insert_records(engine, rows)
+    count_records(engine, rows)
     return [r["id"] for r in rows]
+
+
+def count_records(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    """Add `records` rows to the per-minute counters the rules read, through the store, as the pipeline's
+    aggregate step does for the records it stores."""
+    counts = MinuteCounts()
+    for r in rows:
+        counts.add(r["ts"], r["model"], r.get("app"), r.get("status", "ok"), r.get("latency_ms"),
+                   toxicity=r.get("response_toxicity"), refusal=r.get("refusal"))
+    Store(engine, text_policy("none")).write(Batch(increments={stream_minutes: counts.rows(NOW)}))
 
 
 def add_leak(engine: Engine, *, at: datetime = NOW, detector: str = "secrets", field: str = "response",

@@ -17,6 +17,7 @@ from monitor.alerts.rules import (
     PiiInResponse,
     RefusalRate,
     SecretInResponse,
+    ShadowAgreement,
     ToxicityRate,
     build_rules,
 )
@@ -25,7 +26,8 @@ from monitor.review.auth import ReviewerRegistry
 from monitor.review.estimates import weighted_proportion
 from monitor.review.queue import ReviewQueue
 from monitor.sampling import SamplingStep
-from monitor.storage.schema import consumer_progress, drift_events
+from monitor.storage.schema import consumer_progress, drift_events, shadow_comparisons
+from tests.monitor._rows import insert_records, record_row
 from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config
 from tests.monitor.review.traffic import DAY0, Stream, create_schema, generate, store
 
@@ -235,3 +237,87 @@ def test_accuracy_alert_from_reviewers_labels_in_the_database(engine) -> None:  
         # The hint runs as written and shows both days of m1 in the analysts' view.
         days = conn.execute(text(ev.look.split(";")[0])).all()
     assert len(days) == 2 and {row.model for row in days} == {"m1"}
+
+
+# --- agreement with the shadow reference -----------------------------------------------------------------
+
+def test_shadow_agreement_fires_below_the_floor_or_on_a_significant_drop_but_not_on_noise() -> None:
+    rule = ShadowAgreement("shadow_agreement", cfg("shadow_agreement", scope="model", window="1h",
+                                                   baseline="1d", threshold=0.5, min_samples=50))
+    fetched = {
+        "current": {("model=m1", "ref"): (200, 150),   # 75 % now ...
+                    ("model=m2", "ref"): (200, 176),   # 88 % vs 90 %: noise
+                    ("model=m3", "ref"): (200, 80),    # 40 %: under the floor, no baseline yet
+                    ("model=m4", "ref"): (30, 3)},     # 10 % on 30 comparisons: too few to say
+        "baseline": {("model=m1", "ref"): (2000, 1800),  # ... after 90 % all day
+                     ("model=m2", "ref"): (2000, 1800)},
+        "disagreed": {("model=m1", "ref"): ["r9", "r8", "r7"]},
+    }
+    firing = rule.decide(fetched, NOW)
+    assert sorted(firing) == ["model=m1", "model=m3"]
+    m1 = firing["model=m1"]
+    assert m1.summary == ("agreement with reference ref 75.0% over the last 1h (150 of 200 comparisons): "
+                          "significantly lower than the previous 1d; previous 1d: 90.0% (1800 of 2000)")
+    assert (m1.value, m1.threshold, m1.sample_size) == (0.75, 0.9, 200)
+    assert m1.before["agreement"] == 0.9 and m1.after["agreed"] == 150 and m1.examples == ("r9", "r8", "r7")
+    assert "s.reference_model = 'ref' AND NOT s.agree" in m1.look and "r.model = 'm1'" in m1.look
+    assert "watchkeeper shadow status --since 1h" in m1.look
+    m3 = firing["model=m3"]
+    assert m3.summary.endswith("below 50.0%; previous 1d: too few comparisons to compare")
+    assert (m3.threshold, m3.before) == (0.5, None)
+
+
+def test_shadow_agreement_reports_the_reference_a_model_agrees_with_least() -> None:
+    rule = ShadowAgreement("shadow_agreement", cfg("shadow_agreement", scope="model", threshold=0.7,
+                                                   min_samples=50))
+    fetched = {"current": {("model=m1", "big-ref"): (100, 65), ("model=m1", "small-ref"): (100, 40)},
+               "baseline": {}, "disagreed": {}}
+    ev = rule.decide(fetched, NOW)["model=m1"]
+    assert ev.value == 0.4 and "reference small-ref 40.0%" in ev.summary
+
+
+def add_comparisons(engine, model: str, agreement: list[bool], *, at, spread: timedelta,  # type: ignore[no-untyped-def]
+                    reference: str = "ref-model") -> list[str]:
+    """Records of ``model`` and their comparisons with ``reference``, made over ``spread`` ending at ``at``
+    (the first the newest); returns the ids of the records whose answers disagreed, newest first."""
+    n = len(agreement)
+    times = [at - spread * (i / n) for i in range(n)]
+    ids = [f"{model}-{reference}-{at:%H%M}-{i}" for i in range(n)]
+    insert_records(engine, [record_row(rid, ts, model=model) for rid, ts in zip(ids, times, strict=True)])
+    with engine.begin() as conn:
+        conn.execute(insert(shadow_comparisons), [
+            {"record_id": rid, "reference_model": reference, "reference_answer": "…", "agree": agree,
+             "similarity": 0.9 if agree else 0.2, "created_at": ts}
+            for rid, ts, agree in zip(ids, times, agreement, strict=True)])
+    return [rid for rid, agree in zip(ids, agreement, strict=True) if not agree]
+
+
+def test_shadow_agreement_dropping_for_one_model_in_the_database(engine) -> None:  # type: ignore[no-untyped-def]
+    # A day of 90 % agreement for both models; in the last hour m1 falls to 60 % while m2 holds.
+    day = [i % 10 != 0 for i in range(500)]
+    add_comparisons(engine, "m1", day, at=NOW - timedelta(hours=1, minutes=1), spread=timedelta(hours=20))
+    add_comparisons(engine, "m2", day, at=NOW - timedelta(hours=1, minutes=1), spread=timedelta(hours=20))
+    m1_wrong = add_comparisons(engine, "m1", [i % 5 >= 2 for i in range(100)], at=NOW - timedelta(seconds=1),
+                               spread=timedelta(minutes=50))
+    add_comparisons(engine, "m2", [i % 10 != 0 for i in range(100)], at=NOW - timedelta(seconds=1),
+                    spread=timedelta(minutes=50))
+    config = make_config()
+    (rule,) = [r for r in build_rules(config.alerts) if r.kind == "shadow_agreement"]  # on by default
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+        assert list(firing) == ["model=m1"]
+        ev = firing["model=m1"]
+        assert (ev.value, ev.before["agreement"], ev.sample_size) == (0.6, 0.9, 100)
+        assert "reference ref-model 60.0% over the last 1h (60 of 100 comparisons)" in ev.summary
+        assert "significantly lower than the previous 1d; previous 1d: 90.0% (450 of 500)" in ev.summary
+        assert ev.examples == tuple(m1_wrong[:3])  # the newest disagreements
+        # The hint runs as written and lists this hour's disagreements of m1, newest first.
+        listed = conn.execute(text(ev.look.split(";")[0])).all()
+    assert [row.record_id for row in listed] == m1_wrong
+
+
+def test_shadow_agreement_is_silent_without_shadow_replay(engine) -> None:  # type: ignore[no-untyped-def]
+    add_records(engine, 500, model="m1", spread=timedelta(minutes=30))
+    (rule,) = [r for r in build_rules(make_config().alerts) if r.kind == "shadow_agreement"]
+    with engine.connect() as conn:
+        assert rule.evaluate(conn, NOW) == {}
