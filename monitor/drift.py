@@ -21,15 +21,16 @@ import logging
 import math
 import time
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import Engine, delete, insert, select
 
-from detectors.drift.bank import DriftBank, DriftEvent, Observation, stream_name
+from detectors.drift.bank import Columns, DriftBank, DriftEvent, stream_name
 from detectors.drift.embedding import PromptEmbedder, sampled
 from detectors.drift.signals import TOXIC_AT
 from monitor.batch import Annotation, Batch
@@ -48,29 +49,55 @@ def state_key(topic: str, partition: int) -> str:
     return f"drift/{topic}/{partition}"
 
 
-def observe(record: Record, annotation: Annotation | None) -> dict[str, float | None]:
-    """The scalar drift signals of one record. Answer-side signals are absent for failed requests."""
-    ok = record.status != "error"
-    signals = annotation.signals if annotation is not None else {}
-    toxicity = signals.get("response_toxicity")
-    refusal = signals.get("refusal")
-    if annotation is not None and (toxicity is None or refusal is None):
+def _rates(annotation: Annotation | None) -> tuple[float | None, bool | None]:
+    """(response toxicity, refused) of one record: from the detect step's signals, else its detections."""
+    if annotation is None:
+        return None, None
+    signals = annotation.signals
+    toxicity, refusal = signals.get("response_toxicity"), signals.get("refusal")
+    if toxicity is None or refusal is None:
         for d in annotation.detections:
             if toxicity is None and d.detector == "toxicity":
                 toxicity = d.score
             elif refusal is None and d.detector == "refusal":
                 refusal = d.flagged
-    return {
-        "prompt_chars": float(len(record.prompt)),
-        "response_chars": float(len(record.response)) if ok else None,
-        "latency_ms": record.latency_ms if ok else None,
-        "tokens_in": None if record.tokens_in is None else float(record.tokens_in),
-        "tokens_out": None if record.tokens_out is None or not ok else float(record.tokens_out),
-        "feedback_score": record.feedback_score,
-        "error": 0.0 if ok else 1.0,
-        "refusal": None if refusal is None or not ok else float(bool(refusal)),
-        "toxic": None if toxicity is None or not ok else float(toxicity >= TOXIC_AT),
+    return toxicity, refusal
+
+
+def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation | None]) -> dict[str, np.ndarray]:
+    """The scalar drift signals of a batch, one float column per signal (NaN = absent). Answer-side
+    signals are absent for failed requests.
+
+    >>> from monitor.record import decode
+    >>> ok = decode(b'{"id":"a","ts":0,"model":"m","prompt":"hi","response":"hello","latency_ms":120}')
+    >>> failed = decode(b'{"id":"b","ts":0,"model":"m","prompt":"hey","response":"","status":"error"}')
+    >>> columns = signal_columns([ok, failed], [None, None])
+    >>> columns["prompt_chars"].tolist(), columns["latency_ms"].tolist(), columns["error"].tolist()
+    ([2.0, 3.0], [120.0, nan], [0.0, 1.0])
+    """
+    failed = np.fromiter((r.status == "error" for r in records), dtype=bool, count=len(records))
+    columns = {
+        "prompt_chars": np.fromiter(map(len, (r.prompt for r in records)), dtype=float, count=len(records)),
+        "response_chars": np.fromiter(map(len, (r.response for r in records)), dtype=float, count=len(records)),
+        "latency_ms": np.array([r.latency_ms for r in records], dtype=float),
+        "tokens_in": np.array([r.tokens_in for r in records], dtype=float),
+        "tokens_out": np.array([r.tokens_out for r in records], dtype=float),
+        "feedback_score": np.array([r.feedback_score for r in records], dtype=float),
+        "error": failed.astype(float),
     }
+    if any(a is not None for a in annotations):
+        toxicity, refusal = zip(*map(_rates, annotations), strict=True)
+        toxic = np.array(toxicity, dtype=float)
+        present = ~np.isnan(toxic)
+        toxic[present] = toxic[present] >= TOXIC_AT
+        columns["toxic"] = toxic
+        columns["refusal"] = np.array(refusal, dtype=float)
+    else:
+        columns["toxic"] = columns["refusal"] = np.full(len(records), np.nan)
+    if failed.any():
+        for name in ("response_chars", "latency_ms", "tokens_out", "toxic", "refusal"):
+            columns[name] = np.where(failed, np.nan, columns[name])
+    return columns
 
 
 def _clean(value: Any) -> Any:
@@ -120,6 +147,7 @@ class DriftStep:
         self.checkpoint_every_s = checkpoint_every_s
         self.clock = clock
         self.held: dict[Partition, _Held] = {}
+        self._names: dict[tuple[str, str | None], str] = {}
         self._last_checkpoint = clock()
 
     @classmethod
@@ -136,23 +164,53 @@ class DriftStep:
     # -- the Step contract -------------------------------------------------------------------------------
 
     def process(self, batch: Batch) -> None:
-        annotations: list[Annotation | None] = list(batch.annotations) or [None] * len(batch.records)
+        """Feed the batch to its partitions' banks. The signal columns and the sampled prompts' embeddings
+        are built once for the whole batch (no per-record objects) and sliced per partition."""
+        records = batch.records
+        if not records:
+            return
         by_partition: dict[Partition, list[int]] = {}
-        for i, record in enumerate(batch.records):
+        for i, record in enumerate(records):
             key = (record.topic, record.partition)
+            rows = by_partition.get(key)
+            if rows is None:
+                rows = by_partition[key] = []
             held = self.held.get(key)
             if held is not None and record.offset < held.next_offset:
                 continue  # already reflected in the restored state
-            by_partition.setdefault(key, []).append(i)
+            rows.append(i)
+        annotations: Sequence[Annotation | None] = batch.annotations or [None] * len(records)
+        columns = signal_columns(records, annotations)
+        streams = self._stream_names(records)
+        chosen = np.zeros(len(records), dtype=bool)
+        embeddings = np.zeros((0, 0), dtype=np.float32)
+        if self.embedder is not None:
+            rate = self.topic_sample_rate
+            for rows in by_partition.values():
+                for i in rows:
+                    chosen[i] = sampled(records[i].id, rate)
+            picked = np.flatnonzero(chosen)
+            embeddings = self.embedder.embed([records[i].prompt for i in picked])
+        embedding_row = np.cumsum(chosen) - 1  # record -> its row in `embeddings`
         now = datetime.now(UTC)
         for key, rows in by_partition.items():
+            if not rows:
+                continue
             held = self.held.get(key)
             if held is None:
                 held = self.held[key] = _Held(self.make_bank())
-            observations = self._observations(batch.records, annotations, rows)
-            for event in held.bank.update(observations):
+            index = np.asarray(rows)
+            if len(rows) == len(records):
+                part = Columns([r.id for r in records], [r.ts for r in records], streams, columns)
+            else:
+                part = Columns([records[i].id for i in rows], [records[i].ts for i in rows],
+                               [streams[i] for i in rows], {name: v[index] for name, v in columns.items()})
+            embedded = np.flatnonzero(chosen[index])
+            if embedded.size:
+                part.embeddings, part.embedded = embeddings[embedding_row[index[embedded]]], embedded
+            for event in held.bank.update_columns(part):
                 batch.rows[drift_events].append(event_row(event, key, now))
-            held.next_offset = max(held.next_offset, max(batch.records[i].offset for i in rows) + 1)
+            held.next_offset = max(held.next_offset, max(records[i].offset for i in rows) + 1)
             held.dirty = True
         if self.clock() - self._last_checkpoint >= self.checkpoint_every_s:
             batch.upserts[detector_state].extend(self.checkpoint_rows(now))
@@ -216,18 +274,20 @@ class DriftStep:
 
     # -- internals ---------------------------------------------------------------------------------------
 
+    def _stream_names(self, records: Sequence[Record]) -> list[str]:
+        names = self._names
+        if len(names) > 10_000:  # a flood of distinct (model, app) pairs: the bank caps them, so do we
+            names.clear()
+        out = []
+        for record in records:
+            key = (record.model, record.app)
+            name = names.get(key)
+            if name is None:
+                name = names[key] = stream_name(record.model, record.app)
+            out.append(name)
+        return out
+
     @staticmethod
     def _encode(held: _Held) -> bytes:
         data = {"format": STATE_FORMAT, "next_offset": held.next_offset, "bank": held.bank.state()}
         return zlib.compress(orjson.dumps(data), 6)
-
-    def _observations(self, records: list[Record], annotations: list[Annotation | None],
-                      rows: list[int]) -> list[Observation]:
-        embeddings: dict[int, Any] = {}
-        if self.embedder is not None:
-            chosen = [i for i in rows if sampled(records[i].id, self.topic_sample_rate)]
-            if chosen:
-                vectors = self.embedder.embed([records[i].prompt for i in chosen])
-                embeddings = dict(zip(chosen, vectors, strict=True))
-        return [Observation(records[i].id, records[i].ts, stream_name(records[i].model, records[i].app),
-                            observe(records[i], annotations[i]), embeddings.get(i)) for i in rows]

@@ -40,7 +40,7 @@ from typing import Any
 
 from sqlalchemy import Engine, func, select
 
-from monitor.batch import Annotation, Batch
+from monitor.batch import Batch
 from monitor.config import SamplingConfig
 from monitor.record import Record
 from monitor.storage.schema import drift_events, samples
@@ -111,9 +111,15 @@ class _DriftBoost:
     end: datetime
 
     def covers(self, record: Record) -> bool:
-        if not self.start <= record.ts <= self.end:
-            return False
-        return all(v == "*" or (getattr(record, k, None) or "") == v for k, v in self.match.items())
+        return self.start <= record.ts <= self.end and self.matches(record)
+
+    def matches(self, record: Record) -> bool:
+        """Whether the record belongs to the drifting stream (``app=-`` is the drift bank's "no app")."""
+        for key, value in self.match.items():
+            have = getattr(record, key, None) or ""
+            if value != "*" and have != value and not (key == "app" and value == "-" and not have):
+                return False
+        return True
 
 
 def _parse_stream(stream: str) -> dict[str, str]:
@@ -145,6 +151,7 @@ class SamplingStep:
             self._budgets[(stratum, reason, window)] = Budget(cap, count)
         self._strata: dict[tuple[str, str | None], tuple[str, float]] = {}
         self._boosts: list[_DriftBoost] = []
+        self._prefixes: dict[str, Any] = {}
         self._newest_window: datetime | None = None
 
     @classmethod
@@ -170,41 +177,45 @@ class SamplingStep:
         sampled_at = batch.received_at or datetime.now(UTC)
         out = batch.rows[samples]
         annotations = batch.annotations if len(batch.annotations) == len(batch.records) else None
+        risk_rates = config.risk_rates
+        low_feedback = risk_rates.get(LOW_FEEDBACK, 0.0)
+        drift_rate = risk_rates.get(DRIFT, 0.0) if self._boosts else 0.0
+        drifting: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
         window_s = config.window_s
         windows: dict[int, datetime] = {}
+        consider = self._consider
         for i, record in enumerate(batch.records):
-            index = int(record.ts.timestamp()) // window_s
+            ts = record.ts.timestamp()
+            index = int(ts) // window_s
             window = windows.get(index)
             if window is None:
                 window = windows[index] = datetime.fromtimestamp(index * window_s, UTC)
             stratum, uniform_rate = self._stratum(record.model, record.app)
-            reasons = [(UNIFORM, uniform_rate)]
-            annotation = annotations[i] if annotations else None
-            flagged = False
-            if annotation is not None:
-                for detection in annotation.detections:
-                    if detection.flagged:
-                        flagged = True
-                        break
-            if flagged or record.feedback_score is not None or self._boosts:
-                reasons.extend(self._risks(record, annotation))
             wanted = 0
-            for reason, base in reasons:
-                if base <= 0.0:
-                    continue
-                budget = self._budget(stratum, reason, window)
-                rate = budget.rate(base)
-                if rate <= 0.0 or unit_hash(config.seed, reason, record.id) >= rate:
-                    continue
-                budget.take()
-                if not wanted:
-                    double = unit_hash(config.seed, "double-review", record.id) < config.double_review_share
-                    wanted = 2 if double else 1
-                out.append({
-                    "record_id": record.id, "reason": reason, "stratum": stratum, "model": record.model,
-                    "app": record.app, "ts": record.ts, "window_start": window, "inclusion_probability": rate,
-                    "reviews_wanted": wanted, "sampled_at": sampled_at,
-                })
+            if uniform_rate > 0.0:
+                wanted = consider(record, stratum, window, UNIFORM, uniform_rate, wanted, sampled_at, out)
+            # Risk reasons, each tested only as far as needed: most records are unflagged, without
+            # feedback, and outside any drift.
+            if annotations is not None:
+                seen: list[str] = []
+                for detection in annotations[i].detections:
+                    if detection.flagged and detection.detector in risk_rates and detection.detector not in seen:
+                        seen.append(detection.detector)
+                        wanted = consider(record, stratum, window, detection.detector,
+                                          risk_rates[detection.detector], wanted, sampled_at, out)
+            score = record.feedback_score
+            if score is not None and low_feedback > 0.0 and score < config.low_feedback_below:
+                wanted = consider(record, stratum, window, LOW_FEEDBACK, low_feedback, wanted, sampled_at, out)
+            if drift_rate > 0.0:
+                key = (record.model, record.app)
+                intervals = drifting.get(key)
+                if intervals is None:
+                    intervals = drifting[key] = [(b.start.timestamp(), b.end.timestamp())
+                                                 for b in self._boosts if b.matches(record)]
+                for start, end in intervals:
+                    if start <= ts <= end:
+                        consider(record, stratum, window, DRIFT, drift_rate, wanted, sampled_at, out)
+                        break
         self._forget_old()
 
     def close(self) -> None:
@@ -226,19 +237,35 @@ class SamplingStep:
             found = self._strata[key] = (stratum, rate)
         return found
 
-    def _risks(self, record: Record, annotation: Annotation | None) -> Iterable[tuple[str, float]]:
-        rates = self._config.risk_rates
-        seen = set()
-        if annotation is not None:
-            for detection in annotation.detections:
-                if detection.flagged and detection.detector in rates and detection.detector not in seen:
-                    seen.add(detection.detector)
-                    yield detection.detector, rates[detection.detector]
-        if LOW_FEEDBACK in rates and record.feedback_score is not None \
-                and record.feedback_score < self._config.low_feedback_below:
-            yield LOW_FEEDBACK, rates[LOW_FEEDBACK]
-        if DRIFT in rates and any(boost.covers(record) for boost in self._boosts):
-            yield DRIFT, rates[DRIFT]
+    def _consider(self, record: Record, stratum: str, window: datetime, reason: str, base: float, wanted: int,
+                  sampled_at: datetime, out: list[dict[str, Any]]) -> int:
+        """Keep ``record`` for ``reason`` when its hash falls below the rate its budget allows; return the
+        reviews its rows ask for (``wanted``, decided with its first kept row)."""
+        if base <= 0.0:
+            return wanted
+        budget = self._budgets.get((stratum, reason, window)) or self._budget(stratum, reason, window)
+        rate = budget.rate(base)
+        if rate <= 0.0 or self._hash(reason, record.id) >= rate:
+            return wanted
+        budget.take()
+        if not wanted:
+            wanted = 2 if self._hash("double-review", record.id) < self._config.double_review_share else 1
+        out.append({
+            "record_id": record.id, "reason": reason, "stratum": stratum, "model": record.model,
+            "app": record.app, "ts": record.ts, "window_start": window, "inclusion_probability": rate,
+            "reviews_wanted": wanted, "sampled_at": sampled_at,
+        })
+        return wanted
+
+    def _hash(self, stream: str, record_id: str) -> float:
+        """`unit_hash` (the same value) with the hash state of the (seed, stream) prefix computed once."""
+        prefix = self._prefixes.get(stream)
+        if prefix is None:
+            prefix = self._prefixes[stream] = hashlib.blake2b(f"{self._config.seed}\x1f{stream}\x1f".encode(),
+                                                              digest_size=8)
+        h = prefix.copy()
+        h.update(record_id.encode())
+        return int.from_bytes(h.digest(), "big") / 18446744073709551616.0
 
     def _budget(self, stratum: str, reason: str, window: datetime) -> Budget:
         key = (stratum, reason, window)

@@ -30,10 +30,10 @@ from typing import Any
 import numpy as np
 
 from detectors.drift.bernoulli import BernoulliCUSUM
-from detectors.drift.chart import Chart
+from detectors.drift.chart import Chart, update_together
 from detectors.drift.cusum import GaussianCUSUM
 from detectors.drift.signals import SIGNALS, Signal
-from detectors.drift.topic import TopicMix
+from detectors.drift.topic import TopicMix, update_topics
 
 GLOBAL = "*"
 STATE_VERSION = 1
@@ -53,6 +53,20 @@ class Observation:
     stream: str
     values: Mapping[str, float | None]
     embedding: np.ndarray | None = None
+
+
+@dataclass(slots=True)
+class Columns:
+    """A batch as the bank reads it, one entry per record in arrival order: ``values`` maps a scalar
+    signal to its column (NaN = absent), ``embeddings`` holds the prompt embeddings of the records at
+    positions ``embedded``."""
+
+    record_ids: Sequence[str]
+    ts: Sequence[datetime]
+    streams: Sequence[str]
+    values: Mapping[str, np.ndarray]
+    embeddings: np.ndarray | None = None
+    embedded: np.ndarray | None = None
 
 
 @dataclass(slots=True)
@@ -104,33 +118,72 @@ class DriftBank:
         """Feed a batch (arrival order); return the drift events it revealed, in no particular order."""
         if not observations:
             return []
-        scalars = [s for s in self.signals if s.kind != "topic"]
-        table = np.array([[obs.values.get(s.name) for s in scalars] for obs in observations], dtype=float)
-        by_stream: dict[str, list[int]] = {GLOBAL: list(range(len(observations)))}
-        for i, obs in enumerate(observations):
-            by_stream.setdefault(obs.stream, []).append(i)
+        names = [s.name for s in self.signals if s.kind != "topic"]
+        values = {name: np.array([obs.values.get(name) for obs in observations], dtype=float) for name in names}
+        embedded = [i for i, obs in enumerate(observations) if obs.embedding is not None]
+        return self.update_columns(Columns(
+            [obs.record_id for obs in observations], [obs.ts for obs in observations],
+            [obs.stream for obs in observations], values,
+            np.stack([observations[i].embedding for i in embedded]) if embedded else None,  # type: ignore[misc]
+            np.asarray(embedded, dtype=np.intp),
+        ))
+
+    def update_columns(self, batch: Columns) -> list[DriftEvent]:
+        """`update` for a batch already in columns (what the drift step builds, without per-record objects)."""
+        n = len(batch.streams)
+        if not n:
+            return []
+        codes: dict[str, int] = {}
+        code = np.fromiter((codes.setdefault(s, len(codes)) for s in batch.streams), dtype=np.intp, count=n)
+        if len(codes) == 1:
+            groups = [(next(iter(codes)), np.arange(n))]
+        else:
+            order = np.argsort(code, kind="stable")
+            bounds = np.cumsum(np.bincount(code, minlength=len(codes)))[:-1]
+            groups = list(zip(codes, np.split(order, bounds), strict=True))
+        everything = np.arange(n)
+        present = {name: ~np.isnan(column) for name, column in batch.values.items()}
+        embedded = batch.embedded if batch.embedded is not None else np.zeros(0, dtype=np.intp)
+        is_embedded = np.zeros(n, dtype=bool)
+        is_embedded[embedded] = True
+        embedding_row = np.full(n, -1, dtype=np.intp)
+        embedding_row[embedded] = np.arange(embedded.size)
+        fed: list[tuple[str, dict[str, Chart | TopicMix], np.ndarray]] = []
+        for stream, rows in [(GLOBAL, everything), *groups]:
+            if stream == GLOBAL and rows is not everything:
+                continue  # a record of a stream literally named "*" already feeds the global stream
+            fed.append((stream, self._stream(stream), rows))
         events = []
-        for stream, rows in by_stream.items():
-            detectors = self._stream(stream)
-            index = np.asarray(rows)
-            for signal in self.signals:
+        for signal in self.signals:
+            # Every stream's detector of this signal, with its values and where they came from.
+            todo: list[tuple[str, Chart | TopicMix, np.ndarray, np.ndarray]] = []
+            for stream, detectors, rows in fed:
+                whole = rows is everything
                 if signal.kind == "topic":
-                    at = index[[observations[i].embedding is not None for i in rows]]
+                    at = embedded if whole else rows[is_embedded[rows]]
                     if not at.size:
                         continue
-                    values = np.stack([observations[i].embedding for i in at])  # type: ignore[misc]
+                    values = batch.embeddings[embedding_row[at]]  # type: ignore[index]
                 else:
-                    column = table[index, scalars.index(signal)]
-                    present = ~np.isnan(column)
-                    at, values = index[present], column[present]
+                    column, mask = batch.values.get(signal.name), present.get(signal.name)
+                    if column is None:
+                        break
+                    at = np.flatnonzero(mask) if whole else rows[mask[rows]]  # type: ignore[index]
                     if not at.size:
                         continue
+                    values = column[at]
                 detector = detectors.get(signal.name)
                 if detector is None:
                     detector = detectors[signal.name] = self.detector_for(signal)
-                for change in detector.update_many(values):
-                    obs = observations[int(at[change.index])]
-                    events.append(DriftEvent(stream, signal.name, detector.kind, obs.ts, obs.record_id,
+                todo.append((stream, detector, at, values))
+            if signal.kind == "topic":
+                found = update_topics([d for _, d, _, _ in todo], [v for _, _, _, v in todo])  # type: ignore[misc]
+            else:
+                found = update_together([d for _, d, _, _ in todo], [v for _, _, _, v in todo])  # type: ignore[misc]
+            for (stream, detector, at, _), changes in zip(todo, found, strict=True):
+                for change in changes:
+                    i = int(at[change.index])
+                    events.append(DriftEvent(stream, signal.name, detector.kind, batch.ts[i], batch.record_ids[i],
                                              change.direction, change.before, change.after, change.details))
         return events
 

@@ -21,6 +21,7 @@ firing on noise.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -88,10 +89,14 @@ class BernoulliCUSUM(Chart):
             ratio = ratio * 1.5 if ratio > 1 else ratio / 1.5
         return ratio, math.inf, 0.0, 0.0
 
-    def _increments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        hit = x != 0
+    def _increments(self, x: np.ndarray) -> np.ndarray:
         u1, u0, d1, d0 = self.steps
-        return np.where(hit, u1, u0), np.where(hit, d1, d0)
+        return np.where(x != 0, ((u1,), (d1,)), ((u0,), (d0,)))
+
+    @classmethod
+    def _increments_together(cls, charts: Sequence[Chart], x: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        steps = np.array([c.steps for c in charts]).T[:, owner]  # type: ignore[attr-defined]
+        return np.where(x != 0, steps[[0, 2]], steps[[1, 3]])
 
     def _describe(self, side: _Side) -> tuple[dict[str, float], dict[str, float]]:
         before = {"rate": self.events / self.warm_n, "n": self.warm_n}

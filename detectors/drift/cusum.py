@@ -22,6 +22,7 @@ standardised values (`detectors.drift.calibration`), so skew and discreteness ar
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any, ClassVar, Literal
 
 import numpy as np
@@ -30,6 +31,7 @@ from detectors.drift.calibration import threshold
 from detectors.drift.chart import Chart, _Side
 
 Transform = Literal["log", "identity"]
+_SIDES = np.array([1.0, -1.0])
 
 
 class GaussianCUSUM(Chart):
@@ -117,9 +119,26 @@ class GaussianCUSUM(Chart):
             except ValueError:  # k too small for this warm-up's uncertainty: aim at larger shifts
                 self.k_used *= 1.5
 
-    def _increments(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        z = np.clip((self._t(x) - self.mean) / self.std, -self.clip, self.clip)
-        return z - self.k_used, -z - self.k_used
+    def _increments(self, x: np.ndarray) -> np.ndarray:
+        z = self._t(x) - self.mean
+        z *= 1.0 / self.std
+        np.clip(z, -self.clip, self.clip, out=z)
+        y = np.multiply.outer(_SIDES, z)
+        y -= self.k_used
+        return y
+
+    @classmethod
+    def _increments_together(cls, charts: Sequence[Chart], x: np.ndarray, owner: np.ndarray) -> np.ndarray:
+        first = charts[0]
+        if any(c.transform != first.transform or c.clip != first.clip for c in charts):  # type: ignore[attr-defined]
+            return super()._increments_together(charts, x, owner)
+        params = np.array([(c.mean, 1.0 / c.std, c.k_used) for c in charts])[owner]  # type: ignore[attr-defined]
+        z = first._t(x) - params[:, 0]  # type: ignore[attr-defined]
+        z *= params[:, 1]
+        np.clip(z, -first.clip, first.clip, out=z)  # type: ignore[attr-defined]
+        y = np.multiply.outer(_SIDES, z)
+        y -= params[:, 2]
+        return y
 
     def _describe(self, side: _Side) -> tuple[dict[str, float], dict[str, float]]:
         n = self.warm_n

@@ -1,7 +1,7 @@
 """Calibrated detection of a change in what users ask about, from prompt embeddings.
 
 The warm-up learns ``topics`` clusters of the prompt embeddings (spherical k-means: k-means++ seeding on
-the first few embeddings, then online MacQueen updates for the rest of the first half of the warm-up).
+the first few embeddings, then online MacQueen updates, in blocks of 16, for the rest of the first half of the warm-up).
 From then on two things are watched, each with half of the false-alarm budget: how far prompts are from
 their nearest cluster (a `GaussianCUSUM` on that cosine distance: subjects the traffic never had sit far
 from every cluster), and the share of prompts nearest each cluster (one `BernoulliCUSUM` per cluster: a shift in the mix
@@ -23,13 +23,17 @@ becomes the new reference.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from detectors.drift.bernoulli import BernoulliCUSUM
-from detectors.drift.chart import Change, Chart
+from detectors.drift.chart import Change, Chart, update_together
 from detectors.drift.cusum import GaussianCUSUM
+
+_BLOCK = 16
+"""Embeddings per k-means step while the clusters are learnt."""
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -86,34 +90,48 @@ class TopicMix:
 
     def update_many(self, embeddings: np.ndarray) -> list[Change]:
         """Feed embeddings (rows, arrival order); return the changes they revealed."""
-        x = _unit(np.asarray(embeddings, dtype=float).reshape(len(embeddings), -1))
+        return update_topics([self], [embeddings])[0]
+
+    def _run(self, x: np.ndarray) -> list[Change]:
+        """`update_many` on unit rows, one detector alone."""
         changes: list[Change] = []
         i = 0
         while i < len(x):
             if not self.charts:
                 i += self._learn(x[i:])
                 continue
-            chunk = x[i:]
-            similarity = chunk @ self.centres.T  # type: ignore[union-attr]
-            label = np.argmax(similarity, axis=1)
-            nearest = 1.0 - similarity[np.arange(len(chunk)), label]
-            inputs = [nearest, *(label == j for j in range(self.topics))]
-            first: tuple[int, int, Change] | None = None
-            for j, (chart, values) in enumerate(zip(self.charts, inputs, strict=True)):
-                found = chart.update_many(values)
-                if found and (first is None or found[0].index < first[1]):
-                    first = (j, found[0].index, found[0])
-            if first is None:
+            nearest, shares = self._classify(x[i:])
+            found = [self.charts[0].update_many(nearest), *update_together(self.charts[1:], shares)]
+            change = self._first(found, i)
+            if change is None:
                 break
-            j, t, change = first
-            shares = [c.events / c.warm_n for c in self.charts[1:] if c.warm_n]  # type: ignore[attr-defined]
-            change.before |= {"measure": "distance"} if j == 0 else {"measure": "share", "topic": j - 1}
-            change.details |= {"shares_before": shares, "topics": self.topics}
-            changes.append(Change(i + t, change.direction, change.before, change.after, change.details))
-            self._reset()
-            i += t + 1
+            changes.append(change)
+            i = change.index + 1
         self.drift_detected = bool(changes)
         return changes
+
+    def _classify(self, x: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Each row's cosine distance to its nearest cluster, and one 0/1 column per cluster: is it nearest."""
+        similarity = x @ self.centres.T  # type: ignore[union-attr]
+        label = np.argmax(similarity, axis=1)
+        nearest = 1.0 - similarity[np.arange(len(x)), label]
+        return nearest, list(np.arange(self.topics)[:, None] == label)
+
+    def _first(self, found: list[list[Change]], offset: int) -> Change | None:
+        """The earliest of the charts' changes (``found``: the distance chart's, then each share chart's) as
+        this detector's change, its index shifted by ``offset``; the detector re-arms. None if none."""
+        first: tuple[int, Change] | None = None
+        for j, changes in enumerate(found):
+            if changes and (first is None or changes[0].index < first[1].index):
+                first = (j, changes[0])
+        if first is None:
+            return None
+        j, change = first
+        shares = [c.events / c.warm_n for c in self.charts[1:] if c.warm_n]  # type: ignore[attr-defined]
+        change.before |= {"measure": "distance"} if j == 0 else {"measure": "share", "topic": j - 1}
+        change.details |= {"shares_before": shares, "topics": self.topics}
+        self._reset()
+        return Change(offset + change.index, change.direction, change.before, change.after, change.details)
 
     def _learn(self, x: np.ndarray) -> int:
         """Cluster the first half of the warm-up; return how many rows were used."""
@@ -128,11 +146,17 @@ class TopicMix:
                 rng = np.random.default_rng(self.seed)
                 self.centres = _kmeans_pp(np.array(self.seeds), self.topics, rng)
                 self.seeds = []
-        for row in take[used:]:  # MacQueen: each centre is the running mean of its members
-            j = int(np.argmax(self.centres @ row))  # type: ignore[operator]
-            self.counts[j] += 1
-            self.centres[j] += (row - self.centres[j]) / (self.counts[j] + 4)  # type: ignore[index]
-            self.centres[j] /= max(np.linalg.norm(self.centres[j]), 1e-12)  # type: ignore[index]
+        rest = take[used:]
+        k = np.arange(self.topics)
+        for start in range(0, len(rest), _BLOCK):
+            # MacQueen in small blocks: each centre moves to the running mean of its members, the members
+            # of a block found with the centres as the block began (a block of one is MacQueen exactly).
+            block = rest[start:start + _BLOCK]
+            member = np.argmax(block @ self.centres.T, axis=1)[:, None] == k  # type: ignore[union-attr]
+            m = member.sum(axis=0)
+            self.counts += m
+            step = (member.T @ block - m[:, None] * self.centres) / (self.counts + 4)[:, None]
+            self.centres = _unit(self.centres + step)  # type: ignore[operator]
         self.clustered += len(take)
         if self.clustered >= half:
             # Half the alarm rate to the distance chart, half shared by the cluster charts.
@@ -163,4 +187,35 @@ class TopicMix:
         detector.clustered = int(state["clustered"])
         detector.charts = [Chart.from_state(c) for c in state["charts"]]
         return detector
+
+
+def update_topics(detectors: Sequence[TopicMix], embeddings: Sequence[np.ndarray]) -> list[list[Change]]:
+    """``[d.update_many(e) for d, e in zip(detectors, embeddings)]``, with the same results, faster: the
+    charts of all armed detectors (one per stream) advance together (`update_together`)."""
+    xs = [_unit(np.asarray(e, dtype=float).reshape(len(e), -1)) for e in embeddings]
+    out: list[list[Change]] = [[] for _ in detectors]
+    ready = [j for j, d in enumerate(detectors) if d.charts and not d.warming_up and len(xs[j])]
+    if len(ready) < 2:
+        ready = []
+    for j in sorted(set(range(len(detectors))) - set(ready)):
+        out[j] = detectors[j]._run(xs[j])
+    if not ready:
+        return out
+    classified = [detectors[j]._classify(xs[j]) for j in ready]
+    distances = update_together([detectors[j].charts[0] for j in ready], [n for n, _ in classified])
+    shares = update_together([c for j in ready for c in detectors[j].charts[1:]],
+                             [column for _, columns in classified for column in columns])
+    at = 0
+    for q, j in enumerate(ready):
+        detector, topics = detectors[j], detectors[j].topics
+        change = detector._first([distances[q], *shares[at:at + topics]], 0)
+        at += topics
+        if change is None:
+            detector.drift_detected = False
+            continue
+        rest = detector._run(xs[j][change.index + 1:])
+        out[j] = [change, *(Change(c.index + change.index + 1, c.direction, c.before, c.after, c.details)
+                            for c in rest)]
+        detector.drift_detected = True
+    return out
 

@@ -67,6 +67,22 @@ def test_a_latency_regression_in_generated_traffic_becomes_a_drift_event_after_i
     assert {r["signal"] for r in rows} == {"latency_ms"}
 
 
+
+def test_new_subjects_in_prompts_are_caught_from_embedded_samples_of_two_partitions_in_one_batch():
+    config = DriftConfig(arl0=100_000, warmup=1000, topics=4, topic_warmup=800, topic_sample_rate=0.5)
+    step = DriftStep.from_config(config)
+    records = _generated(9000, [Incident("topic_shift", start=5000, duration=100_000, magnitude=0.4)])
+    for i, record in enumerate(records):  # the producer spread the records over two partitions
+        record.partition, record.offset = i % 2, i // 2
+    rows = [row for b in _feed(step, records, size=1000) for row in b.rows.get(drift_events, [])]
+    topic = [r for r in rows if r["signal"] == "prompt_topic" and r["stream"] == "*"]
+    assert {r["details"]["partition"] for r in topic} == {0, 1}, rows
+    for row in topic:
+        index = next(i for i, r in enumerate(records) if r.id == row["record_id"])
+        assert 5000 <= index < 7000 and row["detector"] == "topic"
+    assert set(step.held) == {("llm-logs", 0), ("llm-logs", 1)}
+    assert step.held[("llm-logs", 1)].next_offset == 4500
+
 def test_state_is_checkpointed_with_a_batch_once_per_interval():
     clock = Clock()
     step = DriftStep(lambda: DriftStep.from_config(SMALL).make_bank(), checkpoint_every_s=30, clock=clock)

@@ -12,7 +12,7 @@ from sqlalchemy import select
 
 from monitor.batch import Annotation, Batch
 from monitor.config import SamplingConfig
-from monitor.sampling import SamplingStep
+from monitor.sampling import SamplingStep, unit_hash
 from monitor.storage.db import make_engine
 from monitor.storage.schema import drift_events, samples
 from tests.monitor.review.traffic import DAY0, Stream, annotate, create_schema, generate, store
@@ -99,6 +99,27 @@ def test_a_drift_event_boosts_sampling_of_its_stream_for_a_while():
     in_window = [r for r in records if r.model == "m1" and timedelta(hours=2) <= r.ts - DAY0 <= timedelta(hours=3)]
     assert len(drifted) == len(in_window)
 
+
+
+def test_a_drift_event_on_a_stream_without_app_boosts_the_records_without_app():
+    # The drift bank names the stream of records that carry no app "model=m1,app=-".
+    config = SamplingConfig(uniform_rate=0.0, risk_rates={"drift": 1.0}, drift_boost_s=3600)
+    records, _ = generate([Stream("m1", None, 200, 0.1), Stream("m1", "chat", 200, 0.1)], seed=9)
+    batch = Batch(records=records)
+    batch.rows[drift_events].append({"stream": "model=m1,app=-", "detected_at": DAY0 + timedelta(hours=2)})
+    SamplingStep(config).process(batch)
+    assert batch.rows[samples] and all(row["app"] is None for row in batch.rows[samples])
+
+
+def test_every_decision_is_the_documented_hash_of_seed_reason_and_id():
+    config = SamplingConfig(uniform_rate=0.3, uniform_cap=None, risk_rates={"toxicity": 0.5}, risk_cap=None)
+    records, _ = generate([Stream("m1", "chat", 2_000, 0.1)], seed=10)
+    annotations = [annotate(r, toxic=i % 3 == 0) for i, r in enumerate(records)]
+    kept = {(row["record_id"], row["reason"]) for row in _sample(config, records, annotations)}
+    expected = {(r.id, "uniform") for r in records if unit_hash(config.seed, "uniform", r.id) < 0.3}
+    expected |= {(r.id, "toxicity") for i, r in enumerate(records)
+                 if i % 3 == 0 and unit_hash(config.seed, "toxicity", r.id) < 0.5}
+    assert kept == expected
 
 def test_a_share_of_records_is_marked_for_two_reviewers():
     config = SamplingConfig(uniform_rate=1.0, uniform_cap=None, double_review_share=0.2, risk_rates={})

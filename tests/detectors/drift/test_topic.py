@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from detectors.drift.embedding import PromptEmbedder
-from detectors.drift.topic import TopicMix
+from detectors.drift.topic import TopicMix, update_topics
 from monitor.generator import Incident, TrafficGenerator
 from monitor.record import decode
 
@@ -49,3 +49,18 @@ def test_the_usual_mix_raises_nothing_and_survives_a_restart(embedder):
     assert not restored.warming_up
     assert restored.update_many(vectors[5000:]) == []
     assert np.allclose(restored.centres, detector.centres)
+
+
+def test_detectors_of_several_streams_fed_together_report_what_each_reports_alone(embedder):
+    shift = Incident("topic_shift", start=7000, duration=5000, magnitude=0.3)
+    streams = [embedder.embed(_prompts(12_000, [shift] if s == 1 else [], seed=20 + s)) for s in range(3)]
+    alone = [TopicMix(arl0=1e6, warmup=2000, topics=6) for _ in streams]
+    together = [TopicMix(arl0=1e6, warmup=2000, topics=6) for _ in streams]
+    expected, found = [], []
+    for start in range(0, 12_000, 400):
+        parts = [v[start:start + 400] for v in streams]
+        alone_found = [d.update_many(p) for d, p in zip(alone, parts, strict=True)]
+        expected += [(s, start + c.index) for s, changes in enumerate(alone_found) for c in changes]
+        found += [(s, start + c.index) for s, changes in enumerate(update_topics(together, parts)) for c in changes]
+    assert found == expected and [s for s, _ in expected] == [1]
+    assert 7000 <= expected[0][1] < 8000
