@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing as mp
+import os
 import signal
 import threading
 import time
@@ -32,6 +33,16 @@ def _worker_main(config: Config, index: int, log_level: int) -> None:
     setup_logging(logging.getLevelName(log_level))
     daemon = Daemon(config, services=False)
     daemon.install_signal_handlers()
+    parent = os.getppid()
+
+    def orphan_watch() -> None:
+        # A parent killed with SIGKILL cannot stop its workers: each stops itself when orphaned.
+        while not daemon.stop_event.wait(1.0):
+            if os.getppid() != parent:
+                log.warning("worker %d: supervisor %d is gone; stopping", index, parent)
+                daemon.stop_event.set()
+
+    threading.Thread(target=orphan_watch, name="orphan-watch", daemon=True).start()
     log.info("worker %d started", index)
     raise SystemExit(daemon.run())
 

@@ -79,3 +79,22 @@ def test_two_daemons_in_one_group_share_partitions_and_store_each_record_once(
     logs = (tmp_path / "a.log").read_text() + (tmp_path / "b.log").read_text()
     assert logs.count("partitions assigned") >= 2, "both members should have received partitions"
     assert _distinct_and_total(migrated_db_url) == (n, n)
+
+
+def test_workers_share_the_partitions_of_one_host_and_stop_cleanly(migrated_db_url, kafka_broker, topic, tmp_path):
+    """`[pipeline] workers = 2`: two consumer processes under one supervisor; SIGTERM stops all with 0."""
+    config = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic,
+                          extra="workers = 2")
+    n = 3_000
+    ends = produce(kafka_broker, topic, (encode(good_record(i)) for i in range(n)))
+    supervisor = start_daemon_process(config, tmp_path / "workers.log")
+    try:
+        wait_for(lambda: count(migrated_db_url, records) >= n, 120, "the workers to store everything")
+        wait_for(lambda: committed_offsets(kafka_broker, topic, group_for(topic)) == ends, 30, "offsets at the end")
+    finally:
+        supervisor.send_signal(signal.SIGTERM)
+        code = supervisor.wait(60)
+    log = (tmp_path / "workers.log").read_text()
+    assert code == 0, log[-3000:]
+    assert log.count("worker 0 started") == 1 and log.count("worker 1 started") == 1
+    assert _distinct_and_total(migrated_db_url) == (n, n)
