@@ -213,6 +213,8 @@ class RetentionConfig(Section):
     drift_events_max_age: Duration | None = timedelta(days=180)
     reports_max_age: Duration | None = timedelta(days=90)
     rollups_max_age: Duration | None = None
+    stream_minutes_max_age: Duration | None = timedelta(days=7)
+    """Per-minute counters the alert rules read; rollups_hourly keeps the long history."""
     chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     """Rows deleted per transaction."""
     max_chunks: Annotated[int, Field(ge=1)] = 200

@@ -25,7 +25,15 @@ from sqlalchemy import Column, Connection, Engine, Table, delete, select
 
 from monitor.config import Config, RetentionConfig
 from monitor.scheduler import Job
-from monitor.storage.schema import dead_letters, detections, drift_events, records, reports, rollups_hourly
+from monitor.storage.schema import (
+    dead_letters,
+    detections,
+    drift_events,
+    records,
+    reports,
+    rollups_hourly,
+    stream_minutes,
+)
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +59,8 @@ def policies(config: RetentionConfig) -> list[Policy]:
         Policy(reports, reports.c.id, reports.c.created_at, config.reports_max_age, min(size, 20)),
         # Keyed by hour: one chunk removes whole hours across models and apps.
         Policy(rollups_hourly, rollups_hourly.c.hour, rollups_hourly.c.hour, config.rollups_max_age, size),
+        Policy(stream_minutes, stream_minutes.c.minute, stream_minutes.c.minute, config.stream_minutes_max_age,
+               size),
     ]
 
 

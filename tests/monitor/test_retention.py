@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine, func, insert, select
 
+from monitor.aggregate import MinuteCounts
 from monitor.config import Config, RetentionConfig
 from monitor.retention import build_jobs, purge
 from monitor.scheduler import Scheduler
@@ -18,6 +19,7 @@ from monitor.storage.schema import (
     reports,
     rollups_hourly,
     samples,
+    stream_minutes,
 )
 from tests.monitor._rows import insert_records, record_row
 
@@ -34,7 +36,11 @@ def seed(engine: Engine, old: int, new: int) -> None:
     """``old`` items 40 days old and ``new`` items 1 day old in every table retention looks after."""
     ages = [40 * DAY] * old + [DAY] * new
     insert_records(engine, [record_row(f"r{i}", NOW - age) for i, age in enumerate(ages)])
+    counts = MinuteCounts()
+    for i, age in enumerate(ages):  # one minute of counters per item
+        counts.add(NOW - age - timedelta(minutes=i), "m1", "chat", "ok", 100.0, toxicity=0.1, refusal=False)
     with engine.begin() as conn:
+        conn.execute(insert(stream_minutes), counts.rows(NOW))
         conn.execute(
             insert(detections),
             [
@@ -141,10 +147,12 @@ def test_old_rows_go_and_recent_ones_and_review_samples_stay(engine: Engine) -> 
         "drift_events": 7,
         "reports": 7,
         "rollups_hourly": 0,
+        "stream_minutes": 7,  # default: a week
     }
     assert count(engine, records) == 3 and count(engine, detections) == 6
     assert count(engine, dead_letters) == count(engine, drift_events) == count(engine, reports) == 3
     assert count(engine, rollups_hourly) == 10  # kept forever by default
+    assert count(engine, stream_minutes) == 3
     assert count(engine, samples) == 10
     with engine.connect() as conn:
         kept = set(conn.scalars(select(records.c.id)))
