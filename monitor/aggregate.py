@@ -36,6 +36,7 @@ from sqlalchemy import Engine, select
 
 from detectors.drift.signals import TOXIC_AT
 from monitor.batch import Batch
+from monitor.storage.db import as_utc
 from monitor.storage.schema import (
     STREAM_LATENCY_BOUNDS_MS,
     STREAM_LATENCY_COLUMNS,
@@ -53,8 +54,7 @@ _BUCKETS = len(STREAM_LATENCY_COLUMNS)
 
 def minute_of(ts: datetime) -> datetime:
     """The UTC minute ``ts`` falls in (naive times are taken as UTC)."""
-    ts = ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
-    return ts.replace(second=0, microsecond=0)
+    return as_utc(ts).replace(second=0, microsecond=0)
 
 
 def latency_bucket(latency_ms: float) -> int:

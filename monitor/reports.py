@@ -31,8 +31,8 @@ import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select
 
 from monitor.config import Config, ReportsConfig
-from monitor.scheduler import Job, as_utc
-from monitor.storage.db import make_engine
+from monitor.scheduler import Job
+from monitor.storage.db import as_utc, make_engine
 from monitor.storage.schema import drift_events, records, reports
 
 log = logging.getLogger(__name__)

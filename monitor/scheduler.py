@@ -53,6 +53,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import ColumnElement, Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
+from monitor.storage.db import as_utc
 from monitor.storage.schema import scheduler_locks
 
 log = logging.getLogger(__name__)
@@ -98,11 +99,6 @@ def slot_start(interval: timedelta, now: datetime) -> datetime:
     """Start of the slot of length ``interval`` (aligned to the UTC epoch) that contains ``now``."""
     slots = (as_utc(now) - EPOCH) // interval
     return EPOCH + slots * interval
-
-
-def as_utc(ts: datetime) -> datetime:
-    """``ts`` as an aware UTC datetime; naive values (as SQLite returns them) are taken to be UTC."""
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def default_owner() -> str:

@@ -47,6 +47,7 @@ from inference.inprocess import InProcessBackend, InProcessSettings
 from monitor.config import Config, ReferenceConfig, ShadowConfig
 from monitor.sampling import stratum_of, window_start
 from monitor.shadow_drift import AgreementDrift
+from monitor.storage.db import as_utc as _aware
 from monitor.storage.schema import records, samples, shadow_comparisons
 
 log = logging.getLogger(__name__)
@@ -83,10 +84,6 @@ class ReplayStats:
     agreement_drops: int = 0
     """Drops in the agreement rate found by the drift charts (`monitor.shadow_drift`), stored as drift events."""
     latencies_ms: list[float] = field(default_factory=list)
-
-
-def _aware(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts
 
 
 def select_candidates(

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
 from monitor.alerts.rules import Evidence
+from monitor.storage.db import as_utc as _utc
 from monitor.storage.schema import alerts
 
 FIRING = "firing"
@@ -35,12 +36,6 @@ SEVERITY_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 def fingerprint(rule: str, scope: str) -> str:
     return f"{rule}@{scope}"
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 @dataclass(frozen=True, slots=True)

@@ -44,17 +44,12 @@ from typing import Any, Protocol
 from sqlalchemy import Connection, Engine, insert, or_, select, update
 
 from monitor.config import AlertsConfig
+from monitor.storage.db import as_utc as _utc
 from monitor.storage.schema import alert_outbox
 
 log = logging.getLogger(__name__)
 
 PENDING, SENT, DEAD = "pending", "sent", "dead"
-
-
-def _utc(ts: datetime | None) -> datetime | None:
-    if ts is None:
-        return None
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 class DeliveryError(Exception):

@@ -28,7 +28,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Connection, case, func, select
@@ -36,6 +36,7 @@ from sqlalchemy import ColumnElement, Connection, case, func, select
 from monitor.aggregate import TOXIC_AT, minute_of, quantile
 from monitor.config import AlertRuleConfig, AlertsConfig
 from monitor.review.estimates import INCORRECT, Proportion, accuracy_estimates, significantly_lower, wilson
+from monitor.storage.db import as_utc as _utc
 from monitor.storage.schema import (
     STREAM_LATENCY_COLUMNS,
     consumer_progress,
@@ -169,10 +170,6 @@ def _sql_filter(scope_label: str) -> str:
 
 def _quote(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
-
-
-def _utc(ts: datetime) -> datetime:
-    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def _since(now: datetime, window: timedelta) -> str:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import overload
 
 from alembic.config import Config as AlembicConfig
 from sqlalchemy import Engine, create_engine, event
@@ -10,6 +12,17 @@ from sqlalchemy import Engine, create_engine, event
 from alembic import command
 
 _ALEMBIC_DIR = Path(__file__).resolve().parents[2] / "alembic"
+
+
+@overload
+def as_utc(ts: datetime) -> datetime: ...
+@overload
+def as_utc(ts: None) -> None: ...
+def as_utc(ts: datetime | None) -> datetime | None:
+    """``ts`` as an aware UTC datetime. SQLite hands timestamps back naive; they were stored as UTC."""
+    if ts is None:
+        return None
+    return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
 def make_engine(url: str, **kwargs: object) -> Engine:
