@@ -170,7 +170,11 @@ class Pipeline:
                 delay = min(delay * 2, self.retry_max_s)
             except PermanentStorageError as exc:
                 log.error("database rejected a batch (%s); isolating the offending records", exc)
-                self._isolate_rejected(batch)
+                if not self._isolate_rejected(batch):
+                    # Not a record's fault (a bug, or a schema that does not match): stop rather than loop;
+                    # nothing was committed, so the batch is redelivered after the fix.
+                    raise
+
         if paused:
             self.source.resume()
 
@@ -180,8 +184,9 @@ class Pipeline:
         while (left := deadline - time.monotonic()) > 0:
             self.source.poll(1, int(min(left, 1.0) * 1000))
 
-    def _isolate_rejected(self, batch: Batch) -> None:
-        """Store each record alone; those the database refuses become dead letters with the reason."""
+    def _isolate_rejected(self, batch: Batch) -> int:
+        """Store each record alone; those the database refuses become dead letters with the reason.
+        Returns how many records were set aside."""
         keep = []
         for i, record in enumerate(batch.records):
             single = Batch(records=[record], annotations=batch.annotations[i : i + 1])
@@ -194,9 +199,11 @@ class Pipeline:
                 ))
                 continue
             keep.append(i)
+        rejected = len(batch.records) - len(keep)
         batch.records = [batch.records[i] for i in keep]
         if batch.annotations:
             batch.annotations = [batch.annotations[i] for i in keep]
+        return rejected
 
     def _add_progress(self, batch: Batch) -> None:
         """Upsert `consumer_progress` with the batch (offsets, high-water mark, newest event time).
