@@ -1,5 +1,8 @@
 """The data path, and nothing else: source → decode → detect → sample → persist → commit.
 
+The steps between decode and persist are assembled in `monitor.daemon.build_steps`
+(detect → aggregate → drift → sample); each is a `monitor.batch.Step`.
+
 One iteration takes one poll's worth of messages through the steps and stores the result in one
 transaction; only then are the offsets committed. Guarantees a caller may rely on:
 
