@@ -48,8 +48,9 @@ def free_port() -> int:
 class LocalBroker:
     """A tansu broker on a loopback port; a context manager that stops it on exit.
 
-    >>> with LocalBroker() as broker:          # doctest: +SKIP
-    ...     print(broker.bootstrap_servers)    # 127.0.0.1:PORT
+    >>> with LocalBroker() as broker:
+    ...     broker.bootstrap_servers.startswith("127.0.0.1:")
+    True
     """
 
     def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
