@@ -119,15 +119,13 @@ def parse_ts(value: Any) -> datetime:
 
 
 def _messages(value: Any) -> list[dict[str, str]]:
+    """Validate the chat turns in place (extra keys such as ``name`` are kept as sent)."""
     if not isinstance(value, list) or not value:
         raise RecordError("field 'messages' must be a non-empty list of {role, content}")
-    out = []
     for i, turn in enumerate(value):
-        if not isinstance(turn, dict) or not isinstance(turn.get("role"), str) \
-                or not isinstance(turn.get("content"), str):
+        if type(turn) is not dict or type(turn.get("role")) is not str or type(turn.get("content")) is not str:
             raise RecordError(f"messages[{i}] must be an object with string 'role' and 'content'")
-        out.append({"role": turn["role"], "content": turn["content"]})
-    return out
+    return value
 
 
 def _without_nul(value: Any) -> Any:
