@@ -2,10 +2,9 @@
 
 Idempotent by construction: every insert is ``ON CONFLICT DO NOTHING`` on the row's natural key
 (``records.id``, ``(record_id, detector)``, dead letters' ``(topic, partition, offset)``…), so a batch
-replayed after a crash stores nothing twice. Counter increments (``batch.increments``: `stream_minutes`) are
-added, not ignored: the step that makes them skips what was already counted (`monitor.aggregate`). Large
-inserts on Postgres go through ``COPY`` into a transaction-local staging table, then ``INSERT … SELECT … ON
-CONFLICT DO NOTHING`` — about twice the speed of multi-row ``INSERT`` for ~1 KB rows.
+replayed after a crash stores nothing twice. Large inserts on Postgres use ``COPY`` straight into the
+table under a savepoint; only when that meets a row already stored (a replay) do they go through a
+transaction-local staging table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -15,6 +14,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+import psycopg
 from sqlalchemy import JSON, Connection, Engine, Table, exc, func
 from sqlalchemy.dialects import postgresql, sqlite
 
@@ -138,9 +138,10 @@ class Store:
                     self._upsert(conn, table, rows)
                 for table, rows in batch.increments.items():
                     self._increment(conn, table, rows)
-        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError) as e:
+        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError,
+                psycopg.OperationalError, psycopg.InterfaceError) as e:  # raw cursor errors (COPY) too
             raise TransientStorageError(_short(e)) from e
-        except (exc.IntegrityError, exc.DataError) as e:
+        except (exc.IntegrityError, exc.DataError, psycopg.IntegrityError, psycopg.DataError) as e:
             raise PermanentStorageError(_short(e)) from e
 
     # -- dialect-specific idempotent writes ------------------------------------------------------------
@@ -198,19 +199,33 @@ class Store:
         conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=update), merged)
 
     def _copy_insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+        """COPY straight into ``table`` under a savepoint: the common case, new rows only, writes each row
+        once. If any row is already there (a replayed batch), roll back to the savepoint and go through a
+        staging table with ``INSERT … ON CONFLICT DO NOTHING``."""
         columns = list(rows[0])
         json_cols = {c.name for c in table.columns if isinstance(c.type, JSON)}
-        stage = f"_stage_{table.name}"
+        values = [[_json_text(row[c]) if c in json_cols else row[c] for c in columns] for row in rows]
         quoted = ", ".join(f'"{c}"' for c in columns)
         dbapi = conn.connection.driver_connection
         assert dbapi is not None
         with dbapi.cursor() as cur:
+            cur.execute("SAVEPOINT watchkeeper_copy")
+            try:
+                with cur.copy(f'COPY "{table.name}" ({quoted}) FROM STDIN') as copy:
+                    for value in values:
+                        copy.write_row(value)
+            except psycopg.errors.UniqueViolation:
+                cur.execute("ROLLBACK TO SAVEPOINT watchkeeper_copy")
+            else:
+                cur.execute("RELEASE SAVEPOINT watchkeeper_copy")
+                return
+            stage = f"_stage_{table.name}"
             cur.execute(
                 f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
             )
             with cur.copy(f'COPY "{stage}" ({quoted}) FROM STDIN') as copy:
-                for row in rows:
-                    copy.write_row([_json_text(row[c]) if c in json_cols else row[c] for c in columns])
+                for value in values:
+                    copy.write_row(value)
             cur.execute(
                 f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{stage}" ON CONFLICT DO NOTHING'
             )
