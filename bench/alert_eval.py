@@ -46,6 +46,7 @@ from monitor.alerts.rules import (
     _utc,
     build_rules,
 )
+from monitor.batch import RawMessage
 from monitor.config import Config
 from monitor.detect import DetectStep
 from monitor.generator import TrafficGenerator
@@ -59,13 +60,6 @@ BATCH = 2000
 PARTITIONS = 3
 WINDOW = "15m"
 VOLUME_RULES = ("toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "dead_letter_rate")
-
-
-class Message:
-    __slots__ = ("key", "offset", "partition", "topic", "value")
-
-    def __init__(self, partition: int, offset: int, key: bytes | None, value: bytes | None) -> None:
-        self.topic, self.partition, self.offset, self.key, self.value = "llm-logs", partition, offset, key, value
 
 
 # --- the baseline: the same rules fetching from raw `records` (the code before stream_minutes) -----------
@@ -161,7 +155,7 @@ def fresh_database() -> Iterator[Engine]:
         admin.dispose()
 
 
-def load(engine: Engine, messages: Sequence[Message], steps: Sequence[Any], store: Store) -> float:
+def load(engine: Engine, messages: Sequence[RawMessage], steps: Sequence[Any], store: Store) -> float:
     """Messages through decode → steps → store in batches; returns the seconds it took."""
     t0 = time.perf_counter()
     for i in range(0, len(messages), BATCH):
@@ -215,7 +209,8 @@ def main() -> None:
     raw = [RawFetch(r) if r.kind in (*VOLUME_RULES, "no_traffic") else r for r in shipped]
     gen = TrafficGenerator(seed=args.seed, start=now - timedelta(minutes=15), rate_per_s=sizes[-1] / 900)
     generated = gen.generate(sizes[-1])
-    messages = [Message(i % PARTITIONS, i // PARTITIONS, g.key, g.value) for i, g in enumerate(generated)]
+    messages = [RawMessage("llm-logs", i % PARTITIONS, i // PARTITIONS, g.key, g.value)
+                for i, g in enumerate(generated)]
     print(f"alert evaluation, default rules ({len(shipped)}), volume rules over {WINDOW}; Postgres; "
           f"median of {args.rounds}")
     with fresh_database() as engine:

@@ -22,11 +22,10 @@ from __future__ import annotations
 import argparse
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from detectors.chain import DetectorChain
-from monitor.batch import Annotation, Batch
+from monitor.batch import Annotation, Batch, RawMessage
 from monitor.config import Config
 from monitor.detect import DetectStep
 from monitor.drift import DriftStep
@@ -40,24 +39,13 @@ BATCH = 2000
 PARTITIONS = 3
 
 
-@dataclass(slots=True)
-class Message:
-    """What the source hands to the decode step (kafka-python's ConsumerRecord has these fields)."""
-
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
-def messages(n: int, seed: int) -> list[Message]:
+def messages(n: int, seed: int) -> list[RawMessage]:
     gen = TrafficGenerator(seed=seed, start=datetime(2026, 3, 1, tzinfo=UTC))
-    return [Message("llm-logs", i % PARTITIONS, i // PARTITIONS, g.key, g.value)
+    return [RawMessage("llm-logs", i % PARTITIONS, i // PARTITIONS, g.key, g.value)
             for i, g in enumerate(gen.generate(n))]
 
 
-def chunks(items: Sequence[Message], size: int = BATCH) -> list[Sequence[Message]]:
+def chunks(items: Sequence[RawMessage], size: int = BATCH) -> list[Sequence[RawMessage]]:
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 

@@ -30,6 +30,17 @@ class Message(Protocol):
     value: bytes | None
 
 
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message that did not come from kafka-python (a file replay, a benchmark, a test): the same fields."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
 @dataclass(slots=True)
 class DeadLetter:
     topic: str

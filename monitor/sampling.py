@@ -43,6 +43,7 @@ from sqlalchemy import Engine, func, select
 from monitor.batch import Batch
 from monitor.config import SamplingConfig
 from monitor.record import Record
+from monitor.storage.db import as_utc
 from monitor.storage.schema import drift_events, samples
 
 UNIFORM = "uniform"
@@ -166,7 +167,7 @@ class SamplingStep:
         )
         with engine.connect() as conn:
             rows = conn.execute(query).all()
-        counts = {(s, r, _aware(w)): n for s, r, w, n in rows}
+        counts = {(s, r, as_utc(w)): n for s, r, w, n in rows}
         return cls(config, counts)
 
     def process(self, batch: Batch) -> None:
@@ -281,7 +282,7 @@ class SamplingStep:
         if DRIFT not in self._config.risk_rates:
             return
         for row in rows:
-            start = _aware(row["detected_at"])
+            start = as_utc(row["detected_at"])
             end = datetime.fromtimestamp(start.timestamp() + self._config.drift_boost_s, UTC)
             self._boosts.append(_DriftBoost(_parse_stream(str(row.get("stream", "*"))), start, end))
 
@@ -299,8 +300,3 @@ def window_start(ts: datetime, back_s: float, window_s: int) -> datetime:
     """Start of the window (of ``window_s`` seconds, aligned to the epoch) holding ``ts - back_s``."""
     t = ts.timestamp() - back_s
     return datetime.fromtimestamp(t - t % window_s, UTC)
-
-
-def _aware(value: datetime) -> datetime:
-    """SQLite hands back naive datetimes; they are UTC."""
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.config import ReviewConfig
 from monitor.review.highlight import Segment, highlight
+from monitor.storage.db import as_utc
 from monitor.storage.schema import detections, labels, records, sample_assignments, samples, shadow_comparisons
 
 MAX_NOTE_CHARS = 4000
@@ -75,8 +76,6 @@ def _insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -
         conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
 
 
-def _aware(value: datetime) -> datetime:
-    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
 
 
 class ReviewQueue:
@@ -153,7 +152,7 @@ class ReviewQueue:
             .limit(limit)
         )
         with self._engine.connect() as conn:
-            return [QueueItem(r[0], r[1], r[2], r[3], _aware(r[4]), (r[5],), r[6]) for r in conn.execute(query)]
+            return [QueueItem(r[0], r[1], r[2], r[3], as_utc(r[4]), (r[5],), r[6]) for r in conn.execute(query)]
 
     def _assigned(self, conn: Connection, reviewer_id: int, sample_id: int) -> Any:
         return conn.execute(
@@ -255,5 +254,5 @@ def _by_record(rows: Sequence[Any]) -> list[QueueItem]:
         if record_id in items:
             items[record_id][5].append(reason)
         else:
-            items[record_id] = [sample_id, record_id, model, app, _aware(ts), [reason]]
+            items[record_id] = [sample_id, record_id, model, app, as_utc(ts), [reason]]
     return [QueueItem(s, r, m, a, t, tuple(reasons)) for s, r, m, a, t, reasons in items.values()]

@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 import random
 import threading
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -16,7 +15,7 @@ from sqlalchemy import Engine, case, func, select
 from detectors.chain import DetectorChain
 from monitor.aggregate import AggregateStep, quantile
 from monitor.alerts.rules import ErrorRate, LatencyP95, RefusalRate, ToxicityRate
-from monitor.batch import Batch
+from monitor.batch import Batch, RawMessage
 from monitor.config import AlertRuleConfig, DetectorsConfig
 from monitor.detect import DetectStep
 from monitor.pipeline import Pipeline
@@ -27,27 +26,18 @@ T0 = datetime(2026, 3, 2, 3, 0, tzinfo=UTC)
 TOPIC = "llm-logs"
 
 
-@dataclass(frozen=True, slots=True)
-class Message:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes | None
-
-
 class PartitionLog:
     """An in-memory partitioned log read the way the pipeline reads Kafka: from a start position, in
     order, up to ``max_records`` per poll. ``commit`` records positions the way a consumer group does;
     a new reader of the same log starts wherever it is told (the last commit, or earlier: a redelivery)."""
 
-    def __init__(self, messages: list[Message], start: dict[tuple[str, int], int] | None = None) -> None:
+    def __init__(self, messages: list[RawMessage], start: dict[tuple[str, int], int] | None = None) -> None:
         self.messages = messages
         self.position = dict(start or {})
         self.committed: dict[tuple[str, int], int] = {}
         self._durable: dict[tuple[str, int], int] = {}
 
-    def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
+    def poll(self, max_records: int, timeout_ms: int) -> list[RawMessage]:
         out = [m for m in self.messages if m.offset >= self.position.get((m.topic, m.partition), 0)][:max_records]
         for m in out:
             self.position[(m.topic, m.partition)] = m.offset + 1
@@ -73,7 +63,7 @@ class PartitionLog:
         return None
 
 
-def traffic(n: int, *, start: int = 0, seed: int = 0) -> list[Message]:
+def traffic(n: int, *, start: int = 0, seed: int = 0) -> list[RawMessage]:
     """``n`` records of one partition over a few minutes: some errors, some refusals, varied latency."""
     rng = random.Random(seed)
     out = []
@@ -83,7 +73,7 @@ def traffic(n: int, *, start: int = 0, seed: int = 0) -> list[Message]:
                   "app": "chat" if i % 2 else None, "prompt": f"question {i}",
                   "response": "I cannot help with that, sorry." if refused else f"Here is answer {i}.",
                   "status": "error" if i % 10 == 0 else "ok", "latency_ms": rng.lognormvariate(6, 0.5)}
-        out.append(Message(TOPIC, 0, i, None, orjson.dumps(record)))
+        out.append(RawMessage(TOPIC, 0, i, None, orjson.dumps(record)))
     return out
 
 

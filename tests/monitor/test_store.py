@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import orjson
 
+from monitor.batch import RawMessage
 from monitor.pipeline import decode_messages
 from monitor.storage.db import make_engine
 from monitor.storage.schema import records
@@ -11,13 +12,9 @@ from monitor.storage.store import Store, text_policy
 from tests.helpers import count, good_record
 
 
-class _Message:
-    def __init__(self, offset: int, value: bytes) -> None:
-        self.topic, self.partition, self.offset, self.key, self.value = "t", 0, offset, None, value
-
-
 def _batch(ids: list[int], first_offset: int = 0):  # type: ignore[no-untyped-def]
-    return decode_messages([_Message(first_offset + i, orjson.dumps(good_record(n))) for i, n in enumerate(ids)])
+    return decode_messages([RawMessage("t", 0, first_offset + i, None, orjson.dumps(good_record(n)))
+                            for i, n in enumerate(ids)])
 
 
 def test_a_large_batch_written_twice_is_stored_once(migrated_db_url):
