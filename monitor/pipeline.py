@@ -20,7 +20,7 @@ import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -37,7 +37,6 @@ class Source(Protocol):
     def mark_durable(self, next_offsets: dict[tuple[str, int], int]) -> None: ...
     def commit(self, only: set[tuple[str, int]] | None = None) -> bool: ...
     def highwater(self, topic: str, partition: int) -> int | None: ...
-    def assignment(self) -> set[tuple[str, int]]: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
 
@@ -56,8 +55,6 @@ class Counters:
     batches: int = 0
     storage_retries: int = 0
     lag: int | None = None
-    last_batch_at: float | None = None
-    partitions: set[tuple[str, int]] = field(default_factory=set)
 
 
 def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None) -> Batch:
@@ -138,7 +135,6 @@ class Pipeline:
         c.records += len(batch.records)
         c.dead_letters += len(batch.dead_letters)
         c.batches += 1
-        c.last_batch_at = time.monotonic()
         return len(messages)
 
     def close(self) -> None:
@@ -235,7 +231,6 @@ class Pipeline:
         if due:
             self._last_progress = time.monotonic()
             self.counters.lag = lag
-            self.counters.partitions = self.source.assignment()
 
     def forget_partitions(self, revoked: set[tuple[str, int]]) -> None:
         """After a rebalance, stop reporting progress for partitions another consumer now owns."""

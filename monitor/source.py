@@ -113,9 +113,6 @@ class KafkaSource:
         """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers)."""
         return self._consumer.highwater(TopicPartition(topic, partition))
 
-    def assignment(self) -> set[tuple[str, int]]:
-        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
-
     def pause(self) -> None:
         """Stop fetching (backpressure) while staying in the group: keep calling `poll`, it returns nothing."""
         self._consumer.pause(*self._consumer.assignment())

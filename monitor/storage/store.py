@@ -271,11 +271,3 @@ def _has_autoincrement(table: Table) -> bool:
 
 def _short(error: BaseException) -> str:
     return str(getattr(error, "orig", None) or error).strip().splitlines()[0][:300]
-
-
-def stored_rows_count(engine: Engine, tables: Iterable[Table]) -> dict[str, int]:
-    """Row counts per table; handy for status lines and tests."""
-    from sqlalchemy import select
-
-    with engine.connect() as conn:
-        return {t.name: conn.execute(select(func.count()).select_from(t)).scalar_one() for t in tables}

@@ -53,9 +53,6 @@ class PartitionLog:
     def highwater(self, topic: str, partition: int) -> int | None:
         return 1 + max((m.offset for m in self.messages if (m.topic, m.partition) == (topic, partition)), default=-1)
 
-    def assignment(self) -> set[tuple[str, int]]:
-        return {(m.topic, m.partition) for m in self.messages}
-
     def pause(self) -> None:
         return None
 
