@@ -25,6 +25,7 @@ _OPTIONAL_STRINGS = ("app", "route", "user", "session", "error", "finish_reason"
 _LABELS = frozenset(("app", "route", "user", "session"))
 _MAX_ID_CHARS = 200
 _MAX_LABEL_CHARS = 200  # model, app, route, user, session: column widths in `records`
+_MAX_INT = 2**31 - 1  # token counts are 32-bit columns; the store's binary COPY must never be handed more
 
 
 class RecordError(ValueError):
@@ -85,7 +86,7 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
 
 def _integer(obj: Mapping[str, Any], key: str) -> int | None:
     value = obj.get(key)
-    if value is None or (type(value) is int and value >= 0):
+    if value is None or (type(value) is int and 0 <= value <= _MAX_INT):
         return value
     if isinstance(value, float) and value.is_integer():
         value = int(value)
@@ -93,6 +94,8 @@ def _integer(obj: Mapping[str, Any], key: str) -> int | None:
         raise RecordError(f"field '{key}' must be an integer, got {value!r:.40}")
     if value < 0:
         raise RecordError(f"field '{key}' must not be negative, got {value}")
+    if value > _MAX_INT:
+        raise RecordError(f"field '{key}' is larger than {_MAX_INT} (the `records` column is a 32-bit integer)")
     return value
 
 

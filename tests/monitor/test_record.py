@@ -49,6 +49,8 @@ def test_error_records_may_have_no_response():
     (b'{"id": "a", "ts": 0, "model": "m", "response": "r", "messages": [{"role": "user"}]}',
      "messages[0] must be an object"),
     (b'{"id": "a", "ts": 0, "model": "m", "prompt": "p", "response": "r", "tokens_in": -3}', "must not be negative"),
+    (b'{"id": "a", "ts": 0, "model": "m", "prompt": "p", "response": "r", "tokens_out": 3000000000}',
+     "'tokens_out' is larger than 2147483647"),
     (b'{"id": "a", "ts": 0, "model": "m", "prompt": "p", "response": "r", "app": 7}', "'app' must be a string"),
     (b'{"id": "", "ts": 0, "model": "m", "prompt": "p", "response": "r"}', "'id' must be 1..200"),
     (b'{"id": "a", "ts": 0, "model": "m", "prompt": "p", "response": "r", "latency_ms": NaN}', "not valid"),
