@@ -36,6 +36,12 @@ _REFUSAL = re.compile(
 # the regex, which tries its declining phrases at each of the first 40 positions (~10x the cost).
 _DECLINE_WORDS = ("cannot", "can't", "unable", "not able", "won't", "decline", "can not", "will not", "wont",
                   "comfortable", "not going", "refuse")
+# The same test in one pass: every word but the last two holds an "n", so the pattern starts there (a literal
+# first character, which the regex engine finds like `str.find`) and checks what precedes it by lookbehind;
+# ~3x cheaper than twelve `in` tests. `test_the_hint_finds_every_decline_word` keeps the two in step.
+_DECLINE_HINT = re.compile(
+    r"n(?:(?<=can)(?:not|'t| not)|(?<=un)able|(?<=won)'?t|(?<=declin)e|ot (?:able|going)|(?<=will n)ot)"
+)
 _TRUNCATION_REASONS = frozenset({"length", "max_tokens", "max_output_tokens", "token_limit"})
 
 
@@ -46,7 +52,8 @@ def is_refusal(response: str, extra: re.Pattern[str] | None = None) -> bool:
     (True, False)
     """
     opening = response[:_OPENING_CHARS].lower().replace("’", "'")
-    if any(word in opening for word in _DECLINE_WORDS) and _REFUSAL.match(opening):
+    if (_DECLINE_HINT.search(opening) is not None or "refuse" in opening or "comfortable" in opening) \
+            and _REFUSAL.match(opening):
         return True
     return extra is not None and extra.search(opening) is not None
 
@@ -73,7 +80,7 @@ class RefusalDetector:
         if record.status != "ok":
             return []
         reasons = []
-        if not record.response.strip():
+        if not record.response or record.response.isspace():
             reasons.append("empty")
         elif is_refusal(record.response, self._extra):
             reasons.append("refusal")

@@ -61,7 +61,7 @@ def main(log_level: str) -> None:
 @config_option
 def run(config_path: str | None) -> None:
     """Run the daemon: consume, detect, sample, store, commit; scheduled jobs in the background."""
-    from monitor.daemon import EXIT_SCHEMA, Daemon, SchemaNotReady
+    from monitor.daemon import EXIT_SCHEMA, Daemon, SchemaNotReady, settle_heap
 
     config = load(config_path)
     workers = config.pipeline.workers or os.cpu_count() or 1
@@ -85,6 +85,7 @@ def run(config_path: str | None) -> None:
         click.echo(f"watchkeeper: {exc}", err=True)
         sys.exit(EXIT_SCHEMA)
     daemon.install_signal_handlers()
+    settle_heap()
     sys.exit(daemon.run())
 
 

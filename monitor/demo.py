@@ -122,7 +122,7 @@ def _status_line(engine, daemon, traffic: _Traffic, last: dict[str, float]) -> s
 @click.option("--review-port", type=int, default=8765, show_default=True, help="Port of the review page.")
 def demo(rate: float, malformed: float, seed: int, workdir: str, duration: float, review_port: int) -> None:
     """Everything local: a broker, synthetic traffic with incidents, SQLite, console alerts."""
-    from monitor.daemon import Daemon
+    from monitor.daemon import Daemon, settle_heap
 
     work = Path(workdir)
     work.mkdir(parents=True, exist_ok=True)
@@ -162,6 +162,7 @@ def demo(rate: float, malformed: float, seed: int, workdir: str, duration: float
                     daemon.stop_event.set()
 
         threading.Thread(target=status, name="demo-status", daemon=True).start()
+        settle_heap()
         code = daemon.run()
         traffic.stop.set()
         traffic.join(5)

@@ -21,6 +21,7 @@ KNOWN_FIELDS = (
     "status", "error", "app", "route", "user", "session", "feedback", "metadata", "finish_reason",
 )
 _KNOWN = frozenset(KNOWN_FIELDS)
+_KNOWN_PRESENT_MAX = len(KNOWN_FIELDS)  # more keys than this: some are unknown
 _OPTIONAL_STRINGS = ("app", "route", "user", "session", "error", "finish_reason")
 _LABELS = frozenset(("app", "route", "user", "session"))
 _MAX_ID_CHARS = 200
@@ -172,54 +173,74 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
     if fields:
         obj = {ours: obj.pop(theirs) for ours, theirs in fields.items() if theirs in obj} | obj
 
-    record_id = _string(obj, "id", required=True)
-    assert record_id is not None
-    if not record_id or len(record_id) > _MAX_ID_CHARS:
-        raise RecordError(f"field 'id' must be 1..{_MAX_ID_CHARS} characters")
-    model = _string(obj, "model", required=True)
-    status = _string(obj, "status", required=False) or "ok"
-    if status not in ("ok", "error"):
-        raise RecordError(f"field 'status' must be 'ok' or 'error', got {status!r:.40}")
+    get = obj.get
+    record_id, model, status = get("id"), get("model"), get("status")
+    # The common case is checked with exact type tests; anything else goes through the validators, which
+    # raise with the reason (or accept what the fast test was too strict for).
+    if type(record_id) is not str or not 0 < len(record_id) <= _MAX_ID_CHARS:
+        record_id = _string(obj, "id", required=True)
+        assert record_id is not None
+        if not record_id or len(record_id) > _MAX_ID_CHARS:
+            raise RecordError(f"field 'id' must be 1..{_MAX_ID_CHARS} characters")
+    if type(model) is not str:
+        model = _string(obj, "model", required=True)
+    if status is None:
+        status = "ok"
+    elif status != "ok" and status != "error":
+        if type(status) is not str:
+            raise RecordError(f"field 'status' must be a string, got {type(status).__name__}")
+        if status:
+            raise RecordError(f"field 'status' must be 'ok' or 'error', got {status!r:.40}")
+        status = "ok"
 
-    messages = None
-    if obj.get("messages") is not None:
-        messages = _messages(obj["messages"])
-        prompt = _string(obj, "prompt", required=False) or last_user_turn(messages)
-    else:
+    messages = get("messages")
+    prompt = get("prompt")
+    if messages is not None:
+        messages = _messages(messages)
+        if type(prompt) is not str or not prompt:
+            prompt = _string(obj, "prompt", required=False) or last_user_turn(messages)
+    elif type(prompt) is not str:
         prompt = _string(obj, "prompt", required=False)
         if prompt is None:
             raise RecordError("one of 'prompt' or 'messages' is required")
-    response = _string(obj, "response", required=status == "ok")
+    response = get("response")
+    if type(response) is not str:
+        response = _string(obj, "response", required=status == "ok")
 
     feedback_score = feedback_comment = None
-    feedback = obj.get("feedback")
+    feedback = get("feedback")
     if feedback is not None:
         if not isinstance(feedback, dict):
             raise RecordError("field 'feedback' must be an object {score, comment}")
         feedback_score = _number(feedback, "score")
         feedback_comment = _string(feedback, "comment", required=False)
 
-    metadata = obj.get("metadata")
+    metadata = get("metadata")
     if metadata is None:
         metadata = {}
     elif not isinstance(metadata, dict):
         raise RecordError("field 'metadata' must be an object")
-    unknown = obj.keys() - _KNOWN
-    if unknown:
-        metadata = {**metadata, **{k: obj[k] for k in unknown}}
+    if len(obj) > _KNOWN_PRESENT_MAX or not _KNOWN.issuperset(obj):
+        unknown = obj.keys() - _KNOWN
+        if unknown:
+            metadata = {**metadata, **{k: obj[k] for k in unknown}}
 
     optional = {}
     for key in _OPTIONAL_STRINGS:
-        value = obj.get(key)
-        if value is not None and type(value) is not str:
-            raise RecordError(f"field '{key}' must be a string, got {type(value).__name__}")
-        if value is not None and key in _LABELS and len(value) > _MAX_LABEL_CHARS:
-            raise RecordError(f"field '{key}' is longer than {_MAX_LABEL_CHARS} characters")
+        value = get(key)
+        if value is not None:
+            if type(value) is not str:
+                raise RecordError(f"field '{key}' must be a string, got {type(value).__name__}")
+            if key in _LABELS and len(value) > _MAX_LABEL_CHARS:
+                raise RecordError(f"field '{key}' is longer than {_MAX_LABEL_CHARS} characters")
         optional[key] = value
     if len(model or "") > _MAX_LABEL_CHARS:
         raise RecordError(f"field 'model' is longer than {_MAX_LABEL_CHARS} characters")
     if optional["finish_reason"] is not None:
         optional["finish_reason"] = optional["finish_reason"][:32]
+    latency = get("latency_ms")
+    if not (type(latency) is float and 0 <= latency < math.inf):
+        latency = _number(obj, "latency_ms")
     return Record(
         id=record_id,
         ts=parse_ts(obj.get("ts")),
@@ -228,7 +249,7 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         response=response or "",
         status=status,
         messages=messages,
-        latency_ms=_number(obj, "latency_ms"),
+        latency_ms=latency,
         tokens_in=_integer(obj, "tokens_in"),
         tokens_out=_integer(obj, "tokens_out"),
         feedback_score=feedback_score,

@@ -28,7 +28,7 @@ _RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 def _worker_main(config: Config, index: int, log_level: int) -> None:
     """A child: one consumer-group member without the background services."""
     from monitor.cli import setup_logging
-    from monitor.daemon import Daemon
+    from monitor.daemon import Daemon, settle_heap
 
     setup_logging(logging.getLevelName(log_level))
     daemon = Daemon(config, services=False)
@@ -44,6 +44,7 @@ def _worker_main(config: Config, index: int, log_level: int) -> None:
 
     threading.Thread(target=orphan_watch, name="orphan-watch", daemon=True).start()
     log.info("worker %d started", index)
+    settle_heap()
     raise SystemExit(daemon.run())
 
 

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from detectors.refusal import RefusalDetector, is_refusal
+from detectors.refusal import _DECLINE_HINT, _DECLINE_WORDS, RefusalDetector, is_refusal
 
 
 def _rec(response: str, *, status: str = "ok", finish_reason: str | None = "stop", tokens_out: int | None = 50,
@@ -65,3 +65,14 @@ def test_a_length_at_the_token_limit_counts_as_truncated_when_no_finish_reason_i
 def test_deployments_can_add_their_own_refusal_phrases() -> None:
     det = RefusalDetector(extra_patterns=[r"^je ne peux pas"])
     assert det.detect([_rec("Je ne peux pas vous aider.")])[0].details["reasons"] == ["refusal"]
+
+
+@pytest.mark.parametrize("word", _DECLINE_WORDS)
+def test_the_hint_finds_every_decline_word(word: str) -> None:
+    """The one-pass prefilter must never rule out an opening that holds a declining word."""
+    opening = f"well, i {word} do it"
+    assert _DECLINE_HINT.search(opening) or "refuse" in opening or "comfortable" in opening
+
+
+def test_the_hint_passes_over_ordinary_answers() -> None:
+    assert _DECLINE_HINT.search("you can see the cannon from the northern window; none of it is closed") is None
