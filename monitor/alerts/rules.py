@@ -468,49 +468,72 @@ def in_response(details: Mapping[str, Any] | None) -> bool:
 
 
 class LeakRule(Rule):
-    """Fires when more than ``threshold`` (default 0: any) records in the window have a flagged ``detector``
-    finding in the response. ``fetch`` gives rows ``(scope, record_id, ts, details)``, newest first."""
+    """Fires when more than ``threshold`` (default 0: any) records in the window have a ``detector`` finding
+    in the response. ``fetch`` gives ``{scope: records}``.
+
+    The whole minutes of the window are summed from `stream_minutes` (``counter``), which the pipeline fills
+    in the transaction that stores the detections; only the minute the window starts in is counted from
+    `detections` itself, so an evaluation reads at most one minute of findings whatever the window and the
+    traffic, and the window is exact to the record. Example records are looked up only for a firing scope."""
 
     detector: ClassVar[str]
+    counter: ClassVar[str]
     what: ClassVar[str]
-    max_rows: ClassVar[int] = 10_000
 
-    def fetch(self, conn: Connection, now: datetime) -> list[tuple[str, str, datetime, Any]]:
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, int]:
+        since = now - self.window
+        head = minute_of(since)
+        counts = {scope: int(n) for scope, (n,) in _minute_sums(
+            conn, self.config.scope, [func.sum(_sm[self.counter])], _sm.minute > head).items() if n}
         keys = _scope_columns(self.config.scope)
-        stmt = (
-            select(*keys, records.c.id, records.c.ts, detections.c.details)
-            .select_from(detections.join(records, records.c.id == detections.c.record_id))
-            .where(detections.c.detector == self.detector, detections.c.flagged.is_(True),
-                   records.c.ts > now - self.window)
-            .order_by(records.c.ts.desc())
-            .limit(self.max_rows)
-        )
-        n = len(keys)
-        return [(_scope_label(self.config.scope, row), row[n], row[n + 1], row[n + 2])
-                for row in conn.execute(stmt)]
+        partial = (select(*keys, detections.c.details)
+                   .select_from(detections.join(records, records.c.id == detections.c.record_id))
+                   .where(records.c.ts > since, records.c.ts < head + MINUTE,
+                          detections.c.detector == self.detector, detections.c.flagged.is_(True)))
+        for row in conn.execute(partial):
+            if in_response(row[-1]):
+                scope = _scope_label(self.config.scope, row)
+                counts[scope] = counts.get(scope, 0) + 1
+        return counts
 
-    def decide(self, fetched: Sequence[tuple[str, str, datetime, Any]], now: datetime | None
-               ) -> dict[str, Evidence]:
-        hits: dict[str, list[str]] = {}
-        for scope, record_id, _ts, details in fetched:
-            if in_response(details):
-                hits.setdefault(scope, []).append(record_id)
+    def decide(self, fetched: Mapping[str, int], now: datetime | None) -> dict[str, Evidence]:
         cfg, firing = self.config, {}
-        for scope, ids in hits.items():
-            if len(ids) <= cfg.threshold:
+        for scope, count in fetched.items():
+            if count <= cfg.threshold:
                 continue
             window = human_duration(cfg.window.total_seconds())
             since = _since(now, cfg.window) if now else "<window start>"
             firing[scope] = Evidence(
-                summary=f"{len(ids)} response(s) with {self.what} in the last {window}",
-                value=len(ids), threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
-                sample_size=len(ids), after={"records": len(ids)}, examples=tuple(ids[:EXAMPLES]),
+                summary=f"{count} response(s) with {self.what} in the last {window}",
+                value=count, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=count, after={"records": count},
                 look=("SELECT r.id, r.ts, r.model, r.app, d.details FROM detections d JOIN records r "
                       f"ON r.id = d.record_id WHERE d.detector = '{self.detector}' AND d.flagged "
                       f"AND r.ts > '{since}'{_sql_filter(scope).replace(' AND ', ' AND r.')} "
                       "ORDER BY r.ts DESC LIMIT 50;"),
             )
         return firing
+
+    def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
+        """The newest records of ``scope`` with the finding in the response, from the newest minutes whose
+        counter says they hold one (each minute read through the ``ts`` index)."""
+        since = now - self.window
+        minutes = conn.scalars(
+            select(_sm.minute).where(_sm.minute >= minute_of(since), _sm[self.counter] > 0, *_minute_filter(scope))
+            .group_by(_sm.minute).order_by(_sm.minute.desc()).limit(EXAMPLES))
+        scoped = _scope_filter(scope)
+        found: list[str] = []
+        for minute in map(_utc, minutes):
+            stmt = (select(records.c.id, detections.c.details)
+                    .select_from(detections.join(records, records.c.id == detections.c.record_id))
+                    .where(records.c.ts >= max(minute, since), records.c.ts < minute + MINUTE,
+                           detections.c.detector == self.detector, detections.c.flagged.is_(True),
+                           *([scoped] if scoped is not None else []))
+                    .order_by(records.c.ts.desc()))
+            found += [record_id for record_id, details in conn.execute(stmt) if in_response(details)]
+            if len(found) >= EXAMPLES:
+                break
+        return found[:EXAMPLES]
 
 
 @register
@@ -520,6 +543,7 @@ class SecretInResponse(LeakRule):
 
     kind = "secret_in_response"
     detector = "secrets"
+    counter = "secret_in_response"
     what = "a secret"
 
 
@@ -530,6 +554,7 @@ class PiiInResponse(LeakRule):
 
     kind = "pii_in_response"
     detector = "pii"
+    counter = "pii_in_response"
     what = "personal data"
 
 

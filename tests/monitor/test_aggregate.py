@@ -14,7 +14,7 @@ from sqlalchemy import Engine, case, func, select
 
 from detectors.chain import DetectorChain
 from monitor.aggregate import AggregateStep, quantile
-from monitor.alerts.rules import ErrorRate, LatencyP95, RefusalRate, ToxicityRate
+from monitor.alerts.rules import ErrorRate, LatencyP95, PiiInResponse, RefusalRate, SecretInResponse, ToxicityRate
 from monitor.batch import Batch, RawMessage
 from monitor.config import AlertRuleConfig, DetectorsConfig
 from monitor.detect import DetectStep
@@ -186,3 +186,26 @@ def test_p95_from_the_histogram_is_within_ten_percent_on_lognormal_latencies() -
 def test_a_toxicity_rule_for_another_score_than_the_counters_count_is_refused() -> None:
     with pytest.raises(ValueError, match=r"score must be 0\.5"):
         ToxicityRate("toxicity_rate", AlertRuleConfig(kind="toxicity_rate", score=0.8))
+
+
+def test_leak_rules_count_responses_that_leak_from_the_counters_and_the_edge_of_the_window(engine, chain) -> None:  # type: ignore[no-untyped-def]
+    """Every 5th answer hands out an AWS key and every 3rd prompt pastes an e-mail address: the secret rule
+    counts the leaking answers (not the pasted prompts), exactly, also for a window that starts mid-minute."""
+    messages = []
+    for i in range(300):  # 10 minutes, one record every 2 s
+        record = {"id": f"leak-{i}", "ts": (T0 + timedelta(seconds=2 * i)).isoformat(), "model": "m1",
+                  "prompt": f"mail me at user{i}@example.com" if i % 3 == 0 else f"question {i}",
+                  "response": "Use AKIAIOSFODNN7EXAMPLE for that." if i % 5 == 0 else f"Answer {i}."}
+        messages.append(RawMessage(TOPIC, 0, i, None, orjson.dumps(record)))
+    run_pipeline(engine, PartitionLog(messages), chain)
+    now = T0 + timedelta(minutes=10)
+    with engine.connect() as conn:
+        sums = conn.execute(select(func.sum(stream_minutes.c.secret_in_response),
+                                   func.sum(stream_minutes.c.pii_in_response))).one()
+        whole = SecretInResponse("s", AlertRuleConfig(kind="secret_in_response", window="15m")).fetch(conn, now)
+        edge = SecretInResponse("s", AlertRuleConfig(kind="secret_in_response", window="150s")).fetch(conn, now)
+        pii = PiiInResponse("p", AlertRuleConfig(kind="pii_in_response", window="15m")).fetch(conn, now)
+    assert tuple(sums) == (60, 0)  # e-mails were only ever in prompts
+    assert whole == {"global": 60} and pii == {}
+    # 150 s before T0 + 600 s is T0 + 450 s, mid-minute: records 226..299 are inside, 15 of them leak.
+    assert edge == {"global": sum(1 for i in range(226, 300) if i % 5 == 0)}

@@ -55,14 +55,21 @@ def count_records(engine: Engine, rows: list[dict[str, Any]]) -> None:
 
 def add_leak(engine: Engine, *, at: datetime = NOW, detector: str = "secrets", field: str = "response",
              model: str = "m1") -> str:
-    """A record whose ``field`` holds a finding of ``detector`` (kind/position only, as detectors store)."""
-    (record_id,) = add_records(engine, 1, at=at, model=model)
+    """A record whose ``field`` holds a finding of ``detector`` (kind/position only, as detectors store),
+    counted in `stream_minutes` as the pipeline's aggregate step counts it."""
+    row = record_row(f"r{next(_ids)}", at, model=model)
+    insert_records(engine, [row])
     details = {"kinds": {"AWS_KEY": 1}, "severity": "high",
                "findings": [{"kind": "AWS_KEY", "field": field, "start": 3, "end": 23}]}
     with engine.begin() as conn:
-        conn.execute(insert(detections).values(record_id=record_id, detector=detector, score=1.0, flagged=True,
+        conn.execute(insert(detections).values(record_id=row["id"], detector=detector, score=1.0, flagged=True,
                                                details=details))
-    return record_id
+    leak = field == "response"
+    counts = MinuteCounts()
+    counts.add(row["ts"], row["model"], row.get("app"), "ok", row.get("latency_ms"), toxicity=None, refusal=None,
+               pii_leak=leak and detector == "pii", secret_leak=leak and detector == "secrets")
+    Store(engine, text_policy("none")).write(Batch(increments={stream_minutes: counts.rows(NOW)}))
+    return row["id"]
 
 
 def outbox_rows(engine: Engine) -> list[Any]:
