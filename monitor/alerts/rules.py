@@ -467,6 +467,10 @@ def in_response(details: Mapping[str, Any] | None) -> bool:
     return any(f.get("field") == "response" for f in details.get("findings", ()) if isinstance(f, Mapping))
 
 
+_EXAMPLE_CANDIDATES = 20 * EXAMPLES
+"""Newest findings of a minute read when looking for example leaks (those only in the prompt are skipped)."""
+
+
 class LeakRule(Rule):
     """Fires when more than ``threshold`` (default 0: any) records in the window have a ``detector`` finding
     in the response. ``fetch`` gives ``{scope: records}``.
@@ -529,7 +533,7 @@ class LeakRule(Rule):
                     .where(records.c.ts >= max(minute, since), records.c.ts < minute + MINUTE,
                            detections.c.detector == self.detector, detections.c.flagged.is_(True),
                            *([scoped] if scoped is not None else []))
-                    .order_by(records.c.ts.desc()))
+                    .order_by(records.c.ts.desc()).limit(_EXAMPLE_CANDIDATES))
             found += [record_id for record_id, details in conn.execute(stmt) if in_response(details)]
             if len(found) >= EXAMPLES:
                 break
