@@ -4,6 +4,11 @@
 deployment changes models or switches detectors off in ``monitor.toml`` alone. The PII and secrets
 findings of a batch are reused for redaction (no second scan), which is why redaction refuses to run when
 either of those detectors is switched off.
+
+Redaction covers every stored text of a record: prompt and response, and the error message, feedback
+comment and metadata. With ``store_text = "none"`` the prompt and response are not stored at all, but the
+error, feedback comment and metadata still are, so they are redacted then too (when the PII and secrets
+detectors are on; otherwise the store writes none of them).
 """
 
 from __future__ import annotations
@@ -13,9 +18,9 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
 
-from detectors.base import Detection, Detector, Recordlike
+from detectors.base import Detection, Detector, Finding, Recordlike, extra_fields
 from detectors.pii import PiiDetector
-from detectors.redact import redact
+from detectors.redact import redact, redact_metadata
 from detectors.refusal import RefusalDetector
 from detectors.secrets import SecretsDetector
 from detectors.signals import signals_of
@@ -36,30 +41,36 @@ def toxicity_backend(cfg: ToxicityConfig) -> ToxicityBackend:
 class DetectorChain:
     """Runs ``detectors`` over a batch and annotates each record.
 
-    With ``redact=True`` every annotation carries the prompt and response with each PII/secret finding
-    replaced by ``[KIND]``; with ``redact=False`` the redacted texts stay None.
+    With ``redact=True`` every annotation carries the prompt, response, error, feedback comment and metadata
+    with each PII/secret finding replaced by ``[KIND]``; with ``redact=False`` the redacted values stay None,
+    except that ``redact_extras=True`` still redacts the error, feedback comment and metadata (what
+    ``store_text = "none"`` stores). ``redact_extras`` defaults to ``redact``.
 
     >>> from types import SimpleNamespace as R
     >>> chain = DetectorChain([PiiDetector(), SecretsDetector()], redact=True)
-    >>> ann = chain.run([R(prompt="I am bob@corp.com", response="ok")])[0]
-    >>> ann.redacted_prompt, ann.signals["pii_count"]
-    ('I am [EMAIL]', 1)
+    >>> ann = chain.run([R(prompt="I am bob@corp.com", response="ok", error="quota of ann@corp.com")])[0]
+    >>> ann.redacted_prompt, ann.redacted_error, ann.signals["pii_count"]
+    ('I am [EMAIL]', 'quota of [EMAIL]', 2)
     """
 
-    def __init__(self, detectors: Sequence[Detector], redact: bool = True) -> None:
+    def __init__(self, detectors: Sequence[Detector], redact: bool = True, redact_extras: bool | None = None) -> None:
         names = [d.name for d in detectors]
         if len(set(names)) != len(names):
             raise ValueError(f"detector names must be unique, got {names}")
-        if redact and not {"pii", "secrets"} <= set(names):
+        if redact_extras is None:
+            redact_extras = redact
+        if (redact or redact_extras) and not {"pii", "secrets"} <= set(names):
             raise ValueError("redaction needs the pii and secrets detectors: enable both, or store_text "
                              "'none' or 'full'")
         self.detectors = list(detectors)
         self.redact = redact
+        self.redact_extras = redact_extras
 
     @classmethod
     def from_config(cls, cfg: DetectorsConfig, store_text: str = "redacted") -> DetectorChain:
         """The chain ``[detectors]`` describes; it redacts when ``store_text`` (``pipeline.store_text``)
-        is ``redacted``."""
+        is ``redacted``, and redacts the error, feedback comment and metadata alone when it is ``none`` and
+        the PII and secrets detectors are on."""
         detectors: list[Detector] = []
         if cfg.toxicity.enabled:
             backend = toxicity_backend(cfg.toxicity)
@@ -72,7 +83,8 @@ class DetectorChain:
             detectors.append(SecretsDetector())
         if cfg.refusal.enabled:
             detectors.append(RefusalDetector(cfg.refusal.token_limit, cfg.refusal.patterns))
-        return cls(detectors, redact=store_text == "redacted")
+        extras = store_text == "redacted" or (store_text == "none" and cfg.pii.enabled and cfg.secrets.enabled)
+        return cls(detectors, redact=store_text == "redacted", redact_extras=extras)
 
     def run(self, records: Sequence[Recordlike]) -> list[Annotation]:
         """One annotation per record, in order."""
@@ -100,22 +112,46 @@ class DetectorChain:
         # ones `signals_of` reads, in its argument order.
         pick = itemgetter(*(names.index(n) if n in names else len(names) for n in _SIGNAL_SOURCES))
         rows = zip(*columns, repeat(None)) if columns else repeat((None,), len(records))
-        redact_texts = self.redact
+        redact_texts, redact_extras = self.redact, self.redact_extras
         annotations = []
         for record, row in zip(records, rows):  # noqa: B905 (every column has len(records) detections)
             toxicity, prompt_toxicity, refusal, pii, secrets = pick(row)
-            annotation = Annotation(list(row[:-1]),
-                                    signals_of(record, toxicity, prompt_toxicity, refusal, pii, secrets))
-            if redact_texts:
-                if pii.findings or secrets.findings:
-                    findings = pii.findings + secrets.findings
-                    annotation.redacted_prompt = redact(record.prompt, [f for f in findings if f.field == "prompt"])
-                    annotation.redacted_response = redact(
-                        record.response, [f for f in findings if f.field == "response"])
-                else:  # the vast majority: nothing to redact, the text is stored as it came
-                    annotation.redacted_prompt, annotation.redacted_response = record.prompt, record.response
+            signals = signals_of(record, toxicity, prompt_toxicity, refusal, pii, secrets)
+            if not redact_extras:
+                annotation = Annotation(list(row[:-1]), signals)
+            elif pii.findings or secrets.findings:
+                annotation = Annotation(list(row[:-1]), signals)
+                _redact(annotation, record, pii.findings + secrets.findings, redact_texts)
+            else:  # the vast majority: nothing to redact, every value is stored as it came
+                try:
+                    error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
+                except AttributeError:
+                    error, comment, metadata = extra_fields(record)
+                if redact_texts:
+                    annotation = Annotation(list(row[:-1]), signals, record.prompt, record.response, error, comment,
+                                            metadata)
+                else:
+                    annotation = Annotation(list(row[:-1]), signals, None, None, error, comment, metadata)
             annotations.append(annotation)
         return annotations
+
+
+def _redact(annotation: Annotation, record: Recordlike, findings: list[Finding], texts: bool) -> None:
+    """Fill ``annotation``'s redacted values from the record's findings (prompt and response only if ``texts``)."""
+    if texts:
+        annotation.redacted_prompt = redact(record.prompt, [f for f in findings if f.field == "prompt"])
+        annotation.redacted_response = redact(record.response, [f for f in findings if f.field == "response"])
+    error, comment, metadata = extra_fields(record)
+    if error:
+        error = redact(error, [f for f in findings if f.field == "error"])
+    if comment:
+        comment = redact(comment, [f for f in findings if f.field == "feedback_comment"])
+    if metadata:
+        in_metadata = [f for f in findings if f.field == "metadata"]
+        if in_metadata:
+            metadata = redact_metadata(metadata, in_metadata)
+    annotation.redacted_error, annotation.redacted_feedback_comment = error, comment
+    annotation.redacted_metadata = metadata
 
 
 # The detectors `signals_of` reads, in its argument order.

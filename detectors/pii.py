@@ -1,5 +1,5 @@
-"""Personal data in prompts and responses (``pii``): e-mail addresses, phone numbers, payment cards, IBANs,
-US social security numbers and IP addresses.
+"""Personal data in prompts, responses and the other texts a record stores (``pii``): e-mail addresses,
+phone numbers, payment cards, IBANs, US social security numbers and IP addresses.
 
 Every kind is found by a pattern and then *validated* — cards by the Luhn checksum and an issuer prefix,
 IBANs by their mod-97 checksum and national length, SSNs by the number ranges the SSA issues, IPs by
@@ -7,6 +7,11 @@ IBANs by their mod-97 checksum and national length, SSNs by the number ranges th
 UUIDs, dates and version strings are not reported. The expensive patterns only run on texts that pass a
 cheap byte-level prefilter (an ``@``, a run of four digits, a ``+``, a dotted quad, two colons), which is
 what lets the whole detector chain keep up with a Kafka consumer.
+
+The record's other stored texts (``error``, ``feedback_comment``, ``metadata``) are scanned too, behind the
+same prefilter; they are absent from most records, and a metadata object is only walked for its texts.
+An ``@`` that is not an e-mail address — a git remote ``git@github.com:org/repo.git``, the user of a URL
+``ssh://git@host/repo`` — is not reported.
 """
 
 from __future__ import annotations
@@ -14,9 +19,9 @@ from __future__ import annotations
 import ipaddress
 import re
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from detectors.base import Detection, Finding, Recordlike
+from detectors.base import Detection, Finding, MetadataPath, Recordlike, extra_fields, metadata_texts
 
 PII_KINDS = ("EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP")
 
@@ -61,7 +66,8 @@ _MIN_DIGITS = 8  # the fewest digits of a card (13), an SSN (9) or a phone numbe
 # Searching these with the regex engine is ~2x faster than `in` on a shape (many "0"s); `in` is kept for
 # single bytes (memchr).
 _FOUR_DIGITS = re.compile(rb"0000")
-_DOTTED_DIGITS = re.compile(rb"0\.0")
+_DOTTED_QUAD = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")  # not "3.11" or "1.2.2": versions are common
+_DIGITS_HINT = re.compile(rb"0(?:000|\.0{1,3}\.0{1,3}\.0)")  # both of them in one pass (the prefilter's)
 
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
@@ -147,9 +153,14 @@ def may_hold_pii(text: str) -> bool:
     (False, True)
     """
     shape = text.encode("utf-8", "ignore").translate(_SHAPE)
-    return (b"@" in shape or _FOUR_DIGITS.search(shape) is not None or (b"+" in shape and b"+0" in shape)
-            or _DOTTED_DIGITS.search(shape) is not None
-            or (shape.count(b":") >= 2 and _IPV6_HINT.search(text) is not None))
+    return (b"@" in shape or _DIGITS_HINT.search(shape) is not None or (b"+" in shape and b"+0" in shape)
+            or (_two_colons(shape) and _IPV6_HINT.search(text) is not None))
+
+
+def _two_colons(shape: bytes) -> bool:
+    """``shape.count(b":") >= 2``, with two memchr calls instead of a count over the whole shape."""
+    first = shape.find(b":")
+    return first >= 0 and shape.find(b":", first + 1) >= 0
 
 
 def scan_pii(text: str, field: str) -> list[Finding]:
@@ -171,10 +182,10 @@ def scan_pii(text: str, field: str) -> list[Finding]:
         for start, end in _number_runs(text, shape):
             findings += _numbers(text, start, end, field, taken)
         findings += ibans
-    if _DOTTED_DIGITS.search(shape):
+    if _DOTTED_QUAD.search(shape):
         findings += [Finding("IP", field, m.start(), m.end())
                      for m in _IPV4.finditer(text) if _ip_ok(text, m.start(), m[0])]
-    if shape.count(b":") >= 2 and _IPV6_HINT.search(text):
+    if _two_colons(shape) and _IPV6_HINT.search(text):
         findings += [Finding("IP", field, m.start(), m.end())
                      for m in _IPV6.finditer(text) if _ip_ok(text, m.start(), m[0])]
     if len(findings) > 1:
@@ -197,10 +208,22 @@ def _emails(text: str) -> list[tuple[int, int]]:
         if local is not None and at - local.start() <= 64:
             m = _EMAIL.match(text, local.start())
             if m is not None:
-                spans.append(m.span())
                 end = m.end()
+                if not _remote(text, m.start(), end):
+                    spans.append((m.start(), end))
         at = text.find("@", max(at + 1, end))
     return spans
+
+
+def _remote(text: str, start: int, end: int) -> bool:
+    """Whether an e-mail-shaped ``user@host`` is a remote rather than an address: an scp-style git/ssh remote
+    (``git@github.com:org/repo.git``: a colon and a path right after the host, where an address in prose is
+    followed by ``": "``) or the user of a URL (``ssh://git@host/repo``)."""
+    if text.startswith(":", end) and end + 1 < len(text):
+        after = text[end + 1]
+        if after.isalnum() or after in "_~/.-":
+            return True
+    return text.startswith("://", max(start - 3, 0), start)
 
 
 def _number_runs(text: str, shape: bytes) -> list[tuple[int, int]]:
@@ -237,10 +260,12 @@ def _inside(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
 
 
 class PiiDetector:
-    """Flags a record whose prompt or response holds personal data.
+    """Flags a record whose prompt, response, error, feedback comment or metadata holds personal data.
 
     Score: the number of findings. Details: the findings (kind, field, start, end — never the value), a
-    count per kind, and a severity hint (``high`` when the response leaks PII, else ``medium``).
+    count per kind, and a severity hint (``high`` when the response leaks PII, else ``medium``: a finding in
+    the prompt, the error, the feedback comment or the metadata). A metadata finding's position is in the
+    text it was found in (a string value, or a key); which value is not said, since a key can be personal.
 
     >>> from types import SimpleNamespace as R
     >>> d = PiiDetector().detect([R(prompt="call me at (415) 555-2671", response="ok")])[0]
@@ -260,14 +285,42 @@ class PiiDetector:
         out = []
         for record in records:
             prompt, response = record.prompt, record.response
-            if may_hold_pii(f"{prompt}\n{response}"):
-                findings = scan_pii(prompt, "prompt") + scan_pii(response, "response")
-            else:  # most records: one cheap pass over both texts rules everything out
-                findings = []
+            try:
+                error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
+            except AttributeError:
+                error, comment, metadata = extra_fields(record)
+            texts = metadata_texts(metadata) if metadata else ()
+            if error is None and comment is None and not texts:
+                if may_hold_pii(f"{prompt}\n{response}"):
+                    findings = scan_pii(prompt, "prompt") + scan_pii(response, "response")
+                else:  # most records: one cheap pass over both texts rules everything out
+                    findings = []
+            else:
+                findings = scan_record(prompt, response, error, comment, texts, may_hold_pii, scan_pii)
             if len(self.kinds) < len(PII_KINDS):
                 findings = [f for f in findings if f.kind in self.kinds]
             out.append(findings_detection(self.name, findings, in_response="high", otherwise="medium"))
         return out
+
+
+def scan_record(prompt: str, response: str, error: str | None, comment: str | None,
+                texts: Sequence[tuple[MetadataPath, str]], may_hold: Callable[[str], bool],
+                scan: Callable[[str, str], list[Finding]]) -> list[Finding]:
+    """A span detector's findings in all of a record's stored texts: prompt, response, error, feedback comment
+    and the texts of its metadata (`detectors.base.metadata_texts`). One prefilter call over all of them rules
+    most records out; otherwise each is scanned. A metadata finding carries the path of its text."""
+    parts = [prompt, response, error or "", comment or ""]
+    parts += [text for _, text in texts]
+    if not may_hold("\n".join(parts)):
+        return []
+    findings = scan(prompt, "prompt") + scan(response, "response")
+    if error:
+        findings += scan(error, "error")
+    if comment:
+        findings += scan(comment, "feedback_comment")
+    for path, text in texts:
+        findings += [Finding(f.kind, "metadata", f.start, f.end, path) for f in scan(text, "metadata")]
+    return findings
 
 
 def findings_detection(name: str, findings: list[Finding], *, in_response: str, otherwise: str) -> Detection:

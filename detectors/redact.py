@@ -1,14 +1,18 @@
 """Redaction before storage: each PII/secret finding becomes a typed placeholder (``[EMAIL]``, ``[AWS_KEY]``).
 
 The detector chain redacts every record when ``pipeline.store_text = "redacted"`` (the default); the store
-(`monitor.storage.store.text_policy`) writes that text and never falls back to the raw text.
+(`monitor.storage.store.text_policy`) writes that text and never falls back to the raw text. The error
+message, feedback comment and metadata are redacted the same way (`redact_metadata` for the metadata object).
 """
 
 from __future__ import annotations
 
+import copy
+from collections import defaultdict
 from collections.abc import Iterable
+from typing import Any
 
-from detectors.base import Finding
+from detectors.base import Finding, MetadataPath
 from detectors.secrets import SECRET_KINDS
 
 _SECRET = frozenset(SECRET_KINDS)
@@ -41,3 +45,48 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
 
 def _rank(f: Finding) -> tuple[bool, int]:
     return f.kind in _SECRET, f.end - f.start
+
+
+def redact_metadata(metadata: dict[str, Any], findings: Iterable[Finding]) -> dict[str, Any]:
+    """A copy of ``metadata`` with each finding's text (located by its ``path``) redacted: a string value
+    becomes its redacted text, a number that held a card number becomes ``"[CARD]"``, a key is renamed to
+    its redacted text (``"[EMAIL]"``; ``"[EMAIL]#2"`` when that key is taken). ``metadata`` is not changed.
+
+    >>> redact_metadata({"to": {"bob@corp.io": "hi bob@corp.io"}, "n": 1},
+    ...                 [Finding("EMAIL", "metadata", 3, 14, ("to", "bob@corp.io")),
+    ...                  Finding("EMAIL", "metadata", 0, 11, ("to", "bob@corp.io", None))])
+    {'to': {'[EMAIL]': 'hi [EMAIL]'}, 'n': 1}
+    """
+    by_path: dict[MetadataPath, list[Finding]] = defaultdict(list)
+    for f in findings:
+        by_path[f.path].append(f)
+    out = copy.deepcopy(metadata)
+    keys = []
+    for path, found in by_path.items():
+        if not path:
+            continue
+        if path[-1] is None:
+            keys.append((path[:-1], found))
+            continue
+        parent = _node(out, path[:-1])
+        value = parent[path[-1]]
+        parent[path[-1]] = redact(value if isinstance(value, str) else str(value), found)
+    # Values first (their paths name the keys as they were), then keys, deepest first for the same reason.
+    for path, found in sorted(keys, key=lambda item: -len(item[0])):
+        parent = _node(out, path[:-1])
+        old = path[-1]
+        new = redact(str(old), found)
+        suffix = 1
+        while new in parent and new != old:
+            suffix += 1
+            new = f"{redact(str(old), found)}#{suffix}"
+        items = list(parent.items())
+        parent.clear()
+        parent.update((new if k == old else k, v) for k, v in items)
+    return out
+
+
+def _node(root: Any, path: MetadataPath) -> Any:
+    for step in path:
+        root = root[step]
+    return root

@@ -27,7 +27,8 @@ from monitor.storage.schema import dead_letters, detections, records
 
 _COPY_MIN_ROWS = 200
 
-TextPolicy = Callable[[Record, Annotation | None], tuple[str | None, str | None]]
+TextPolicy = Callable[[Record, Annotation | None], tuple[Any, ...]]
+"""(prompt, response, error, feedback_comment, metadata) as `records` stores them."""
 
 
 class TransientStorageError(Exception):
@@ -39,24 +40,34 @@ class PermanentStorageError(Exception):
 
 
 def text_policy(store_text: str) -> TextPolicy:
-    """What text `records` keeps: ``full`` raw text, ``none`` nothing, ``redacted`` the detect step's
-    redacted text — and never the raw text when redaction is asked for but the record was not redacted."""
+    """What text `records` keeps, as ``(prompt, response, error, feedback_comment, metadata)`` for `record_row`:
+    ``full`` the raw values; ``redacted`` the detect step's redacted values; ``none`` no prompt or response,
+    but the error, feedback comment and metadata *redacted* (they are kept, not dropped, and never raw).
+    Never the raw value when redaction is asked for but the record was not redacted: None instead."""
     if store_text == "full":
-        return lambda record, _annotation: (record.prompt, record.response)
+        return lambda r, _annotation: (r.prompt, r.response, r.error, r.feedback_comment, r.metadata)  # type: ignore[return-value]
     if store_text == "none":
-        return lambda _record, _annotation: (None, None)
+        def extras_only(_record: Record, a: Annotation | None) -> tuple[Any, ...]:
+            if a is None:
+                return None, None, None, None, None
+            return None, None, a.redacted_error, a.redacted_feedback_comment, a.redacted_metadata
+        return extras_only
     if store_text == "redacted":
-        def redacted(_record: Record, annotation: Annotation | None) -> tuple[str | None, str | None]:
-            if annotation is None:
-                return None, None
-            return annotation.redacted_prompt, annotation.redacted_response
+        def redacted(_record: Record, a: Annotation | None) -> tuple[Any, ...]:
+            if a is None:
+                return None, None, None, None, None
+            return (a.redacted_prompt, a.redacted_response, a.redacted_error, a.redacted_feedback_comment,
+                    a.redacted_metadata)
         return redacted
     raise ValueError(f"unknown store_text policy {store_text!r}")
 
 
-def record_row(record: Record, annotation: Annotation | None, text: tuple[str | None, str | None],
+def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, ...],
                ingested_at: datetime) -> dict[str, Any]:
-    """The `records` row for one record: contract fields, lengths, signals and text as the policy says."""
+    """The `records` row for one record: contract fields, lengths, signals, and the texts as the policy
+    (`text_policy`) gives them: ``(prompt, response, error, feedback_comment, metadata)``. A 2-tuple (prompt,
+    response) from an older policy leaves error, feedback comment and metadata out (None), never raw."""
+    prompt, response, error, comment, metadata = text if len(text) == 5 else (*text, None, None, None)
     row: dict[str, Any] = {
         "id": record.id,
         "ts": record.ts,
@@ -67,7 +78,7 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[str | 
         "user": record.user,
         "session": record.session,
         "status": record.status,
-        "error": record.error,
+        "error": error,
         "finish_reason": record.finish_reason,
         "prompt_chars": len(record.prompt),
         "response_chars": len(record.response),
@@ -75,15 +86,15 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[str | 
         "tokens_in": record.tokens_in,
         "tokens_out": record.tokens_out,
         "feedback_score": record.feedback_score,
-        "feedback_comment": record.feedback_comment,
+        "feedback_comment": comment,
         "prompt_toxicity": None,
         "response_toxicity": None,
         "refusal": None,
         "pii_count": None,
         "secret_count": None,
-        "prompt": text[0],
-        "response": text[1],
-        "metadata": record.metadata or None,
+        "prompt": prompt,
+        "response": response,
+        "metadata": metadata or None,
         "topic": record.topic,
         "partition": record.partition,
         "offset": record.offset,

@@ -6,6 +6,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from detectors.base import metadata_texts
 from detectors.pii import PiiDetector, card_ok, iban_ok, luhn_ok, may_hold_pii, scan_pii, ssn_ok
 
 
@@ -86,3 +87,58 @@ def test_the_record_level_prefilter_never_hides_personal_data() -> None:
     for text in texts:
         assert scan_pii(text, "response") and may_hold_pii(f"Sure, here it is:\n{text}.")
     assert not may_hold_pii("Your order ships tomorrow.\nThanks, it arrived!")
+
+
+@pytest.mark.parametrize("text", [
+    "Run git clone git@github.com:acme/widgets.git and then cd widgets.",
+    "git remote add origin git@gitlab.example.com:group/sub/repo.git",
+    "Set the remote to ssh://git@gitlab.example.com/group/repo.git instead.",
+    "pip install git+ssh://git@github.com/acme/tool.git",
+    "deploy with rsync -a build/ deploy@web01.example.com:/var/www/site",
+])
+def test_a_developer_pasting_a_git_remote_shares_no_email_address(text: str) -> None:
+    assert scan_pii(text, "prompt") == []
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("Write to bob@example.com: he answers within a day.", "bob@example.com"),
+    ("Contact: ann@corp.io:", "ann@corp.io"),
+    ("mailto:jane@example.org", "jane@example.org"),
+])
+def test_an_address_next_to_a_colon_in_prose_is_still_an_email(text: str, value: str) -> None:
+    assert [(f.kind, text[f.start:f.end]) for f in scan_pii(text, "response")] == [("EMAIL", value)]
+
+
+def test_personal_data_in_an_error_a_feedback_comment_or_metadata_is_found_but_not_kept() -> None:
+    record = SimpleNamespace(
+        prompt="hi", response="hello",
+        error="quota exceeded for jane@corp.io", feedback_comment="call me back on (415) 555-2671",
+        metadata={"max_tokens": 1024, "client": {"contact": ["x", "ann@corp.io"]}, "203.0.113.42": "seen"},
+    )
+    [d] = PiiDetector().detect([record])
+    assert d.details["kinds"] == {"EMAIL": 2, "PHONE": 1, "IP": 1}
+    assert d.details["severity"] == "medium"  # nothing in the response
+    assert [(f["field"], f["start"], f["end"]) for f in d.details["findings"]] == [
+        ("error", 19, 31), ("feedback_comment", 16, 30), ("metadata", 0, 11), ("metadata", 0, 12)]
+    assert {f.path for f in d.findings if f.field == "metadata"} == {("client", "contact", 1), ("203.0.113.42", None)}
+    for value in ("jane@corp.io", "555-2671", "ann@corp.io", "203.0.113.42", "contact"):
+        assert value not in repr(d.details)
+
+
+def test_records_without_the_extra_fields_or_with_empty_ones_are_scanned_as_before() -> None:
+    bare = SimpleNamespace(prompt="I'm bob@corp.io", response="ok")
+    empty = SimpleNamespace(prompt="I'm bob@corp.io", response="ok", error="", feedback_comment=None, metadata={})
+    assert [d.details["kinds"] for d in PiiDetector().detect([bare, empty])] == [{"EMAIL": 1}, {"EMAIL": 1}]
+
+
+def test_metadata_of_settings_has_no_text_to_scan_and_a_card_number_stored_as_a_number_does() -> None:
+    assert metadata_texts({"max_tokens": 1024, "temperature": 0.7, "stream": True, "stop": None}) == []
+    assert metadata_texts({"card": 4111111111111111, "ids": [12, "a"]}) == [
+        (("card",), "4111111111111111"), (("ids", 1), "a")]
+    [d] = PiiDetector().detect([SimpleNamespace(prompt="hi", response="ok", metadata={"card": 4111111111111111})])
+    assert [(f.kind, f.path) for f in d.findings] == [("CARD", ("card",))]
+
+
+def test_version_numbers_no_longer_wake_the_ip_scan() -> None:
+    assert not may_hold_pii("Python 3.11.7 and client 1.2.2 are required.")
+    assert may_hold_pii("from 203.0.113.42") and may_hold_pii("since 2024")

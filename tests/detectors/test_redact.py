@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from detectors.base import Finding
 from detectors.pii import scan_pii
-from detectors.redact import redact
+from detectors.redact import redact, redact_metadata
 from detectors.secrets import scan_secrets
 
 
@@ -30,3 +30,14 @@ def test_a_pasted_private_key_disappears_entirely() -> None:
     text = f"Here it is:\n{pem}\nDone."
     out = redact(text, scan_secrets(text, "response"))
     assert out == "Here it is:\n[PRIVATE_KEY]\nDone."
+
+
+def test_metadata_is_redacted_in_a_copy_values_and_keys_alike() -> None:
+    metadata = {"n": 1, "to": {"bob@corp.io": "hi bob@corp.io", "ann@corp.io": "x"}, "card": 4111111111111111}
+    findings = [Finding("EMAIL", "metadata", 3, 14, ("to", "bob@corp.io")),
+                Finding("EMAIL", "metadata", 0, 11, ("to", "bob@corp.io", None)),
+                Finding("EMAIL", "metadata", 0, 11, ("to", "ann@corp.io", None)),
+                Finding("CARD", "metadata", 0, 16, ("card",))]
+    assert redact_metadata(metadata, findings) == {
+        "n": 1, "to": {"[EMAIL]": "hi [EMAIL]", "[EMAIL]#2": "x"}, "card": "[CARD]"}
+    assert metadata["to"]["bob@corp.io"] == "hi bob@corp.io"  # the record keeps its raw metadata

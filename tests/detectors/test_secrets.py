@@ -79,3 +79,81 @@ def test_the_record_level_prefilter_never_hides_a_credential() -> None:
     for text in texts:
         assert scan_secrets(text, "prompt") and may_hold_secrets(f"hello\n{text}")
     assert not may_hold_secrets("Choose a strong password and never share your token with anyone.\nOK")
+
+
+@pytest.mark.parametrize(("text", "value"), [
+    ("my password is hunter2", "hunter2"),
+    ("the password for the admin account is Tr0ub4dor&3", "Tr0ub4dor&3"),
+    ("Password: is s3cret!x", "s3cret!x"),
+    ("The passcode is 8812-ab.", "8812-ab"),
+    ("Your temporary password is Xk9!mQ2v, change it after signing in.", "Xk9!mQ2v"),
+    ("my password was changed to abc123!! yesterday", "abc123"),
+    ("The wifi password is `s3cr3t-W1fi`", "s3cr3t-W1fi"),
+])
+def test_a_user_who_types_their_password_into_a_sentence_has_it_found(text: str, value: str) -> None:
+    assert [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "prompt")] == [("PASSWORD", value)]
+    assert may_hold_secrets(f"Hello!\n{text}")
+
+
+@pytest.mark.parametrize("text", [
+    "The password is incorrect.",
+    "Your password is too short",
+    "the password is stored hashed, so we cannot send it to you",
+    "A password is required to continue.",
+    "The password is 8 characters long at minimum.",
+    "Edit the template: the password is `<your-password>` until you change it.",
+    "The password is case-sensitive and the passcode is 2FA-protected.",
+    "The password is 8-64 characters; your password is 50% stronger now.",
+    "if password is None: ask()",
+    "the password is user_password in that module",
+])
+def test_a_support_answer_that_talks_about_passwords_reveals_none(text: str) -> None:
+    assert scan_secrets(text, "response") == []
+
+
+def test_prose_passwords_get_through_the_prefilter_and_prose_about_them_does_not() -> None:
+    assert may_hold_secrets("Hi there\nthe password for the admin account is Tr0ub4dor&3")
+    assert not may_hold_secrets("Why can't I log in?\nThe password is incorrect. Please try again.")
+    assert not may_hold_secrets("To reset your password, click 'Forgot password' on the sign-in page.")
+
+
+@pytest.mark.parametrize("text", [
+    "password        =   'x1!abcd'",  # a long run of blanks before the operator
+    "private_key_for_the_backup_svc = 'abc123!x'",  # 20 characters after the anchor
+    "a=1 b=2 c=3 d=4 e=5 f=6 g=7 h=8 i=9 j=10 and then token: 9f8e7d6c5b!",  # more operators than windows
+    '{"db": {"user": "app", "password": "s3cr3tP4ss!"}}',
+])
+def test_an_assignment_anywhere_before_its_operator_gets_through_the_prefilter(text: str) -> None:
+    assert scan_secrets(text, "prompt") and may_hold_secrets(f"intro\n{text}\noutro")
+
+
+def test_a_key_in_an_upstream_error_ranks_like_one_in_the_prompt_and_its_value_is_not_kept() -> None:
+    record = SimpleNamespace(prompt="hi", response="", error="auth failed for key AKIAIOSFODNN7EXAMPLE (403)",
+                             feedback_comment="my password is hunter2, please fix", metadata={})
+    [d] = SecretsDetector().detect([record])
+    assert d.details["kinds"] == {"AWS_KEY": 1, "PASSWORD": 1}
+    assert d.details["severity"] == "high"  # not the response: what a user pasted, not what the model leaked
+    assert [(f["field"], f["start"], f["end"]) for f in d.details["findings"]] == [
+        ("error", 20, 40), ("feedback_comment", 15, 22)]
+    assert "AKIA" not in repr(d.details) and "hunter2" not in repr(d.details)
+
+
+def test_a_metadata_value_under_a_credential_key_is_a_password_but_config_is_not() -> None:
+    record = SimpleNamespace(prompt="hi", response="ok", metadata={
+        "max_tokens": 1024, "token_type": "bearer1", "secret_name": "prod-db", "password": "********",
+        "client": {"api_key": "9f8e7d6c5b!x", "headers": ["x", "Bearer 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"]},
+        "openai_api_key": "sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab",
+    })
+    [d] = SecretsDetector().detect([record])
+    found = sorted((f.kind, f.path) for f in d.findings)
+    assert found == [("GITHUB_TOKEN", ("client", "headers", 1)), ("OPENAI_KEY", ("openai_api_key",)),
+                     ("PASSWORD", ("client", "api_key"))]
+    assert all(f["field"] == "metadata" for f in d.details["findings"])
+    assert "9f8e7d6c5b" not in repr(d.details) and "api_key" not in repr(d.details)
+
+
+def test_a_record_whose_metadata_is_only_settings_has_no_secret() -> None:
+    record = SimpleNamespace(prompt="hi", response="ok", error=None, feedback_comment="helpful",
+                             metadata={"max_tokens": 1024, "temperature": 0.7, "region": "eu-west-1"})
+    [d] = SecretsDetector().detect([record])
+    assert (d.flagged, d.findings) == (False, [])

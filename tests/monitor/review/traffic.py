@@ -63,7 +63,8 @@ def generate(streams: Iterable[Stream], seed: int, start: datetime = DAY0,
 
 
 def annotate(record: Record, toxic: bool = False) -> Annotation:
-    """What the detect step produces: real PII findings, redacted text, a toxicity verdict."""
+    """What the detect step produces: real PII findings, redacted text, a toxicity verdict (the error,
+    feedback comment and metadata are the record's own: the test records hold nothing to redact there)."""
     pii = PiiDetector().detect([record])[0]
     redacted = {"prompt": record.prompt, "response": record.response}
     for finding in sorted(pii.findings, key=lambda f: -f.start):
@@ -71,7 +72,9 @@ def annotate(record: Record, toxic: bool = False) -> Annotation:
         redacted[finding.field] = text[:finding.start] + f"[{finding.kind}]" + text[finding.end:]
     toxicity = Detection("toxicity", 0.97 if toxic else 0.02, toxic, {})
     return Annotation(detections=[pii, toxicity], signals={"response_toxicity": toxicity.score},
-                      redacted_prompt=redacted["prompt"], redacted_response=redacted["response"])
+                      redacted_prompt=redacted["prompt"], redacted_response=redacted["response"],
+                      redacted_error=record.error, redacted_feedback_comment=record.feedback_comment,
+                      redacted_metadata=record.metadata)
 
 
 def store(engine: Engine, step: SamplingStep, records: list[Record], annotations: list[Annotation] | None = None,
