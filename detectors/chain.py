@@ -121,7 +121,7 @@ class DetectorChain:
                 annotation = Annotation(list(row[:-1]), signals)
             elif pii.findings or secrets.findings:
                 annotation = Annotation(list(row[:-1]), signals)
-                _redact(annotation, record, pii.findings + secrets.findings, redact_texts)
+                _redact(annotation, record, [*pii.findings, *secrets.findings], redact_texts)
             else:  # the vast majority: nothing to redact, every value is stored as it came
                 try:
                     error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]

@@ -20,6 +20,7 @@ import ipaddress
 import re
 from collections import Counter
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from detectors.base import Detection, Finding, MetadataPath, Recordlike, extra_fields, metadata_texts
 
@@ -323,10 +324,14 @@ def scan_record(prompt: str, response: str, error: str | None, comment: str | No
     return findings
 
 
+_NOTHING_FOUND: dict[str, Any] = {}
+"""The details of every clean record's detection (read-only, like all detections)."""
+
+
 def findings_detection(name: str, findings: list[Finding], *, in_response: str, otherwise: str) -> Detection:
     """A span detector's verdict: score = number of findings, details = kinds/positions and a severity."""
     if not findings:
-        return Detection(name, 0.0, False, {})
+        return Detection(name, 0.0, False, _NOTHING_FOUND)
     severity = in_response if any(f.field == "response" for f in findings) else otherwise
     details = {
         "kinds": dict(Counter(f.kind for f in findings)),

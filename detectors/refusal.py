@@ -99,7 +99,11 @@ class RefusalDetector:
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
+        clean: dict[str, list[str]] = {"reasons": []}  # shared by the batch's answers that answered
         for record in records:
             reasons = self.reasons(record)
-            out.append(Detection(self.name, 1.0 if reasons else 0.0, bool(reasons), {"reasons": reasons}))
+            if reasons:
+                out.append(Detection(self.name, 1.0, True, {"reasons": reasons}))
+            else:
+                out.append(Detection(self.name, 0.0, False, clean))
         return out

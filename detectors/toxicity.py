@@ -118,5 +118,5 @@ class ToxicityDetector:
         nonempty = [i for i, text in enumerate(texts) if text.strip()]
         if nonempty:
             scores[nonempty] = self.backend.predict([texts[i] for i in nonempty])
-        return [Detection(self.name, s, s >= self.threshold, {"field": self.field, "threshold": self.threshold})
-                for s in scores.tolist()]
+        details, threshold, name = {"field": self.field, "threshold": self.threshold}, self.threshold, self.name
+        return [Detection(name, s, s >= threshold, details) for s in scores.tolist()]

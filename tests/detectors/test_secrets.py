@@ -156,4 +156,4 @@ def test_a_record_whose_metadata_is_only_settings_has_no_secret() -> None:
     record = SimpleNamespace(prompt="hi", response="ok", error=None, feedback_comment="helpful",
                              metadata={"max_tokens": 1024, "temperature": 0.7, "region": "eu-west-1"})
     [d] = SecretsDetector().detect([record])
-    assert (d.flagged, d.findings) == (False, [])
+    assert (d.flagged, list(d.findings)) == (False, [])
