@@ -1,8 +1,10 @@
 """Detect step end to end: generated incidents (toxic burst, leaked secrets, leaked PII) come out as flagged
-detections, and what the store writes holds placeholders, never the secrets."""
+detections, and what the store writes holds placeholders, never the secrets — in process, and through Kafka
+and the real daemon into both databases."""
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime
 
 import pytest
@@ -14,8 +16,10 @@ from monitor.config import DetectorsConfig
 from monitor.detect import DetectStep
 from monitor.generator import Incident, TrafficGenerator
 from monitor.record import decode
-from monitor.storage.schema import detections, metadata, records
+from monitor.storage.db import make_engine
+from monitor.storage.schema import detections, metadata, records, stream_minutes
 from monitor.storage.store import Store, text_policy
+from tests.helpers import DaemonThread, config_for, count, encode, good_record, produce, wait_for, write_config
 
 N = 1200
 INCIDENTS = [Incident("toxic_burst", 100, 200, magnitude=0.5), Incident("secret_leak", 400, 300, magnitude=0.5),
@@ -96,3 +100,51 @@ def test_stored_rows_hold_placeholders_and_flagged_detections_not_secrets(
             assert row.pii_count >= 1
         assert "[" in row.response
     assert secret_findings > 20
+
+
+# What a leaked credential of each generated kind looks like, matched independently of the detectors: none of
+# these may appear anywhere in the database after redaction.
+RAW_SECRET = re.compile(
+    r"AKIA[0-9A-Z]{16}|ghp_[A-Za-z0-9]{36}|glpat-[\w-]{20}|xoxb-[0-9]{12}|sk-[A-Za-z0-9]{20}|sk-proj-|"
+    r"BEGIN RSA PRIVATE KEY|eyJhbGciOi|hunter2|jane\.doe@example\.org"
+)
+
+
+@pytest.mark.slow  # ~10 s per database: group join, 600 records, the daemon's start and stop
+def test_through_kafka_incidents_are_flagged_and_no_raw_secret_reaches_the_database(
+    migrated_db_url, kafka_broker, topic, tmp_path
+):
+    """A toxic burst and a secret leak in generated traffic, plus a failed request whose error message, feedback
+    comment and metadata carry a key, an e-mail address and passwords, go through the real daemon."""
+    gen = TrafficGenerator(seed=12, start=datetime(2026, 3, 1, tzinfo=UTC), incidents=[
+        Incident("toxic_burst", 50, 150, magnitude=0.6), Incident("secret_leak", 250, 250, magnitude=0.5)])
+    items = [item for item in gen.generate(600) if item.value is not None and not item.truth.is_malformed]
+    failed = good_record(90_001, status="error", response="", error="upstream: key AKIAIOSFODNN7EXAMPLE was revoked",
+                         feedback={"score": 0, "comment": "it broke, write to jane.doe@example.org"},
+                         metadata={"api_key": "sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab",
+                                   "db": {"password": "hunter2!x9"}, "max_tokens": 256})
+    produce(kafka_broker, topic, [*(item.value for item in items), encode(failed)])
+    path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic)
+    with DaemonThread(config_for(path), services=False):
+        wait_for(lambda: count(migrated_db_url, records) == len(items) + 1, 60, "every record to be stored")
+
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        stored = {row.id: row for row in conn.execute(select(records))}
+        flagged = {(row.record_id, row.detector) for row in conn.execute(select(detections)) if row.flagged}
+        everything = " ".join(str(tuple(row)) for table in (records, detections, stream_minutes)
+                              for row in conn.execute(select(table)))
+    engine.dispose()
+
+    toxic = [item.truth.id for item in items if item.truth.toxic]
+    leaks = [item.truth.id for item in items if item.truth.secrets_response]
+    assert len(toxic) > 30 and len(leaks) > 50  # the incidents really happened
+    assert all((rid, "toxicity") in flagged for rid in toxic)
+    assert all((rid, "secrets") in flagged and "[" in stored[rid].response for rid in leaks)
+    assert RAW_SECRET.findall(everything) == []
+
+    row = stored["req-090001"]
+    assert row.error == "upstream: key [AWS_KEY] was revoked"
+    assert row.feedback_comment == "it broke, write to [EMAIL]"
+    assert row.metadata == {"api_key": "[OPENAI_KEY]", "db": {"password": "[PASSWORD]"}, "max_tokens": 256}
+    assert (row.id, "secrets") in flagged and (row.id, "pii") in flagged
