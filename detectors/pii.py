@@ -285,35 +285,34 @@ class PiiDetector:
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
         for record in records:
-            prompt, response = record.prompt, record.response
-            try:
-                error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
-            except AttributeError:
-                error, comment, metadata = extra_fields(record)
-            texts = metadata_texts(metadata) if metadata else ()
-            if error is None and comment is None and not texts:
-                if may_hold_pii(f"{prompt}\n{response}"):
-                    findings = scan_pii(prompt, "prompt") + scan_pii(response, "response")
-                else:  # most records: one cheap pass over both texts rules everything out
-                    findings = []
-            else:
-                findings = scan_record(prompt, response, error, comment, texts, may_hold_pii, scan_pii)
+            findings, _ = scan_record(record, may_hold_pii, scan_pii)
             if len(self.kinds) < len(PII_KINDS):
                 findings = [f for f in findings if f.kind in self.kinds]
             out.append(findings_detection(self.name, findings, in_response="high", otherwise="medium"))
         return out
 
 
-def scan_record(prompt: str, response: str, error: str | None, comment: str | None,
-                texts: Sequence[tuple[MetadataPath, str]], may_hold: Callable[[str], bool],
-                scan: Callable[[str, str], list[Finding]]) -> list[Finding]:
-    """A span detector's findings in all of a record's stored texts: prompt, response, error, feedback comment
-    and the texts of its metadata (`detectors.base.metadata_texts`). One prefilter call over all of them rules
-    most records out; otherwise each is scanned. A metadata finding carries the path of its text."""
+def scan_record(record: Recordlike, may_hold: Callable[[str], bool], scan: Callable[[str, str], list[Finding]]
+                ) -> tuple[list[Finding], Sequence[tuple[MetadataPath, str]]]:
+    """A span detector's findings in all of a record's stored texts — prompt, response, error, feedback
+    comment and the texts of its metadata (`detectors.base.metadata_texts`) — and those metadata texts.
+
+    One prefilter call over all of them rules most records out; otherwise each is scanned. A metadata
+    finding carries the path of its text."""
+    prompt, response = record.prompt, record.response
+    try:
+        error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
+    except AttributeError:
+        error, comment, metadata = extra_fields(record)
+    texts = metadata_texts(metadata) if metadata else ()
+    if error is None and comment is None and not texts:  # most records: prompt and response only
+        if not may_hold(f"{prompt}\n{response}"):
+            return [], texts
+        return scan(prompt, "prompt") + scan(response, "response"), texts
     parts = [prompt, response, error or "", comment or ""]
     parts += [text for _, text in texts]
     if not may_hold("\n".join(parts)):
-        return []
+        return [], texts
     findings = scan(prompt, "prompt") + scan(response, "response")
     if error:
         findings += scan(error, "error")
@@ -321,7 +320,7 @@ def scan_record(prompt: str, response: str, error: str | None, comment: str | No
         findings += scan(comment, "feedback_comment")
     for path, text in texts:
         findings += [Finding(f.kind, "metadata", f.start, f.end, path) for f in scan(text, "metadata")]
-    return findings
+    return findings, texts
 
 
 _NOTHING_FOUND: dict[str, Any] = {}

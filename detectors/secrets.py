@@ -36,7 +36,7 @@ from detect_secrets.plugins.openai import OpenAIDetector
 from detect_secrets.plugins.private_key import PrivateKeyDetector
 from detect_secrets.plugins.slack import SlackDetector
 
-from detectors.base import Detection, Finding, MetadataPath, Recordlike, extra_fields, metadata_texts
+from detectors.base import Detection, Finding, MetadataPath, Recordlike
 from detectors.pii import findings_detection, scan_record
 
 SECRET_KINDS = ("AWS_KEY", "AWS_SECRET_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN", "SLACK_TOKEN", "OPENAI_KEY",
@@ -360,21 +360,9 @@ class SecretsDetector:
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
-        for r in records:
-            prompt, response = r.prompt, r.response
-            try:
-                error, comment, metadata = r.error, r.feedback_comment, r.metadata  # type: ignore[attr-defined]
-            except AttributeError:
-                error, comment, metadata = extra_fields(r)
-            texts = metadata_texts(metadata) if metadata else ()
-            if error is None and comment is None and not texts:
-                if may_hold_secrets(f"{prompt}\n{response}"):
-                    findings = scan_secrets(prompt, "prompt") + scan_secrets(response, "response")
-                else:  # most records: one cheap pass over both texts rules everything out
-                    findings = []
-            else:
-                findings = scan_record(prompt, response, error, comment, texts, may_hold_secrets, scan_secrets)
-                if texts:
-                    findings += credential_values(texts, findings)
+        for record in records:
+            findings, texts = scan_record(record, may_hold_secrets, scan_secrets)
+            if texts:
+                findings += credential_values(texts, findings)
             out.append(findings_detection(self.name, findings, in_response="critical", otherwise="high"))
         return out
