@@ -65,9 +65,8 @@ def text_policy(store_text: str) -> TextPolicy:
 def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, ...],
                ingested_at: datetime) -> dict[str, Any]:
     """The `records` row for one record: contract fields, lengths, signals, and the texts as the policy
-    (`text_policy`) gives them: ``(prompt, response, error, feedback_comment, metadata)``. A 2-tuple (prompt,
-    response) from an older policy leaves error, feedback comment and metadata out (None), never raw."""
-    prompt, response, error, comment, metadata = text if len(text) == 5 else (*text, None, None, None)
+    (`text_policy`) gives them: ``(prompt, response, error, feedback_comment, metadata)``."""
+    prompt, response, error, comment, metadata = text
     row: dict[str, Any] = {
         "id": record.id,
         "ts": record.ts,
