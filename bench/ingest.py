@@ -73,10 +73,14 @@ def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, workers: int, e
                 workdir: Path) -> tuple[float, float]:
     """Run the real daemon until lag is zero; returns (records/s, peak RSS MiB)."""
     config = workdir / "monitor.toml"
+    if "[pipeline]" in extra_config:  # one [pipeline] table: the extra config's, with the workers added
+        extra_config, pipeline = extra_config.replace("[pipeline]", f"[pipeline]\nworkers = {workers}", 1), ""
+    else:
+        pipeline = f"\n[pipeline]\nworkers = {workers}\n"
     config.write_text(
         f'[database]\nurl = "{db_url}"\n\n[kafka]\nbootstrap_servers = ["{bootstrap}"]\n'
         f'topics = ["{topic}"]\ngroup_id = "bench-wk-{uuid.uuid4().hex[:6]}"\nsession_timeout_ms = 6000\n'
-        f'\n[pipeline]\nworkers = {workers}\n{extra_config}\n'
+        f'{pipeline}{extra_config}\n'
     )
     engine = make_engine(db_url)
     committed = select(func.coalesce(func.sum(consumer_progress.c.committed), 0))
