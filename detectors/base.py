@@ -88,8 +88,15 @@ class Detector(Protocol):
 
 
 def extra_fields(record: Recordlike) -> tuple[str | None, str | None, Any]:
-    """``error``, ``feedback_comment`` and ``metadata`` of a record, None for those it lacks (a stand-in)."""
-    return getattr(record, "error", None), getattr(record, "feedback_comment", None), getattr(record, "metadata", None)
+    """``error``, ``feedback_comment`` and ``metadata`` of a record, None for those it lacks (a stand-in).
+
+    Read on every record by the chain and both span detectors: a real `Record` has all three, so the
+    attributes are read directly and the per-attribute fallback only runs for stand-ins."""
+    try:
+        return record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
+    except AttributeError:
+        return (getattr(record, "error", None), getattr(record, "feedback_comment", None),
+                getattr(record, "metadata", None))
 
 
 def metadata_texts(metadata: Any) -> list[tuple[MetadataPath, str]]:

@@ -123,10 +123,7 @@ class DetectorChain:
                 annotation = Annotation(list(row[:-1]), signals)
                 _redact(annotation, record, [*pii.findings, *secrets.findings], redact_texts)
             else:  # the vast majority: nothing to redact, every value is stored as it came
-                try:
-                    error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
-                except AttributeError:
-                    error, comment, metadata = extra_fields(record)
+                error, comment, metadata = extra_fields(record)
                 if redact_texts:
                     annotation = Annotation(list(row[:-1]), signals, record.prompt, record.response, error, comment,
                                             metadata)

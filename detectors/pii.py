@@ -300,10 +300,7 @@ def scan_record(record: Recordlike, may_hold: Callable[[str], bool], scan: Calla
     One prefilter call over all of them rules most records out; otherwise each is scanned. A metadata
     finding carries the path of its text."""
     prompt, response = record.prompt, record.response
-    try:
-        error, comment, metadata = record.error, record.feedback_comment, record.metadata  # type: ignore[attr-defined]
-    except AttributeError:
-        error, comment, metadata = extra_fields(record)
+    error, comment, metadata = extra_fields(record)
     texts = metadata_texts(metadata) if metadata else ()
     if error is None and comment is None and not texts:  # most records: prompt and response only
         if not may_hold(f"{prompt}\n{response}"):

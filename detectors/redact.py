@@ -75,11 +75,11 @@ def redact_metadata(metadata: dict[str, Any], findings: Iterable[Finding]) -> di
     for path, found in sorted(keys, key=lambda item: -len(item[0])):
         parent = _node(out, path[:-1])
         old = path[-1]
-        new = redact(str(old), found)
+        new = renamed = redact(str(old), found)
         suffix = 1
         while new in parent and new != old:
             suffix += 1
-            new = f"{redact(str(old), found)}#{suffix}"
+            new = f"{renamed}#{suffix}"
         items = list(parent.items())
         parent.clear()
         parent.update((new if k == old else k, v) for k, v in items)
