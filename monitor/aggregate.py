@@ -29,7 +29,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,7 +47,7 @@ from monitor.storage.schema import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["TOXIC_AT", "AggregateStep", "MinuteCounts", "latency_bucket", "minute_of", "quantile"]
+__all__ = ["TOXIC_AT", "AggregateStep", "MinuteCounts", "in_response", "latency_bucket", "minute_of", "quantile"]
 
 Partition = tuple[str, int]
 _BUCKETS = len(STREAM_LATENCY_COLUMNS)
@@ -158,9 +158,19 @@ class MinuteCounts:
         return out
 
 
+def in_response(details: Mapping[str, Any] | None) -> bool:
+    """Whether a detection's details place a finding in the response (not only in the prompt): what the leak
+    counters count here, and what the leak rules check in stored `detections` rows."""
+    if not details:
+        return False
+    if details.get("field") == "response":
+        return True
+    return any(f.get("field") == "response" for f in details.get("findings", ()) if isinstance(f, Mapping))
+
+
 def _in_response(annotation: Annotation, detector: str) -> bool:
-    """Whether ``detector`` found something in the record's response (what the leak alert rules count)."""
-    return any(f.field == "response" for d in annotation.detections if d.detector == detector for f in d.findings)
+    """Whether ``detector``'s detection of this record places a finding in the response."""
+    return any(d.detector == detector and in_response(d.details) for d in annotation.detections)
 
 
 class AggregateStep:

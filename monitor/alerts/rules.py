@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from sqlalchemy import ColumnElement, Connection, case, func, select
 
-from monitor.aggregate import TOXIC_AT, minute_of, quantile
+from monitor.aggregate import TOXIC_AT, in_response, minute_of, quantile
 from monitor.config import AlertRuleConfig, AlertsConfig
 from monitor.review.estimates import INCORRECT, Proportion, accuracy_estimates, significantly_lower, wilson
 from monitor.storage.db import as_utc as _utc
@@ -457,15 +457,6 @@ class LatencyP95(Rule):
 
 
 # --- leaks: any secret or PII in a response --------------------------------------------------------------
-
-def in_response(details: Mapping[str, Any] | None) -> bool:
-    """Whether a detection's details place a finding in the response (not only in the prompt)."""
-    if not details:
-        return False
-    if details.get("field") == "response":
-        return True
-    return any(f.get("field") == "response" for f in details.get("findings", ()) if isinstance(f, Mapping))
-
 
 _EXAMPLE_CANDIDATES = 20 * EXAMPLES
 """Newest findings of a minute read when looking for example leaks (those only in the prompt are skipped)."""
