@@ -1,6 +1,6 @@
 """Cost of one alert evaluation against traffic volume: rules on per-minute counters vs on raw records.
 
-Generated traffic (`monitor.generator.TrafficGenerator`, malformed messages included) spread over the
+Generated traffic (`monitor.synthetic.generator.TrafficGenerator`, malformed messages included) spread over the
 15 minutes before ``now`` goes through the pipeline's own steps — decode, the real `DetectStep`,
 `AggregateStep` — and the real `Store` into a fresh Postgres database, in batches of 2000. After each
 size, `evaluate_once` runs with the default rules (volume rules' windows set to 15 minutes so that every
@@ -33,7 +33,6 @@ from typing import Any
 from sqlalchemy import Connection, Engine, case, create_engine, func, select, text
 
 from detectors.chain import DetectorChain
-from monitor.aggregate import AggregateStep
 from monitor.alerts.evaluate import evaluate_once
 from monitor.alerts.rules import (
     EXAMPLES,
@@ -43,21 +42,19 @@ from monitor.alerts.rules import (
     NoTraffic,
     RateRule,
     Rule,
-    _scope_columns,
-    _scope_filter,
-    _scope_label,
-    _utc,
     build_rules,
-    in_response,
 )
-from monitor.batch import RawMessage
+from monitor.alerts.rules.base import _scope_columns, _scope_filter, _scope_label
 from monitor.config import Config
-from monitor.detect import DetectStep
-from monitor.generator import TrafficGenerator
-from monitor.pipeline import decode_messages
+from monitor.ingest.batch import RawMessage
+from monitor.ingest.pipeline import decode_messages
+from monitor.ingest.steps.aggregate import AggregateStep, in_response
+from monitor.ingest.steps.detect import DetectStep
+from monitor.storage.db import as_utc as _utc
 from monitor.storage.db import make_engine
 from monitor.storage.schema import dead_letters, detections, metadata, records
 from monitor.storage.store import Store, text_policy
+from monitor.synthetic.generator import TrafficGenerator
 
 ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 BATCH = 2000

@@ -33,13 +33,13 @@ from sqlalchemy import func, insert, select
 
 from monitor.alerts.evaluate import evaluate_once
 from monitor.alerts.jobs import build_jobs
-from monitor.broker import LocalBroker, create_topic
 from monitor.config import AlertsConfig, Config
-from monitor.generator import Generated, Incident, TrafficGenerator
-from monitor.produce import produce_to_kafka
-from monitor.scheduler import Scheduler
+from monitor.jobs.scheduler import Scheduler
 from monitor.storage.db import make_engine, upgrade
 from monitor.storage.schema import alert_outbox, detections, metadata, records
+from monitor.synthetic.broker import LocalBroker, create_topic
+from monitor.synthetic.generator import Generated, Incident, TrafficGenerator
+from monitor.synthetic.produce import produce_to_kafka
 from tests.helpers import DaemonThread, config_for, count, wait_for, write_config
 from tests.monitor.alerts.slack_server import FakeSlack
 

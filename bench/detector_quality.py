@@ -28,9 +28,9 @@ from types import SimpleNamespace
 import numpy as np
 
 from detectors.chain import DetectorChain
-from monitor.config import DetectorsConfig
-from monitor.generator import Incident, TrafficGenerator
-from monitor.record import Record, decode
+from detectors.config import DetectorsConfig
+from monitor.ingest.record import Record, decode
+from monitor.synthetic.generator import Incident, TrafficGenerator
 
 HARD_CASES = Path(__file__).parent / "data" / "hard_cases.jsonl"
 # Generator truth kinds -> the finding kinds that count as catching them.

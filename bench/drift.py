@@ -12,7 +12,7 @@ alarms per million stationary records, for the three detectors side by side in t
   against the first ``--warmup`` records as reference. It is ~0.1 s a window, so its stationary false-alarm
   rate is measured on fewer records (printed).
 
-Topic streams are in embedded prompts (WordLlama, prompts from `monitor.generator`'s phrase banks); in
+Topic streams are in embedded prompts (WordLlama, prompts from `monitor.synthetic.generator`'s phrase banks); in
 production only ``topic_sample_rate`` of records are embedded, so a delay of d prompts is d / rate records.
 river and Evidently see the cosine distance of each prompt to the reference centroid (they have no
 multivariate detector of their own).
@@ -68,8 +68,8 @@ class TopicPool:
 
     def __init__(self, n_base: int, n_new: int) -> None:
         from detectors.drift.embedding import PromptEmbedder
-        from monitor.generator import Incident, TrafficGenerator
-        from monitor.record import decode
+        from monitor.ingest.record import decode
+        from monitor.synthetic.generator import Incident, TrafficGenerator
 
         start = datetime(2026, 1, 1, tzinfo=UTC)
         base = [decode(g.value).prompt for g in TrafficGenerator(seed=31, start=start).generate(n_base)]

@@ -40,11 +40,11 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from monitor.broker import LocalBroker, create_topic  # noqa: E402
-from monitor.generator import TrafficGenerator  # noqa: E402
-from monitor.produce import produce_to_kafka  # noqa: E402
 from monitor.storage.db import make_engine, upgrade  # noqa: E402
 from monitor.storage.schema import consumer_progress  # noqa: E402
+from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402
+from monitor.synthetic.generator import TrafficGenerator  # noqa: E402
+from monitor.synthetic.produce import produce_to_kafka  # noqa: E402
 
 PG_ADMIN = os.environ.get("WATCHKEEPER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 

@@ -40,12 +40,12 @@ from alembic import command  # noqa: E402
 from inference.base import Prompt  # noqa: E402
 from inference.budget import ReplayBudget  # noqa: E402
 from inference.client import EndpointSettings, OpenAIBackend  # noqa: E402
-from monitor.broker import LocalBroker, create_topic  # noqa: E402
 from monitor.config import Config  # noqa: E402
-from monitor.sampling import SamplingStep  # noqa: E402
-from monitor.shadow import ShadowWorker  # noqa: E402
+from monitor.ingest.steps.sampling import SamplingStep  # noqa: E402
+from monitor.shadow.worker import ShadowWorker  # noqa: E402
 from monitor.storage.db import alembic_config, make_engine  # noqa: E402
 from monitor.storage.schema import metadata, records, shadow_comparisons  # noqa: E402
+from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402
 from tests.inference import llama_server  # noqa: E402
 
 PROMPTS = [

@@ -12,11 +12,12 @@ from datetime import UTC, datetime
 
 import orjson
 
+from detectors.annotation import Annotation
 from detectors.base import Detection
-from monitor.batch import Annotation, Batch
 from monitor.config import SamplingConfig
-from monitor.record import decode
-from monitor.sampling import SamplingStep
+from monitor.ingest.batch import Batch
+from monitor.ingest.record import decode
+from monitor.ingest.steps.sampling import SamplingStep
 
 
 def main(n: int = 200_000) -> None:

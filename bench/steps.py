@@ -1,6 +1,6 @@
 """CPU per record of the drift and sampling steps, against decoding the same messages, in one run.
 
-Generated traffic (`monitor.generator.TrafficGenerator`, ~1.6 KB records, three partitions round-robin as
+Generated traffic (`monitor.synthetic.generator.TrafficGenerator`, ~1.6 KB records, three partitions round-robin as
 the ingest benchmark produces them) is decoded in batches of 2000 with the pipeline's own
 `decode_messages`, annotated once by the real `DetectStep`, then handed to the steps at their default
 configuration. Times are CPU seconds (``time.process_time``), best of ``--rounds``:
@@ -24,16 +24,17 @@ import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
+from detectors.annotation import Annotation
 from detectors.chain import DetectorChain
-from monitor.batch import Annotation, Batch, RawMessage
 from monitor.config import Config
-from monitor.detect import DetectStep
-from monitor.drift import DriftStep
-from monitor.generator import TrafficGenerator
-from monitor.pipeline import decode_messages
-from monitor.record import Record
-from monitor.sampling import SamplingStep
+from monitor.ingest.batch import Batch, RawMessage
+from monitor.ingest.pipeline import decode_messages
+from monitor.ingest.record import Record
+from monitor.ingest.steps.detect import DetectStep
+from monitor.ingest.steps.drift import DriftStep
+from monitor.ingest.steps.sampling import SamplingStep
 from monitor.storage.schema import drift_events, samples
+from monitor.synthetic.generator import TrafficGenerator
 
 BATCH = 2000
 PARTITIONS = 3

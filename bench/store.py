@@ -25,9 +25,9 @@ from sqlalchemy import Connection, create_engine, text
 
 from bench.steps import chunks, messages
 from detectors.chain import DetectorChain
-from monitor.config import DetectorsConfig
-from monitor.detect import DetectStep
-from monitor.pipeline import decode_messages
+from detectors.config import DetectorsConfig
+from monitor.ingest.pipeline import decode_messages
+from monitor.ingest.steps.detect import DetectStep
 from monitor.storage.db import make_engine, upgrade
 from monitor.storage.schema import records
 from monitor.storage.store import Store, record_row, text_policy

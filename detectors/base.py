@@ -30,7 +30,7 @@ _MIN_CARD_INT = 10**12
 
 
 class Recordlike(Protocol):
-    """What detectors read from a record (monitor.record.Record satisfies it).
+    """What detectors read from a record (monitor.ingest.record.Record satisfies it).
 
     The PII and secrets detectors also read ``error``, ``feedback_comment`` and ``metadata`` (`EXTRA_FIELDS`)
     when the record has them; a record without those attributes (a test's or a benchmark's stand-in) is

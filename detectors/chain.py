@@ -18,15 +18,15 @@ from collections.abc import Sequence
 from itertools import repeat
 from operator import itemgetter
 
+from detectors.annotation import Annotation
 from detectors.base import Detection, Detector, Finding, Recordlike, extra_fields
+from detectors.config import DetectorsConfig, ToxicityConfig
 from detectors.pii import PiiDetector
 from detectors.redact import redact, redact_metadata
 from detectors.refusal import RefusalDetector
 from detectors.secrets import SecretsDetector
 from detectors.signals import signals_of
 from detectors.toxicity import HuggingFaceBackend, ProfanityCheckBackend, ToxicityBackend, ToxicityDetector
-from monitor.batch import Annotation
-from monitor.config import DetectorsConfig, ToxicityConfig
 
 
 def toxicity_backend(cfg: ToxicityConfig) -> ToxicityBackend:

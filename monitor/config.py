@@ -25,12 +25,31 @@ from pydantic import (
     model_validator,
 )
 
+from detectors.config import DetectorsConfig
+from monitor.durations import parse_duration
+
 Severity = Literal["critical", "warning", "info"]
 Scope = Literal["global", "model", "app"]
 
 
 class Section(BaseModel):
+    """A configuration table. A table-valued key whose default is not empty (``[sampling.risk_rates]``…)
+    merges into that default key by key, so a file that sets one entry keeps the others, as ``monitor.toml``
+    promises; set an entry to its "off" value (a rate of 0) to turn it off."""
+
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_table_defaults(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        merged = dict(data)
+        for name, info in cls.model_fields.items():
+            given = data.get(name)
+            if isinstance(given, dict) and isinstance(info.default, dict) and info.default:
+                merged[name] = {**info.default, **given}
+        return merged
 
 
 class DatabaseConfig(Section):
@@ -75,7 +94,7 @@ class RecordConfig(Section):
 
 
 class SamplingConfig(Section):
-    """What the sampler keeps for human review (monitor.sampling). Rates are probabilities per record;
+    """What the sampler keeps for human review (monitor.ingest.steps.sampling). Rates are probabilities per record;
     caps bound the samples per stratum (model, app) and reason in each window."""
 
     enabled: bool = True
@@ -125,17 +144,13 @@ class ReviewConfig(Section):
         return value
 
 
-_DURATION_UNITS_S = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 604_800}
-
-
 def _parse_duration(value: Any) -> Any:
-    """Accept "90s", "15m", "1h", "7d", "2w" as well as seconds and ISO 8601 ("PT1H") for durations."""
-    if isinstance(value, str) and value.strip()[-1:] in _DURATION_UNITS_S:
-        text = value.strip()
+    """Accept "90s", "15m", "1h30m", "7d", "2w" (`monitor.durations`) as well as seconds and ISO 8601 ("PT1H")."""
+    if isinstance(value, str):
         try:
-            return timedelta(seconds=float(text[:-1]) * _DURATION_UNITS_S[text[-1]])
+            return parse_duration(value)
         except ValueError:
-            pass  # pydantic reports the original value
+            pass  # pydantic reports the original value (or parses ISO 8601)
     return value
 
 
@@ -234,7 +249,7 @@ class RollupsConfig(Section):
 
 
 class ReferenceConfig(Section):
-    """One reference model that sampled prompts are replayed against (monitor.shadow)."""
+    """One reference model that sampled prompts are replayed against (monitor.shadow.replay)."""
 
     model: str
     """Model name the server serves (``vllm serve MODEL``); stored as ``shadow_comparisons.reference_model``."""
@@ -301,8 +316,9 @@ class AlertRuleConfig(Section):
     """Spike rules: also compare with the window of this length just before ``window``."""
     factor: Annotated[float, Field(ge=1)] = 1.0
     """Spike rules: fire only when the value exceeds the baseline's times this factor."""
-    score: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """Per-record score at or above which a record counts (toxicity)."""
+    score: Annotated[float, Field(ge=0, le=1)] | None = None
+    """``toxicity_rate`` only, kept for old files: if given it must equal ``[detectors.toxicity] threshold``,
+    the one toxic cut-off (flagged records, counters, drift and this rule all use it)."""
 
 
 class AlertRouteConfig(Section):
@@ -407,11 +423,6 @@ class AlertsConfig(Section):
 
     @model_validator(mode="after")
     def _check(self) -> AlertsConfig:
-        from monitor.alerts.rules import RULES  # here, not at import time: the rules import this module
-
-        for name, rule in self.rules.items():
-            if rule.kind not in RULES:
-                raise ValueError(f"rules.{name}: unknown kind {rule.kind!r}; known: {sorted(RULES)}")
         for i, route in enumerate(self.routes):
             if route.sink == "slack" and not (self.slack_webhook_url or self.slack_bot_token):
                 raise ValueError(f"routes[{i}] sends to Slack but neither a webhook URL nor a bot token is set")
@@ -444,58 +455,6 @@ class DriftConfig(Section):
     """Most (model, app) streams per partition; the one idle longest is dropped first."""
     checkpoint_every_s: Annotated[float, Field(gt=0)] = 30.0
     """How often detector state is stored with a batch (and always on shutdown and partition revocation)."""
-
-class ToxicityConfig(Section):
-    """``[detectors.toxicity]``: which model scores toxicity. The default works offline; ``hf-pipeline``
-    loads a transformers text-classification model from a local directory (e.g. on a GPU host)."""
-
-    enabled: bool = True
-    prompt: bool = True
-    """Also score prompts (detector ``prompt_toxicity``), not only responses (``toxicity``)."""
-    backend: Literal["profanity-check", "hf-pipeline"] = "profanity-check"
-    model_path: str | None = None
-    """Local model directory for ``hf-pipeline``; never downloaded."""
-    device: str = "cpu"
-    """transformers device for ``hf-pipeline``: ``cpu``, ``cuda:0``…"""
-    batch_size: Annotated[int, Field(ge=1, le=4096)] = 64
-    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    toxic_labels: list[str] = ["toxic", "TOXIC", "LABEL_1"]
-    """The ``hf-pipeline`` model's labels that mean toxic; their probabilities are summed."""
-
-    @model_validator(mode="after")
-    def _model_path_for_hf(self) -> ToxicityConfig:
-        if self.enabled and self.backend == "hf-pipeline" and not self.model_path:
-            raise ValueError("backend 'hf-pipeline' needs model_path (a local model directory)")
-        return self
-
-
-class PiiConfig(Section):
-    enabled: bool = True
-    kinds: list[Literal["EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]] = [
-        "EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]
-
-
-class SecretsConfig(Section):
-    enabled: bool = True
-
-
-class RefusalConfig(Section):
-    enabled: bool = True
-    token_limit: Annotated[int, Field(ge=1)] | None = None
-    """A response with ``tokens_out`` at this limit counts as truncated (when the record has no
-    finish reason and no ``metadata.max_tokens``)."""
-    patterns: list[str] = []
-    """Extra refusal regexes, matched against the lower-cased opening of the response."""
-
-
-class DetectorsConfig(Section):
-    """``[detectors]``: the per-record detector chain every accepted record passes through."""
-
-    toxicity: ToxicityConfig = ToxicityConfig()
-    pii: PiiConfig = PiiConfig()
-    secrets: SecretsConfig = SecretsConfig()
-    refusal: RefusalConfig = RefusalConfig()
-
 
 class Config(Section):
     """The whole configuration. ``source`` says which file it came from, for error messages."""

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, create_engine, text
 
-from monitor.broker import LocalBroker, create_topic
+from monitor.synthetic.broker import LocalBroker, create_topic
 
 POSTGRES_ADMIN_URL = os.environ.get(
     "WATCHKEEPER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test"

@@ -104,10 +104,10 @@ def wait_for(predicate: Callable[[], bool], timeout_s: float, what: str) -> None
 
 
 class DaemonThread:
-    """The real daemon (monitor.daemon.Daemon) run in a thread, stopped like SIGTERM would."""
+    """The real daemon (monitor.app.daemon.Daemon) run in a thread, stopped like SIGTERM would."""
 
     def __init__(self, config: Config, **kwargs: object) -> None:
-        from monitor.daemon import Daemon
+        from monitor.app.daemon import Daemon
 
         self.daemon = Daemon(config, **kwargs)  # type: ignore[arg-type]
         self.exit_code: int | None = None

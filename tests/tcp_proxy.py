@@ -6,7 +6,7 @@ import contextlib
 import socket
 import threading
 
-from monitor.broker import free_port
+from monitor.synthetic.broker import free_port
 
 
 class TcpProxy:

@@ -3,7 +3,8 @@
 Lengths, token counts and latency are positive and heavy-tailed (roughly lognormal): their charts work on
 ``log1p`` of the value. Feedback scores are bounded and often binary (thumbs up = 1): the chart's
 warm-up histogram takes their shape as it is. Errors, refusals and toxic answers are rates, watched with
-Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score is at least `TOXIC_AT`. The topic
+Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity]
+threshold``. The topic
 mix is watched from prompt embeddings.
 """
 
@@ -13,9 +14,6 @@ from dataclasses import dataclass
 from typing import Literal
 
 from detectors.drift.cusum import Transform
-
-TOXIC_AT = 0.5
-"""A response whose toxicity probability reaches this counts as toxic for the rate signal."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,7 +42,7 @@ def evaluate_once(engine: Engine, config: Config, now: datetime | None = None, *
     now = now or datetime.now(UTC)
     cfg = config.alerts
     if rules is None:
-        rules = build_rules(cfg, group_id=config.kafka.group_id)
+        rules = build_rules(cfg, group_id=config.kafka.group_id, toxic_at=config.detectors.toxicity.threshold)
     report = EvaluationReport()
     candidates: list[Candidate] = []
     decided: set[str] = set()

@@ -26,8 +26,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
+from monitor.alerts.severity import RANK, most_severe
+
 Kind = Literal["firing", "reminder", "resolved"]
-_RANK = {"critical": 0, "warning": 1, "info": 2}
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +41,11 @@ class Notification:
 
     @property
     def severity(self) -> str:
-        return min((a.severity for a in self.alerts), key=_RANK.__getitem__)
+        return most_severe(a.severity for a in self.alerts)
 
 
 def _ordered(alerts: list[Any]) -> tuple[Any, ...]:
-    return tuple(sorted(alerts, key=lambda a: (_RANK[a.severity], a.first_seen)))
+    return tuple(sorted(alerts, key=lambda a: (RANK[a.severity], a.first_seen)))
 
 
 def plan(alerts: Sequence[Any], now: datetime, *, group_wait: timedelta,

@@ -1,6 +1,6 @@
 """The daemon's alert jobs: evaluate rules every few seconds, deliver the outbox every second.
 
-Both run through monitor.scheduler, so with several daemons each runs on one instance at a time.
+Both run through monitor.jobs.scheduler, so with several daemons each runs on one instance at a time.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from monitor.alerts.outbox import RetryPolicy, Sink, deliver_pending
 from monitor.alerts.rules import build_rules
 from monitor.alerts.slack import SlackApiSink, SlackWebhookSink
 from monitor.config import Config
-from monitor.scheduler import Job
+from monitor.jobs.scheduler import Job
 
 
 def build_sinks(config: Config, *, stream: TextIO | None = None) -> dict[str, Sink]:
@@ -37,7 +37,7 @@ def build_jobs(config: Config, *, stream: TextIO | None = None) -> list[Job]:
     cfg = config.alerts
     if not cfg.enabled:
         return []
-    rules = build_rules(cfg, group_id=config.kafka.group_id)
+    rules = build_rules(cfg, group_id=config.kafka.group_id, toxic_at=config.detectors.toxicity.threshold)
     sinks = build_sinks(config, stream=stream)
     policy = RetryPolicy.from_config(cfg)
     # A delivery run makes at most one failing request per sink, so it is bounded by the HTTP timeout; a

@@ -25,7 +25,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, insert, select, update
 
-from monitor.alerts.rules import Evidence
+from monitor.alerts.evidence import Evidence
 from monitor.storage.db import as_utc as _utc
 from monitor.storage.schema import alerts
 

@@ -23,16 +23,12 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from monitor.alerts.rules import human_duration
+from monitor.alerts.severity import most_severe
+from monitor.durations import human_duration
 
 MAX_ALERTS = 8
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:", "info": ":large_blue_circle:",
           "resolved": ":white_check_mark:"}
-_RANK = {"critical": 0, "warning": 1, "info": 2}
-
-
-def _worst(alerts: Sequence[Any]) -> str:
-    return min((a.severity for a in alerts), key=_RANK.__getitem__)
 
 
 def _number(key: str, value: Any) -> str:
@@ -67,7 +63,7 @@ def title(kind: str, scope: str, alerts: Sequence[Any]) -> str:
         kind = "resolved" if not open_ else "firing"
         alerts = open_ or alerts
     label = {"firing": "FIRING", "reminder": "STILL FIRING", "resolved": "RESOLVED"}[kind]
-    severity = "RESOLVED" if kind == "resolved" else _worst(alerts).upper()
+    severity = "RESOLVED" if kind == "resolved" else most_severe(a.severity for a in alerts).upper()
     if kind == "resolved":
         return f"[RESOLVED] {scope}: {names}"
     return f"[{severity}] {label} {scope}: {names}"

@@ -15,9 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from monitor.alerts.severity import SEVERITIES
 from monitor.config import AlertRouteConfig, AlertsConfig
-
-_ALL = ["critical", "warning", "info"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +38,7 @@ def routes(config: AlertsConfig) -> list[AlertRouteConfig]:
     if config.routes:
         return list(config.routes)
     slack = config.slack_webhook_url is not None or config.slack_bot_token is not None
-    return [AlertRouteConfig(sink="slack" if slack else "console", severities=_ALL)]  # type: ignore[arg-type]
+    return [AlertRouteConfig(sink="slack" if slack else "console", severities=list(SEVERITIES))]  # type: ignore[arg-type]
 
 
 def destinations(severity: str, config: AlertsConfig) -> list[Destination]:

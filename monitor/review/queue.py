@@ -19,12 +19,12 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Engine, Table, and_, exists, func, select
+from sqlalchemy import Connection, Engine, and_, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from monitor.config import ReviewConfig
 from monitor.review.highlight import Segment, highlight
-from monitor.storage.db import as_utc
+from monitor.storage.db import as_utc, insert_ignore
 from monitor.storage.schema import detections, labels, records, sample_assignments, samples, shadow_comparisons
 
 MAX_NOTE_CHARS = 4000
@@ -68,14 +68,6 @@ class SampleView:
     verdict: str | None = None
     tags: list[str] = field(default_factory=list)
     note: str = ""
-
-
-def _insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
-    if rows:
-        dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-        conn.execute(dialect.insert(table).on_conflict_do_nothing(), rows)
-
-
 
 
 class ReviewQueue:
@@ -122,7 +114,7 @@ class ReviewQueue:
                     chosen[record_id] = [sample_id]
             rows = [{"sample_id": sid, "reviewer_id": reviewer_id, "assigned_at": now}
                     for ids in chosen.values() for sid in ids]
-            _insert_ignore(conn, sample_assignments, rows)
+            insert_ignore(conn, sample_assignments, rows)
         return len(chosen)
 
     def _pending_rows(self, conn: Connection, reviewer_id: int) -> list[QueueItem]:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import overload
+from typing import Any, overload
 
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import Engine, create_engine, event
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
+from sqlalchemy.dialects import postgresql, sqlite
 
 from alembic import command
 
@@ -58,3 +61,40 @@ def alembic_config(url: str) -> AlembicConfig:
 def upgrade(url: str, revision: str = "head") -> None:
     """Apply Alembic migrations up to ``revision`` (``watchkeeper db upgrade``)."""
     command.upgrade(alembic_config(url), revision)
+
+
+class SchemaNotReady(RuntimeError):
+    """The database is not at the migrations' head: run ``watchkeeper db upgrade``."""
+
+
+def redacted_url(url: str) -> str:
+    """The database URL safe for logs: the password is masked."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
+        return "<unparsable database url>"
+
+
+def check_schema(engine: Engine, url: str) -> None:
+    """Refuse to run on a database whose schema is not at the migrations' head."""
+    head = ScriptDirectory.from_config(alembic_config(url)).get_current_head()
+    with engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+    if current != head:
+        raise SchemaNotReady(
+            f"database schema is at {current or 'nothing'}, expected {head}: "
+            f"run `watchkeeper db upgrade` against {redacted_url(url)}"
+        )
+
+
+def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    """Insert ``rows``, skipping any whose key is already there: how every natural-keyed write stays
+    idempotent (a replayed batch, a second daemon, a retried job). Postgres and SQLite only."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+    elif conn.dialect.name == "sqlite":
+        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+    else:  # pragma: no cover - only Postgres and SQLite are supported
+        raise NotImplementedError(conn.dialect.name)

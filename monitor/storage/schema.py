@@ -341,7 +341,7 @@ shadow_comparisons = Table(
 STREAM_LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(10 ** (k / 10) for k in range(59))
 """Upper bounds of `stream_minutes` latency buckets: 1 ms … 631 s, ten per decade (a factor 1.26 apart).
 ``lat_00`` counts latencies under 1 ms, ``lat_NN`` those in [bound NN-1, bound NN), ``lat_59`` 631 s and
-more. A quantile read from them is exact to one bucket (see `monitor.aggregate.quantile`)."""
+more. A quantile read from them is exact to one bucket (see `monitor.ingest.steps.aggregate.quantile`)."""
 
 
 def _latency_bucket_comment(i: int) -> str:
@@ -365,7 +365,7 @@ stream_minutes = Table(
     Column("errors", BigInteger, nullable=False, comment="records with status = 'error'"),
     Column("toxicity_scored", BigInteger, nullable=False, comment="records with a response_toxicity score"),
     Column("toxic", BigInteger, nullable=False,
-           comment="records with response_toxicity >= 0.5 (detectors.drift.signals.TOXIC_AT)"),
+           comment="records with response_toxicity >= [detectors.toxicity] threshold (default 0.5)"),
     Column("refusal_scored", BigInteger, nullable=False, comment="records the refusal detector judged"),
     Column("refusals", BigInteger, nullable=False, comment="records judged a refusal"),
     Column("pii_in_response", BigInteger, nullable=False, server_default="0",

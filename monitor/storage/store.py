@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import psycopg
@@ -20,14 +20,18 @@ from psycopg.types.json import set_json_dumps
 from sqlalchemy import Connection, Engine, Table, exc, func
 from sqlalchemy.dialects import postgresql, sqlite
 
+from detectors.annotation import Annotation
 from detectors.base import Detection
-from monitor.batch import Annotation, Batch
-from monitor.record import Record
+from monitor.storage.db import insert_ignore
 from monitor.storage.schema import dead_letters, detections, records
+
+if TYPE_CHECKING:  # the store writes what the ingest chain built; it needs only the shapes
+    from monitor.ingest.batch import Batch
+    from monitor.ingest.record import Record
 
 _COPY_MIN_ROWS = 200
 
-TextPolicy = Callable[[Record, Annotation | None], tuple[Any, ...]]
+TextPolicy = Callable[["Record", "Annotation | None"], tuple[Any, ...]]
 """(prompt, response, error, feedback_comment, metadata) as `records` stores them."""
 
 
@@ -163,15 +167,10 @@ class Store:
     def _insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        if self._dialect == "postgresql":
-            if len(rows) >= _COPY_MIN_ROWS and not _has_autoincrement(table):
-                self._copy_insert_ignore(conn, table, rows)
-            else:
-                conn.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
-        elif self._dialect == "sqlite":
-            conn.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
-        else:  # pragma: no cover - only Postgres and SQLite are supported
-            raise NotImplementedError(self._dialect)
+        if self._dialect == "postgresql" and len(rows) >= _COPY_MIN_ROWS and not _has_autoincrement(table):
+            self._copy_insert_ignore(conn, table, rows)
+        else:
+            insert_ignore(conn, table, rows)
 
     def _upsert(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:

@@ -9,10 +9,10 @@ import orjson
 import pytest
 
 from detectors.chain import DetectorChain
+from detectors.config import DetectorsConfig, PiiConfig, SecretsConfig, ToxicityConfig
 from detectors.pii import PiiDetector
 from detectors.refusal import RefusalDetector
-from monitor.config import DetectorsConfig, PiiConfig, SecretsConfig, ToxicityConfig
-from monitor.record import Record
+from monitor.ingest.record import Record
 from monitor.storage.store import record_row, text_policy
 
 

@@ -78,3 +78,25 @@ def test_run_refuses_a_database_that_was_not_upgraded(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "run `watchkeeper db upgrade`" in proc.stderr
+
+
+def test_a_table_that_sets_one_rate_keeps_the_other_defaults(tmp_path):
+    """The shipped example lists most risk rates; loading it must not drop the ones it leaves out."""
+    path = tmp_path / "monitor.toml"
+    path.write_text("[sampling.risk_rates]\ntoxicity = 0.9\n")
+    rates = load_config(path, env={}).sampling.risk_rates
+    assert rates["toxicity"] == 0.9
+    assert rates["prompt_toxicity"] == 0.1 and rates["secrets"] == 1.0
+    assert load_config(EXAMPLE, env={}).sampling.risk_rates["prompt_toxicity"] == 0.1
+
+
+def test_durations_read_the_same_in_the_file_and_on_the_command_line(tmp_path):
+    from datetime import timedelta
+
+    from monitor.durations import parse_duration
+
+    path = tmp_path / "monitor.toml"
+    path.write_text('[alerts]\nrepeat_interval = "1h30m"\n[retention]\nrecords_max_age = "7d"\n')
+    config = load_config(path, env={})
+    assert config.alerts.repeat_interval == parse_duration("1h30m") == timedelta(minutes=90)
+    assert config.retention.records_max_age == parse_duration("7d")

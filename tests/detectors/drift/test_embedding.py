@@ -10,8 +10,8 @@ import pytest
 import wordllama
 
 from detectors.drift.embedding import MAX_PROMPT_CHARS, PromptEmbedder
-from monitor.generator import TrafficGenerator
-from monitor.record import decode
+from monitor.ingest.record import decode
+from monitor.synthetic.generator import TrafficGenerator
 
 
 @pytest.mark.filterwarnings("ignore:invalid value:RuntimeWarning")  # WordLlama on the empty prompt

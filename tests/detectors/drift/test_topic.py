@@ -10,8 +10,8 @@ import pytest
 
 from detectors.drift.embedding import PromptEmbedder
 from detectors.drift.topic import TopicMix, update_topics
-from monitor.generator import Incident, TrafficGenerator
-from monitor.record import decode
+from monitor.ingest.record import decode
+from monitor.synthetic.generator import Incident, TrafficGenerator
 
 
 @pytest.fixture(scope="module")

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from monitor.aggregate import MinuteCounts
-from monitor.batch import Batch
 from monitor.config import Config
+from monitor.ingest.batch import Batch
+from monitor.ingest.steps.aggregate import MinuteCounts
 from monitor.storage.schema import alert_outbox, alerts, detections, stream_minutes
 from monitor.storage.store import Store, text_policy
 from tests.monitor._rows import insert_records, record_row

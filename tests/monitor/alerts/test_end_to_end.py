@@ -18,10 +18,10 @@ import pytest
 from sqlalchemy import select
 
 from monitor.config import AlertsConfig
-from monitor.generator import Generated, Incident, TrafficGenerator
-from monitor.produce import produce_to_kafka
 from monitor.storage.db import make_engine
 from monitor.storage.schema import alerts, records
+from monitor.synthetic.generator import Generated, Incident, TrafficGenerator
+from monitor.synthetic.produce import produce_to_kafka
 from tests.helpers import DaemonThread, config_for, count, wait_for, write_config
 from tests.monitor.alerts.slack_server import FakeSlack
 

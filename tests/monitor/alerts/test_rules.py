@@ -22,10 +22,10 @@ from monitor.alerts.rules import (
     build_rules,
 )
 from monitor.config import AlertRuleConfig, ConfigError, ReviewConfig, SamplingConfig, load_config
+from monitor.ingest.steps.sampling import SamplingStep
 from monitor.review.auth import ReviewerRegistry
 from monitor.review.estimates import weighted_proportion
 from monitor.review.queue import ReviewQueue
-from monitor.sampling import SamplingStep
 from monitor.storage.schema import consumer_progress, drift_events, shadow_comparisons
 from tests.monitor._rows import insert_records, record_row
 from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config

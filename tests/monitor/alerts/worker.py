@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from monitor.alerts.jobs import build_jobs
 from monitor.config import load_config
-from monitor.scheduler import Scheduler
+from monitor.jobs.scheduler import Scheduler
 from monitor.storage.db import make_engine
 
 

@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import Engine
 
 from monitor.config import SamplingConfig
+from monitor.ingest.steps.sampling import SamplingStep
 from monitor.review.auth import ReviewerRegistry
-from monitor.sampling import SamplingStep
 from monitor.storage.db import make_engine
 from tests.monitor.review.traffic import Stream, annotate, create_schema, generate, store
 

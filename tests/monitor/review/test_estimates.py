@@ -8,8 +8,9 @@ from datetime import timedelta
 import pytest
 from sqlalchemy import text
 
-from monitor.batch import Batch
 from monitor.config import ReviewConfig, SamplingConfig
+from monitor.ingest.batch import Batch
+from monitor.ingest.steps.sampling import SamplingStep
 from monitor.review.auth import ReviewerRegistry
 from monitor.review.estimates import (
     Proportion,
@@ -21,7 +22,6 @@ from monitor.review.estimates import (
     wilson,
 )
 from monitor.review.queue import ReviewQueue
-from monitor.sampling import SamplingStep
 from monitor.storage.db import make_engine
 from monitor.storage.schema import samples
 from tests.monitor.review.traffic import DAY0, Stream, create_schema, generate, store

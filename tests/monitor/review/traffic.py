@@ -12,11 +12,12 @@ from alembic.migration import MigrationContext
 from alembic.operations import Operations
 from sqlalchemy import Engine
 
+from detectors.annotation import Annotation
 from detectors.base import Detection
 from detectors.pii import PiiDetector
-from monitor.batch import Annotation, Batch
-from monitor.record import Record
-from monitor.sampling import SamplingStep
+from monitor.ingest.batch import Batch
+from monitor.ingest.record import Record
+from monitor.ingest.steps.sampling import SamplingStep
 from monitor.storage.schema import metadata
 from monitor.storage.store import Store, text_policy
 

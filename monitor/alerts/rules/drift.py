@@ -1,0 +1,70 @@
+"""Drift rule: fires while the pipeline's drift detectors recorded events in a scope within the window.
+
+Its own module because it reads `drift_events` (keyed by drift stream, mapped to scopes by `stream_scope`)
+rather than records or counters.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import Connection, select
+
+from monitor.alerts.evidence import Evidence
+from monitor.alerts.rules.base import EXAMPLES, GLOBAL, Rule, _quote, _since, register
+from monitor.durations import human_duration
+from monitor.storage.schema import drift_events
+
+
+def stream_scope(stream: str, scope: str) -> str:
+    """Map a drift stream (``model=m1,app=*`` or ``*``) to a scope label of the given kind."""
+    parts = dict(part.split("=", 1) for part in stream.split(",") if "=" in part)
+    value = parts.get(scope)
+    if scope == "global" or value in (None, "*"):
+        return GLOBAL
+    return f"{scope}={value}"
+
+
+def _numbers(stats: Any) -> dict[str, float] | None:
+    if not isinstance(stats, Mapping):
+        return None
+    return {k: float(v) for k, v in stats.items() if isinstance(v, int | float) and not isinstance(v, bool)}
+
+
+@register
+class Drift(Rule):
+    """Fires for a scope while drift events were detected in it within the window. ``fetch`` gives rows
+    ``(stream, signal, detector, record_id, before, after)``, newest first."""
+
+    kind = "drift"
+    max_rows: ClassVar[int] = 1000
+
+    def fetch(self, conn: Connection, now: datetime) -> list[tuple[Any, ...]]:
+        t = drift_events.c
+        stmt = (select(t.stream, t.signal, t.detector, t.record_id, t.before, t.after)
+                .where(t.created_at > now - self.window).order_by(t.id.desc()).limit(self.max_rows))
+        return [tuple(row) for row in conn.execute(stmt)]
+
+    def decide(self, fetched: Sequence[tuple[Any, ...]], now: datetime | None) -> dict[str, Evidence]:
+        by_scope: dict[str, list[tuple[Any, ...]]] = {}
+        for row in fetched:
+            by_scope.setdefault(stream_scope(row[0], self.config.scope), []).append(row)
+        cfg, firing = self.config, {}
+        for scope, events in by_scope.items():
+            if len(events) <= cfg.threshold:
+                continue
+            stream, signal, detector, _, before, after = events[0]
+            signals = sorted({e[1] for e in events})
+            since = _since(now, cfg.window) if now else "<window start>"
+            firing[scope] = Evidence(
+                summary=(f"{len(events)} drift event(s) in the last {human_duration(cfg.window.total_seconds())}"
+                         f" on {', '.join(signals)}; latest: {signal} on {stream} ({detector})"),
+                value=len(events), threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=len(events), before=_numbers(before), after=_numbers(after),
+                examples=tuple(dict.fromkeys(e[3] for e in events if e[3]))[:EXAMPLES],
+                look=(f"SELECT * FROM drift_events WHERE created_at > '{since}' "
+                      f"AND stream = {_quote(stream)} ORDER BY id DESC;"),
+            )
+        return firing

@@ -1,0 +1,127 @@
+"""Leak rules: any secret or personal data in a model response — `LeakRule` and its kinds.
+
+They count findings of one detector in the response (not the prompt), exact to the record at the window's
+start, and usually fire on a single record; a new leak kind is a few class attributes here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import ClassVar
+
+from sqlalchemy import Connection, func, select
+
+from monitor.alerts.evidence import Evidence
+from monitor.alerts.rules.base import (
+    EXAMPLES,
+    MINUTE,
+    Rule,
+    _minute_filter,
+    _minute_sums,
+    _scope_columns,
+    _scope_filter,
+    _scope_label,
+    _since,
+    _sm,
+    _sql_filter,
+    register,
+)
+from monitor.durations import human_duration
+from monitor.ingest.steps.aggregate import in_response, minute_of
+from monitor.storage.db import as_utc as _utc
+from monitor.storage.schema import detections, records
+
+_EXAMPLE_CANDIDATES = 20 * EXAMPLES
+"""Newest findings of a minute read when looking for example leaks (those only in the prompt are skipped)."""
+
+
+class LeakRule(Rule):
+    """Fires when more than ``threshold`` (default 0: any) records in the window have a ``detector`` finding
+    in the response. ``fetch`` gives ``{scope: records}``.
+
+    The whole minutes of the window are summed from `stream_minutes` (``counter``), which the pipeline fills
+    in the transaction that stores the detections; only the minute the window starts in is counted from
+    `detections` itself, so an evaluation reads at most one minute of findings whatever the window and the
+    traffic, and the window is exact to the record. Example records are looked up only for a firing scope."""
+
+    detector: ClassVar[str]
+    counter: ClassVar[str]
+    what: ClassVar[str]
+
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, int]:
+        since = now - self.window
+        head = minute_of(since)
+        counts = {scope: int(n) for scope, (n,) in _minute_sums(
+            conn, self.config.scope, [func.sum(_sm[self.counter])], _sm.minute > head).items() if n}
+        keys = _scope_columns(self.config.scope)
+        partial = (select(*keys, detections.c.details)
+                   .select_from(detections.join(records, records.c.id == detections.c.record_id))
+                   .where(records.c.ts > since, records.c.ts < head + MINUTE,
+                          detections.c.detector == self.detector, detections.c.flagged.is_(True)))
+        for row in conn.execute(partial):
+            if in_response(row[-1]):
+                scope = _scope_label(self.config.scope, row)
+                counts[scope] = counts.get(scope, 0) + 1
+        return counts
+
+    def decide(self, fetched: Mapping[str, int], now: datetime | None) -> dict[str, Evidence]:
+        cfg, firing = self.config, {}
+        for scope, count in fetched.items():
+            if count <= cfg.threshold:
+                continue
+            window = human_duration(cfg.window.total_seconds())
+            since = _since(now, cfg.window) if now else "<window start>"
+            firing[scope] = Evidence(
+                summary=f"{count} response(s) with {self.what} in the last {window}",
+                value=count, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
+                sample_size=count, after={"records": count},
+                look=("SELECT r.id, r.ts, r.model, r.app, d.details FROM detections d JOIN records r "
+                      f"ON r.id = d.record_id WHERE d.detector = '{self.detector}' AND d.flagged "
+                      f"AND r.ts > '{since}'{_sql_filter(scope).replace(' AND ', ' AND r.')} "
+                      "ORDER BY r.ts DESC LIMIT 50;"),
+            )
+        return firing
+
+    def examples(self, conn: Connection, now: datetime, scope: str) -> Sequence[str]:
+        """The newest records of ``scope`` with the finding in the response, from the newest minutes whose
+        counter says they hold one (each minute read through the ``ts`` index)."""
+        since = now - self.window
+        minutes = conn.scalars(
+            select(_sm.minute).where(_sm.minute >= minute_of(since), _sm[self.counter] > 0, *_minute_filter(scope))
+            .group_by(_sm.minute).order_by(_sm.minute.desc()).limit(EXAMPLES))
+        scoped = _scope_filter(scope)
+        found: list[str] = []
+        for minute in map(_utc, minutes):
+            stmt = (select(records.c.id, detections.c.details)
+                    .select_from(detections.join(records, records.c.id == detections.c.record_id))
+                    .where(records.c.ts >= max(minute, since), records.c.ts < minute + MINUTE,
+                           detections.c.detector == self.detector, detections.c.flagged.is_(True),
+                           *([scoped] if scoped is not None else []))
+                    .order_by(records.c.ts.desc()).limit(_EXAMPLE_CANDIDATES))
+            found += [record_id for record_id, details in conn.execute(stmt) if in_response(details)]
+            if len(found) >= EXAMPLES:
+                break
+        return found[:EXAMPLES]
+
+
+@register
+class SecretInResponse(LeakRule):
+    """A credential (API key, private key, token) in a model response. Critical by default: the secrets
+    detector has almost no false positives on prose, and a leaked key must be rotated now."""
+
+    kind = "secret_in_response"
+    detector = "secrets"
+    counter = "secret_in_response"
+    what = "a secret"
+
+
+@register
+class PiiInResponse(LeakRule):
+    """Personal data (e-mail, phone, card, SSN…) in a model response. A warning by default: pattern-based
+    PII detection flags some legitimate answers (a support address), so it should not page at night."""
+
+    kind = "pii_in_response"
+    detector = "pii"
+    counter = "pii_in_response"
+    what = "personal data"

@@ -1,0 +1,116 @@
+"""Commands of human review: ``review serve``, ``reviewer add|list|disable``, ``labels export``.
+
+Each command reads the configuration the same way (`monitor.cli.options`: ``--config``, else ./monitor.toml,
+else defaults, with environment overrides).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from sqlalchemy import Engine
+
+from monitor.cli.options import config_option, load
+from monitor.config import Config
+
+
+def _setup(config_path: str | None) -> tuple[Config, Engine]:
+    from monitor.storage.db import make_engine
+
+    config = load(config_path)
+    return config, make_engine(config.database.url)
+
+
+@click.group()
+def review() -> None:
+    """The review web page."""
+
+
+@review.command()
+@config_option
+@click.option("--host", default=None, help="Interface to listen on (default: review.host).")
+@click.option("--port", type=int, default=None, help="Port (default: review.port).")
+def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+    """Serve the review page until interrupted."""
+    import uvicorn
+
+    from monitor.review.app import create_app
+
+    config, engine = _setup(config_path)
+    host = host or config.review.host
+    port = config.review.port if port is None else port
+    click.echo(f"review page on http://{host}:{port}/", err=True)
+    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning")
+
+
+@click.group()
+def reviewer() -> None:
+    """People who label samples."""
+
+
+@reviewer.command("add")
+@config_option
+@click.argument("name")
+def add_reviewer(config_path: str | None, name: str) -> None:
+    """Create reviewer NAME and print their token (shown this once only)."""
+    from monitor.review.auth import ReviewerError, ReviewerRegistry
+
+    _, engine = _setup(config_path)
+    try:
+        token = ReviewerRegistry(engine).add(name)
+    except ReviewerError as exc:
+        click.echo(f"watchkeeper: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"reviewer {name!r} created; their token (shown once, keep it safe):", err=True)
+    click.echo(token)
+
+
+@reviewer.command("list")
+@config_option
+def list_reviewers(config_path: str | None) -> None:
+    """Reviewers and whether they are active (never their tokens)."""
+    from monitor.review.auth import ReviewerRegistry
+
+    _, engine = _setup(config_path)
+    for r in ReviewerRegistry(engine).list():
+        click.echo(f"{r.name}\t{'active' if r.active else 'disabled'}\t{r.created_at:%Y-%m-%d %H:%M}")
+
+
+@reviewer.command("disable")
+@config_option
+@click.argument("name")
+def disable_reviewer(config_path: str | None, name: str) -> None:
+    """Revoke NAME's token and sessions; their labels stay."""
+    from monitor.review.auth import ReviewerError, ReviewerRegistry
+
+    _, engine = _setup(config_path)
+    try:
+        ReviewerRegistry(engine).disable(name)
+    except ReviewerError as exc:
+        click.echo(f"watchkeeper: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"reviewer {name!r} disabled", err=True)
+
+
+@click.group()
+def labels() -> None:
+    """Reviewers' labels."""
+
+
+@labels.command("export")
+@config_option
+@click.option("--format", "fmt", type=click.Choice(["csv", "jsonl"]), required=True)
+@click.option("--out", type=click.Path(dir_okay=False, writable=True), default=None,
+              help="File to write (default: standard output).")
+def export_labels(config_path: str | None, fmt: str, out: str | None) -> None:
+    """Export all labels with their records' stored text, for analysts or fine-tuning."""
+    from monitor.review.export import write_labels
+
+    _, engine = _setup(config_path)
+    if out is None:
+        count = write_labels(engine, fmt, sys.stdout)  # type: ignore[arg-type]
+    else:
+        with open(out, "w", encoding="utf-8", newline="") as fh:
+            count = write_labels(engine, fmt, fh)  # type: ignore[arg-type]
+    click.echo(f"{count} labels exported", err=True)

@@ -1,0 +1,76 @@
+"""What travels down the pipeline: one poll's worth of messages and everything derived from them.
+
+A `Batch` is filled step by step (decode → detect → sample → …) and then written by the store in ONE
+transaction, after which its offsets are committed. Steps add rows; they never write to the database
+themselves, so a batch is either stored whole or not at all, and a replayed batch stores nothing twice
+(every table written from a batch has a natural key and is inserted with ON CONFLICT DO NOTHING, except
+`upserts`, which replace by key, and `increments`, which add to counters by key).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from sqlalchemy import Table
+
+from detectors.annotation import Annotation
+from monitor.ingest.record import Record
+
+
+class Message(Protocol):
+    """A Kafka message as the source hands it over (kafka-python's ConsumerRecord satisfies it)."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """A message that did not come from kafka-python (a file replay, a benchmark, a test): the same fields."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+@dataclass(slots=True)
+class DeadLetter:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    raw: bytes | None
+    reason: str
+
+
+@dataclass(slots=True)
+class Batch:
+    records: list[Record] = field(default_factory=list)
+    annotations: list[Annotation] = field(default_factory=list)
+    """Aligned with `records`; empty until the detect step ran."""
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    rows: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Extra rows steps want stored with the batch (drift events, samples…), inserted idempotently."""
+    upserts: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Rows that replace an existing row with the same primary key (detector state checkpoints…)."""
+    increments: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
+    """Counter rows added to the row with the same primary key (``col = col + excluded.col``; columns whose
+    ``info["merge"]`` says ``min``, ``max`` or ``replace`` merge that way). Not idempotent by itself: the
+    step that fills it must make sure a redelivered message is not counted again (`monitor.ingest.steps.aggregate`)."""
+    next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> offset of the next message to read: what is committed once stored."""
+    received_at: datetime | None = None
+    raw: dict[str, bytes | None] = field(default_factory=dict)
+    """Record id -> the message bytes it came from, kept so a record the database rejects can still be
+    dead-lettered with its raw bytes."""
+
+    def __len__(self) -> int:
+        return len(self.records) + len(self.dead_letters)

@@ -1,0 +1,46 @@
+"""The data path, described and assembled in one place.
+
+    source → decode → detect → aggregate → drift → sample → persist → commit
+
+* **source** (`monitor.ingest.source`): a Kafka consumer in a group; offsets are committed by hand.
+* **decode** (`monitor.ingest.record`): bytes → a validated `Record`, or a dead letter with the reason.
+* **detect** (`steps.detect`): every detector on every record (toxicity, PII, secrets, refusal), and the
+  redacted texts that replace the raw ones in storage.
+* **aggregate** (`steps.aggregate`): per-minute counters per stream that the alert rules read.
+* **drift** (`steps.drift`): online change detection per stream and signal.
+* **sample** (`steps.sampling`): the review sample, boosted for flagged records and drifting streams; last
+  because it reads what the steps before it found.
+* **persist** (`monitor.storage.store`): the whole batch in one transaction, idempotent by natural keys.
+* **commit**: the batch's offsets, only after persist succeeded (at-least-once).
+
+`monitor.ingest.pipeline.Pipeline` runs one batch at a time through this chain; `build_steps` below is the
+only place that decides which steps run and in what order.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine
+
+from detectors.chain import DetectorChain
+from monitor.config import Config
+from monitor.ingest.steps import Step
+from monitor.ingest.steps.aggregate import AggregateStep
+from monitor.ingest.steps.detect import DetectStep
+from monitor.ingest.steps.drift import DriftStep
+from monitor.ingest.steps.sampling import SamplingStep
+
+
+def build_steps(config: Config, engine: Engine) -> list[Step]:
+    """The chain between decode and persist, in order: detect → aggregate → drift → sample.
+
+    The per-minute counters the alert rules read (`monitor.ingest.steps.aggregate`) need the detectors' signals.
+    Sampling comes last because it boosts records the detectors flagged and streams that drifted.
+    """
+    toxic_at = config.detectors.toxicity.threshold  # the one toxic cut-off: flagged, counters, drift, rule
+    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
+                         AggregateStep(engine, config.kafka.group_id, toxic_at)]
+    if config.drift.enabled:
+        steps.append(DriftStep.from_config(config.drift, engine, toxic_at))
+    if config.sampling.enabled:
+        steps.append(SamplingStep.from_database(config.sampling, engine))
+    return steps

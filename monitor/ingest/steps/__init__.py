@@ -1,0 +1,39 @@
+"""The steps between decode and persist, and their one contract.
+
+Which steps run, and in what order, is decided in one place: `monitor.ingest.chain.build_steps`. Each step
+is a `Step`: it adds to the batch in place and never writes to the database itself, so the batch is stored
+whole, in one transaction, or not at all.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitor.ingest.batch import Batch
+
+Partition = tuple[str, int]
+
+
+class Step:
+    """One stage of the chain. Contract:
+
+    * `process` adds to the batch in place (rows, upserts, increments, annotations); it does no database I/O;
+    * state kept across batches (online detectors) must be put into ``batch.upserts`` so it is checkpointed
+      atomically with the batch it reflects;
+    * `on_assigned` / `on_revoked` are called on rebalance, on the consumer's thread, for the partitions that
+      change hands; they must not block on the broker. The defaults do nothing.
+    * `close` is called once at shutdown, after the last batch was stored.
+    """
+
+    def process(self, batch: Batch) -> None:
+        raise NotImplementedError
+
+    def on_assigned(self, partitions: set[Partition]) -> None:
+        """Partitions this process now consumes."""
+
+    def on_revoked(self, partitions: set[Partition]) -> None:
+        """Partitions this process no longer consumes."""
+
+    def close(self) -> None:
+        """Release what the step holds; called once at shutdown."""
