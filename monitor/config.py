@@ -1,7 +1,7 @@
 """Typed configuration: the one place where `monitor.toml` and the environment are read and validated.
 
 Every section is a pydantic model that forbids unknown keys, so a typo stops start-up with the key and the
-file named. Environment variables (design contract 3) override the file for secrets and deployment.
+file named. Environment variables (docs/cli.md) override the file for secrets and deployment.
 Secrets are `SecretStr`: they never appear in a repr, a log line or an error message.
 """
 
@@ -299,11 +299,11 @@ class ShadowConfig(Section):
 
 
 class AlertRuleConfig(Section):
-    """One alert rule (``[alerts.rules.NAME]``). ``kind`` picks the logic in monitor/alerts/rules.py;
+    """One alert rule (``[alerts.rules.NAME]``). ``kind`` picks the logic in monitor/alerts/rules/ (a family each);
     ``threshold`` is in the unit that kind states (a rate, milliseconds, messages)."""
 
     kind: str
-    """Checked against the rule classes registered in monitor/alerts/rules.py."""
+    """Checked against the rule classes registered in monitor/alerts/rules/ (`check_kinds`) before the daemon starts."""
     severity: Severity = "warning"
     scope: Scope = "global"
     enabled: bool = True
