@@ -1,6 +1,6 @@
 """`watchkeeper run`: assemble the pipeline and the scheduler from config, run until told to stop.
 
-Shutdown contract (design contract 3): SIGTERM or SIGINT finishes the batch in hand, stores it, commits its
+Shutdown contract (docs/cli.md): SIGTERM or SIGINT finishes the batch in hand, stores it, commits its
 offsets, closes the consumer and returns exit code 0. If the database is down at that moment the batch
 cannot be stored: the daemon retries for a grace period, then exits with code 3 without committing (the
 messages are redelivered to whoever consumes the partitions next).

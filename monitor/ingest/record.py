@@ -1,4 +1,4 @@
-"""The log record (design contract 1) and its decoder.
+"""The log record (docs/record-format.md) and its decoder.
 
 A Kafka message is JSON, UTF-8, one record per message. `decode` turns raw bytes into a `Record` or raises
 `RecordError` with a reason a human can act on; the pipeline sends such messages to `dead_letters` with
@@ -30,7 +30,7 @@ _MAX_INT = 2**31 - 1  # token counts are 32-bit columns; the store's binary COPY
 
 
 class RecordError(ValueError):
-    """A message that breaks contract 1. The message says which field and why."""
+    """A message that breaks the record format (docs/record-format.md). The message says which field and why."""
 
 
 @dataclass(slots=True)
@@ -152,7 +152,7 @@ def last_user_turn(messages: list[dict[str, str]]) -> str:
 
 
 def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record:
-    """Validate one message against contract 1.
+    """Validate one message against the record format (docs/record-format.md).
 
     ``fields`` maps our field names to the deployment's. Unknown top-level fields go into ``metadata``.
 

@@ -1,4 +1,4 @@
-"""The tables analysts query (design contract 2). Changed only through Alembic migrations.
+"""The tables analysts query (docs/tables.md). Changed only through Alembic migrations.
 
 SQLAlchemy Core tables, portable between Postgres (production) and SQLite (the embedded default).
 JSON columns are JSONB on Postgres. Timestamps are timezone-aware UTC.

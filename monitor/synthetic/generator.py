@@ -1,6 +1,6 @@
 """Seedable synthetic LLM traffic with ground truth: the demo's input and every detector's exam.
 
-`TrafficGenerator` yields `Generated` items: the Kafka message bytes (contract 1, or deliberately broken
+`TrafficGenerator` yields `Generated` items: the Kafka message bytes (docs/record-format.md, or deliberately broken
 bytes), a key, and a `Truth` that is NOT inside the message — what is malformed and why, which incidents
 were active, whether the answer is toxic or a refusal, which PII and secret kinds it carries, which hard
 negatives (look-alikes that must not be flagged) it carries, and its topic. Detectors, drift jobs and

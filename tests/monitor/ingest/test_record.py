@@ -1,4 +1,5 @@
-"""The record format (docs/record-format.md): what a log record may look like, and the reason given when it breaks the contract."""
+"""The record format (docs/record-format.md): what a log record may look like, and the reason given
+when it breaks the contract."""
 
 from __future__ import annotations
 
