@@ -298,12 +298,20 @@ class ShadowConfig(Section):
     """Put each disagreement in the review queue (``samples`` reason ``shadow_disagreement``)."""
 
 
+RULE_KINDS: tuple[str, ...] = (
+    "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
+    "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
+)
+"""What ``kind = "…"`` may say in ``[alerts.rules.NAME]``: the configuration's side of the rule registry."""
+
+
 class AlertRuleConfig(Section):
     """One alert rule (``[alerts.rules.NAME]``). ``kind`` picks the logic in monitor/alerts/rules/ (a family each);
     ``threshold`` is in the unit that kind states (a rate, milliseconds, messages)."""
 
     kind: str
-    """Checked against the rule classes registered in monitor/alerts/rules/ (`check_kinds`) before the daemon starts."""
+    """One of `RULE_KINDS`; each has exactly one rule class in monitor/alerts/rules/ (the registry refuses a
+    class of any other kind, and a test checks that every kind has its class)."""
     severity: Severity = "warning"
     scope: Scope = "global"
     enabled: bool = True
@@ -319,6 +327,13 @@ class AlertRuleConfig(Section):
     score: Annotated[float, Field(ge=0, le=1)] | None = None
     """``toxicity_rate`` only, kept for old files: if given it must equal ``[detectors.toxicity] threshold``,
     the one toxic cut-off (flagged records, counters, drift and this rule all use it)."""
+
+    @field_validator("kind")
+    @classmethod
+    def _known_kind(cls, value: str) -> str:
+        if value not in RULE_KINDS:
+            raise ValueError(f"unknown kind {value!r}; known: {sorted(RULE_KINDS)}")
+        return value
 
 
 class AlertRouteConfig(Section):

@@ -7,8 +7,8 @@ import sys
 
 
 def setup_logging(level: str) -> None:
-    """Log lines to standard error, one format everywhere; kafka-python's and Alembic's chatter from WARNING
-    up only."""
+    """Log lines to standard error, one format everywhere; library chatter (kafka-python,
+    Alembic, APScheduler) from WARNING up only."""
     logging.basicConfig(
         level=getattr(logging, level.upper(), logging.INFO),
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
@@ -16,3 +16,7 @@ def setup_logging(level: str) -> None:
     )
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job…" / "executed" per tick
+    # kafka-python times its IO thread's tasks and warns when one ran long; start-up (loading the detectors)
+    # trips it every time and the warning says nothing an operator can act on.
+    logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

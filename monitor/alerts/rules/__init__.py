@@ -49,7 +49,7 @@ from monitor.alerts.rules.latency import LatencyP95
 from monitor.alerts.rules.leaks import LeakRule, PiiInResponse, SecretInResponse
 from monitor.alerts.rules.rates import ErrorRate, RateRule, RefusalRate, ToxicityRate
 from monitor.alerts.rules.shadow import ShadowAgreement
-from monitor.config import AlertsConfig, ConfigError
+from monitor.config import AlertsConfig
 from monitor.durations import human_duration
 
 __all__ = [
@@ -74,24 +74,14 @@ __all__ = [
     "ShadowAgreement",
     "ToxicityRate",
     "build_rules",
-    "check_kinds",
     "human_duration",
     "register",
     "stream_scope",
 ]
 
 
-def check_kinds(config: AlertsConfig) -> None:
-    """Raise `ConfigError` naming the rule whose ``kind`` no registered rule has (the registry, not the
-    configuration, knows the kinds; the daemon calls this before it starts)."""
-    for name, rule in sorted(config.rules.items()):
-        if rule.kind not in RULES:
-            raise ConfigError(f"alerts.rules.{name}: unknown kind {rule.kind!r}; known: {sorted(RULES)}")
-
-
 def build_rules(config: AlertsConfig, *, group_id: str = "watchkeeper", toxic_at: float = TOXIC_AT) -> list[Rule]:
     """The enabled rules of ``config``, in name order. ``toxic_at`` is ``[detectors.toxicity] threshold``."""
-    check_kinds(config)
     return [
         RULES[rule.kind](name, rule, group_id=group_id, **({"toxic_at": toxic_at} if rule.kind == "toxicity_rate"
                                                           else {}))

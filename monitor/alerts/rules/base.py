@@ -15,7 +15,7 @@ from typing import Any, ClassVar
 from sqlalchemy import ColumnElement, Connection, select
 
 from monitor.alerts.evidence import Evidence
-from monitor.config import AlertRuleConfig
+from monitor.config import RULE_KINDS, AlertRuleConfig
 from monitor.ingest.steps.aggregate import minute_of
 from monitor.storage.schema import records, stream_minutes
 
@@ -64,7 +64,10 @@ RULES: dict[str, type[Rule]] = {}
 
 
 def register(cls: type[Rule]) -> type[Rule]:
-    """Make a rule class available to ``kind = "..."`` in monitor.toml."""
+    """Make a rule class available to ``kind = "..."`` in monitor.toml; its kind must be one the
+    configuration accepts (`monitor.config.RULE_KINDS`), and only one class may have it."""
+    if cls.kind not in RULE_KINDS or cls.kind in RULES:
+        raise TypeError(f"{cls.__name__}: kind {cls.kind!r} is not in RULE_KINDS or is registered twice")
     RULES[cls.kind] = cls
     return cls
 

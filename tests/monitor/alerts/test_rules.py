@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import insert, text
 
 from monitor.alerts.rules import (
+    RULES,
     Accuracy,
     ConsumerLag,
     Drift,
@@ -321,3 +322,11 @@ def test_shadow_agreement_is_silent_without_shadow_replay(engine) -> None:  # ty
     (rule,) = [r for r in build_rules(make_config().alerts) if r.kind == "shadow_agreement"]
     with engine.connect() as conn:
         assert rule.evaluate(conn, NOW) == {}
+
+
+def test_every_kind_a_file_may_name_has_exactly_one_rule_class() -> None:
+    """The configuration accepts the kinds in RULE_KINDS; the registry must implement each of them."""
+    from monitor.config import RULE_KINDS
+
+    assert sorted(RULES) == sorted(RULE_KINDS)
+    assert all(cls.kind == kind for kind, cls in RULES.items())
