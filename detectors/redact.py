@@ -13,9 +13,35 @@ from collections.abc import Iterable
 from typing import Any
 
 from detectors.base import Finding, MetadataPath
-from detectors.secrets import SECRET_KINDS
+from detectors.secrets import SECRET_KINDS, may_hold_secrets, scan_secrets
 
 _SECRET = frozenset(SECRET_KINDS)
+
+
+def seal(text: str) -> str:
+    """``text`` with every credential the secrets detector finds in it replaced by ``[KIND]``.
+
+    The one masking rule for everything a human or a file sees — review page, exports, alerts, logs, dead-letter
+    reasons — whatever the process's own settings and whatever the database kept: it looks at the text itself,
+    so text stored in full, stored before a detector improved, or never stored is sealed the same way.
+
+    >>> seal("retry with key AKIAIOSFODNN7EXAMPLE please"), seal("nothing here")
+    ('retry with key [AWS_KEY] please', 'nothing here')
+    """
+    if not text or not may_hold_secrets(text):
+        return text
+    return redact(text, scan_secrets(text, "text"))
+
+
+def seal_json(value: Any) -> Any:
+    """`seal` applied to every string (and key) inside a JSON-like value; other values as they are."""
+    if isinstance(value, str):
+        return seal(value)
+    if isinstance(value, dict):
+        return {seal(k) if isinstance(k, str) else k: seal_json(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [seal_json(v) for v in value]
+    return value
 
 
 def redact(text: str, findings: Iterable[Finding]) -> str:

@@ -9,6 +9,7 @@ their raw bytes. Deployments whose logs use other field names give a mapping (``
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -61,6 +62,24 @@ class Record:
     offset: int = 0
 
 
+_SHOWN_SHAPE = re.compile(r"[0-9:.T+\- Z]{1,40}")
+
+
+def _shown(value: Any) -> str:
+    """A rejected value as a dead-letter reason may show it: numbers and timestamp-shaped text as they are,
+    any other text only by its length — a reason is read by people and alerts, and the value may be a
+    credential.
+
+    >>> _shown("2026-01-01T00:00:00"), _shown("AKIAIOSFODNN7EXAMPLE"), _shown(1e400), _shown([1])
+    ("'2026-01-01T00:00:00'", 'a 20-character string', 'inf', 'list')
+    """
+    if isinstance(value, str):
+        return repr(value) if _SHOWN_SHAPE.fullmatch(value) else f"a {len(value)}-character string"
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f"{value!r:.40}"
+    return type(value).__name__
+
+
 def _string(obj: Mapping[str, Any], key: str, *, required: bool) -> str | None:
     value = obj.get(key)
     if value is None:
@@ -79,7 +98,7 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
     if type(value) is float and 0 <= value < math.inf:  # the common case, checked cheaply
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        raise RecordError(f"field '{key}' must be a finite number, got {value!r:.40}")
+        raise RecordError(f"field '{key}' must be a finite number, got {_shown(value)}")
     if value < 0:
         raise RecordError(f"field '{key}' must not be negative, got {value}")
     return float(value)
@@ -92,7 +111,7 @@ def _integer(obj: Mapping[str, Any], key: str) -> int | None:
     if isinstance(value, float) and value.is_integer():
         value = int(value)
     if isinstance(value, bool) or not isinstance(value, int):
-        raise RecordError(f"field '{key}' must be an integer, got {value!r:.40}")
+        raise RecordError(f"field '{key}' must be an integer, got {_shown(value)}")
     if value < 0:
         raise RecordError(f"field '{key}' must not be negative, got {value}")
     if value > _MAX_INT:
@@ -113,9 +132,9 @@ def parse_ts(value: Any) -> datetime:
         try:
             parsed = datetime.fromisoformat(text)  # Python 3.11 reads RFC 3339, "Z" included
         except ValueError:
-            raise RecordError(f"field 'ts' is not an RFC 3339 timestamp: {value!r:.60}") from None
+            raise RecordError(f"field 'ts' is not an RFC 3339 timestamp: {_shown(value)}") from None
         if parsed.tzinfo is None:
-            raise RecordError(f"field 'ts' has no time zone offset: {value!r:.60}")
+            raise RecordError(f"field 'ts' has no time zone offset: {_shown(value)}")
         return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
     if value is None:
         raise RecordError("missing required field 'ts'")
@@ -190,7 +209,7 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         if type(status) is not str:
             raise RecordError(f"field 'status' must be a string, got {type(status).__name__}")
         if status:
-            raise RecordError(f"field 'status' must be 'ok' or 'error', got {status!r:.40}")
+            raise RecordError(f"field 'status' must be 'ok' or 'error', got {_shown(status)}")
         status = "ok"
 
     messages = get("messages")

@@ -16,6 +16,7 @@ from typing import Any, Literal, TextIO
 import orjson
 from sqlalchemy import Engine, and_, select
 
+from detectors.redact import seal
 from monitor.storage.schema import labels, records, reviewers, samples
 
 Format = Literal["csv", "jsonl"]
@@ -46,6 +47,9 @@ def label_rows(engine: Engine, reviewer_id: int | None = None) -> Iterator[dict[
         for row in conn.execute(query):
             out = dict(zip(COLUMNS, row, strict=True))
             out["tags"] = list(out["tags"] or [])
+            for key in ("note", "prompt", "response"):  # the page's masking rule holds in files too
+                if isinstance(out[key], str):
+                    out[key] = seal(out[key])
             for key in ("labelled_at", "ts"):
                 value = out[key]
                 out[key] = (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()

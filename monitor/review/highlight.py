@@ -2,8 +2,10 @@
 
 Detection spans point into the *raw* text. When the database keeps redacted text (the default) the values
 are already replaced by placeholders such as ``[EMAIL]``, so the placeholders are highlighted instead.
-When it keeps full text the spans are used, except that a ``secrets`` finding is masked rather than shown:
-the review page never displays a secret's value. Segments are plain strings; the template escapes them.
+When it keeps full text the spans are used, except that a ``secrets`` finding is masked rather than shown.
+Either way every plain segment is sealed (`detectors.redact.seal`), so the page never displays a credential
+whatever the database kept or this server's configuration says. Segments are plain strings; the template
+escapes them.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from detectors.redact import seal
 
 PLACEHOLDER = re.compile(r"\[[A-Z][A-Z0-9_]*\]")
 MASKED_DETECTORS = frozenset({"secrets"})
@@ -72,4 +76,4 @@ def highlight(text: str | None, field: str, detections: Iterable[Mapping[str, An
             pos = match.end()
     if pos < len(text):
         out.append(Segment(text[pos:]))
-    return out
+    return [Segment(seal(s.text)) if s.kind is None else s for s in out]

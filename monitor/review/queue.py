@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, and_, exists, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
+from detectors.redact import seal, seal_json
 from monitor.config import ReviewConfig
 from monitor.review.highlight import Segment, highlight
 from monitor.storage.db import as_utc, insert_ignore
@@ -68,6 +69,21 @@ class SampleView:
     verdict: str | None = None
     tags: list[str] = field(default_factory=list)
     note: str = ""
+
+
+_SEALED_TEXT = ("error", "feedback_comment", "reference_answer")
+
+
+def _sealed(row: dict[str, Any]) -> dict[str, Any]:
+    """A stored row as the page may show it: every credential in its free text and metadata masked
+    (`detectors.redact.seal`), whatever ``store_text`` the data was written with and whatever this server's
+    own configuration says. Prompt and response are sealed segment by segment in `highlight`."""
+    for key in _SEALED_TEXT:
+        if isinstance(row.get(key), str):
+            row[key] = seal(row[key])
+    if row.get("metadata") is not None:
+        row["metadata"] = seal_json(row["metadata"])
+    return row
 
 
 class ReviewQueue:
@@ -177,7 +193,7 @@ class ReviewQueue:
                 select(labels.c.verdict, labels.c.tags, labels.c.note)
                 .where(labels.c.record_id == sample.record_id, labels.c.reviewer_id == reviewer_id)
             ).first()
-        record_dict = dict(record) if record is not None else None
+        record_dict = _sealed(dict(record)) if record is not None else None
         findings = [
             Finding(d["detector"], float(d["score"]), bool(d["flagged"]),
                     tuple(sorted(((d["details"] or {}).get("kinds") or {}) if isinstance(d["details"], dict)
@@ -192,7 +208,7 @@ class ReviewQueue:
             prompt=highlight(record_dict and record_dict["prompt"], "prompt", found, self._full_text),
             response=highlight(record_dict and record_dict["response"], "response", found, self._full_text),
             findings=findings,
-            shadow=dict(shadow) if shadow is not None else None,
+            shadow=_sealed(dict(shadow)) if shadow is not None else None,
             verdict=own.verdict if own else None,
             tags=list(own.tags or []) if own else [],
             note=(own.note or "") if own else "",

@@ -22,6 +22,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from detectors.annotation import Annotation
 from detectors.base import Detection
+from detectors.redact import seal
 from monitor.storage.db import insert_ignore
 from monitor.storage.schema import dead_letters, detections, records
 
@@ -142,7 +143,7 @@ class Store:
                 )
         letter_rows = [
             {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key, "raw": d.raw,
-             "reason": d.reason, "received_at": now}
+             "reason": seal(d.reason), "received_at": now}
             for d in batch.dead_letters
         ]
         try:
