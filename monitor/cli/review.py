@@ -93,6 +93,22 @@ def disable_reviewer(config_path: str | None, name: str) -> None:
     click.echo(f"reviewer {name!r} disabled", err=True)
 
 
+@reviewer.command("revoke")
+@config_option
+@click.argument("name")
+def revoke_reviewer(config_path: str | None, name: str) -> None:
+    """End every session of NAME now, on every server; their token still signs in."""
+    from monitor.review.auth import ReviewerError, ReviewerRegistry
+
+    _, engine = _setup(config_path)
+    try:
+        ReviewerRegistry(engine).revoke_sessions(name)
+    except ReviewerError as exc:
+        click.echo(f"watchkeeper: {exc}", err=True)
+        sys.exit(1)
+    click.echo(f"every session of reviewer {name!r} ended", err=True)
+
+
 @click.group()
 def labels() -> None:
     """Reviewers' labels."""

@@ -35,7 +35,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from monitor.config import Config
-from monitor.review.auth import Reviewer, ReviewerRegistry, Sessions
+from monitor.review.auth import LoginLimit, Reviewer, ReviewerRegistry, Sessions, service_secret
 from monitor.review.estimates import accuracy_estimates, agreement
 from monitor.review.export import export_filename, write_labels
 from monitor.review.queue import LabelError, ReviewQueue
@@ -43,6 +43,10 @@ from monitor.review.queue import LabelError, ReviewQueue
 log = logging.getLogger(__name__)
 HERE = Path(__file__).resolve().parent
 SESSION_COOKIE = "wk_session"
+LOGIN_FAILURES_ALLOWED = 10
+"""Failed sign-ins one client address may make per `LOGIN_WINDOW_S` before it gets 429s."""
+LOGIN_WINDOW_S = 300.0
+MAX_SAMPLE_ID = 2**63 - 1
 LOGIN_COOKIE = "wk_login"
 _RESERVED_KEYS = set("jn")
 _HEADERS = [
@@ -98,8 +102,10 @@ class ReviewApp:
         self.config = config
         review = config.review
         self.registry = ReviewerRegistry(engine)
-        secret = review.session_secret.get_secret_value().encode() if review.session_secret else b""
+        secret = (review.session_secret.get_secret_value().encode() if review.session_secret
+                  else service_secret(engine, "review_session"))
         self.sessions = Sessions(self.registry, secret, review.session_hours * 3600)
+        self.login_limit = LoginLimit(LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_S)
         self.queue = ReviewQueue(engine, review, full_text=config.pipeline.store_text == "full")
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates = Jinja2Templates(env=env)
@@ -162,6 +168,11 @@ class ReviewApp:
         return response
 
     async def login(self, request: Request) -> Response:
+        client = request.client.host if request.client else "?"
+        wait_s = self.login_limit.wait_s(client)
+        if wait_s > 0:
+            return PlainTextResponse("too many failed sign-ins; try again later", 429,
+                                     headers={"Retry-After": str(int(wait_s) + 1)})
         form = await request.form()
         nonce = request.cookies.get(LOGIN_COOKIE, "")
         token = str(form.get("token", "")).strip()
@@ -169,7 +180,8 @@ class ReviewApp:
         if nonce and secrets.compare_digest(nonce, str(form.get("nonce", ""))):
             reviewer = await run_in_threadpool(self.registry.authenticate, token)
         if reviewer is None:
-            log.info("review page: failed login from %s", request.client.host if request.client else "?")
+            self.login_limit.failed(client)
+            log.info("review page: failed login from %s", client)
             retry = secrets.token_urlsafe(16)
             response = self._page(request, "login.html", None, None, status=401, nonce=retry,
                                   error="Unknown or disabled token.")
@@ -186,6 +198,7 @@ class ReviewApp:
     async def logout(self, request: Request, reviewer: Reviewer, cookie: str | None) -> Response:
         if await self._form(request, cookie) is None:
             return PlainTextResponse("bad form token", 403)
+        await run_in_threadpool(self.registry.end_sessions, reviewer.id)  # this cookie, and every other one
         response = RedirectResponse("/login", 303)
         response.delete_cookie(SESSION_COOKIE)
         return response
@@ -198,6 +211,8 @@ class ReviewApp:
         return await self._sample_page(request, reviewer, cookie, current, pending)
 
     async def sample(self, request: Request, reviewer: Reviewer, cookie: str | None) -> Response:
+        if request.path_params["sample_id"] > MAX_SAMPLE_ID:
+            return PlainTextResponse("no such sample in your queue", 404)
         pending = await run_in_threadpool(self.queue.pending, reviewer.id)
         return await self._sample_page(request, reviewer, cookie, request.path_params["sample_id"], pending)
 
@@ -216,6 +231,8 @@ class ReviewApp:
 
     async def label(self, request: Request, reviewer: Reviewer, cookie: str | None) -> Response:
         sample_id = request.path_params["sample_id"]
+        if sample_id > MAX_SAMPLE_ID:
+            return PlainTextResponse("no such sample in your queue", 404)
         form = await self._form(request, cookie)
         if form is None:
             return PlainTextResponse("bad form token", 403)

@@ -4,10 +4,12 @@ A token (``wkr_`` + 43 random URL-safe characters) is printed once by ``watchkee
 the database keeps only ``sha256$salt$digest``. Tokens carry 256 random bits, so a salted SHA-256 is as
 strong as a slow KDF here, and cheap enough to check on every ``Authorization: Bearer`` request.
 
-A session cookie is ``reviewer_id.expiry.signature``: an HMAC keyed by the reviewer's stored token hash
-(and the optional configured secret). Nothing is kept server-side, any daemon can check it, and disabling
-the reviewer or replacing their token ends every session at once. The CSRF token of a form is derived
-from the cookie with the same key.
+A session cookie is ``reviewer_id.expiry_ms.signature``: an HMAC keyed by a server secret (``[review]
+session_secret``, or a random key made on first use and kept in ``service_secrets``) and the reviewer's stored
+token hash, so a read of ``reviewers`` alone cannot forge one. Any server can check it; the expiry is capped
+server-side at ``session_hours`` from now; disabling the reviewer, replacing their token, signing out or
+``watchkeeper reviewer revoke`` (``reviewers.sessions_not_before``) ends every session of theirs at once. The
+CSRF token of a form is derived from the cookie with the same secret.
 """
 
 from __future__ import annotations
@@ -22,7 +24,8 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, insert, select, update
 
-from monitor.storage.schema import reviewers
+from monitor.storage.db import as_utc, insert_ignore
+from monitor.storage.schema import reviewers, service_secrets
 
 TOKEN_PREFIX = "wkr_"
 
@@ -94,6 +97,20 @@ class ReviewerRegistry:
                                        reviewers.c.created_at).order_by(reviewers.c.name)).all()
         return [Reviewer(*row) for row in rows]
 
+    def revoke_sessions(self, name: str, now: datetime | None = None) -> None:
+        """End every session of ``name`` now (their token still signs in again)."""
+        with self._engine.begin() as conn:
+            done = conn.execute(update(reviewers).where(reviewers.c.name == name)
+                                .values(sessions_not_before=now or datetime.now(UTC)))
+        if done.rowcount == 0:
+            raise ReviewerError(f"no reviewer named {name!r}")
+
+    def end_sessions(self, reviewer_id: int, now: datetime | None = None) -> None:
+        """Sign-out: every session of this reviewer, on every server, ends now."""
+        with self._engine.begin() as conn:
+            conn.execute(update(reviewers).where(reviewers.c.id == reviewer_id)
+                         .values(sessions_not_before=now or datetime.now(UTC)))
+
     def disable(self, name: str) -> None:
         """Revoke a reviewer's token and sessions; their labels stay."""
         with self._engine.begin() as conn:
@@ -113,13 +130,61 @@ class ReviewerRegistry:
                 found = Reviewer(row.id, row.name, row.active, row.created_at)
         return found
 
-    def _token_hash(self, reviewer_id: int) -> tuple[Reviewer, str] | None:
+    def _token_hash(self, reviewer_id: int) -> tuple[Reviewer, str, float] | None:
+        """The active reviewer, their token hash and the time (epoch s) before which sessions are void."""
         with self._engine.connect() as conn:
             row = conn.execute(select(reviewers).where(reviewers.c.id == reviewer_id,
                                                        reviewers.c.active.is_(True))).first()
         if row is None:
             return None
-        return Reviewer(row.id, row.name, row.active, row.created_at), row.token_hash
+        not_before = as_utc(row.sessions_not_before).timestamp() if row.sessions_not_before else 0.0
+        return Reviewer(row.id, row.name, row.active, row.created_at), row.token_hash, not_before
+
+
+def service_secret(engine: Engine, name: str) -> bytes:
+    """The stored random secret ``name``, made on first use; two servers starting at once agree on one."""
+    with engine.begin() as conn:
+        insert_ignore(conn, service_secrets, [{"name": name, "value": secrets.token_hex(32),
+                                               "created_at": datetime.now(UTC)}])
+        return str(conn.execute(select(service_secrets.c.value).where(service_secrets.c.name == name))
+                   .scalar_one()).encode()
+
+
+class LoginLimit:
+    """At most ``allowed`` failed sign-ins per client address in a sliding ``window_s``: a token carries 256
+    bits, so this is not what keeps it safe, but it keeps a guessing script from filling the log and the
+    database's CPU. In memory, per server process.
+
+    >>> limit = LoginLimit(2, 60.0)
+    >>> limit.failed("a", now=0.0); limit.failed("a", now=1.0)
+    >>> limit.wait_s("a", now=2.0), limit.wait_s("b", now=2.0), limit.wait_s("a", now=61.0)
+    (58.0, 0.0, 0.0)
+    """
+
+    def __init__(self, allowed: int, window_s: float) -> None:
+        self.allowed = allowed
+        self.window_s = window_s
+        self._failures: dict[str, list[float]] = {}
+
+    def _recent(self, client: str, now: float) -> list[float]:
+        recent = [t for t in self._failures.get(client, ()) if t > now - self.window_s]
+        if recent:
+            self._failures[client] = recent
+        else:
+            self._failures.pop(client, None)
+        return recent
+
+    def failed(self, client: str, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        self._failures[client] = [*self._recent(client, now), now]
+        if len(self._failures) > 10_000:  # many addresses: forget the quietest rather than grow
+            self._failures.pop(next(iter(self._failures)))
+
+    def wait_s(self, client: str, now: float | None = None) -> float:
+        """Seconds until ``client`` may try again (0: now)."""
+        now = time.monotonic() if now is None else now
+        recent = self._recent(client, now)
+        return recent[-self.allowed] + self.window_s - now if len(recent) >= self.allowed else 0.0
 
 
 def _b64(raw: bytes) -> str:
@@ -129,7 +194,9 @@ def _b64(raw: bytes) -> str:
 class Sessions:
     """Signed session cookies and the CSRF tokens derived from them."""
 
-    def __init__(self, registry: ReviewerRegistry, secret: bytes = b"", ttl_s: float = 12 * 3600) -> None:
+    def __init__(self, registry: ReviewerRegistry, secret: bytes, ttl_s: float = 12 * 3600) -> None:
+        if len(secret) < 6:
+            raise ValueError("a session secret is required (configured, or `service_secret`)")
         self._registry = registry
         self._secret = secret
         self._ttl_s = ttl_s
@@ -141,21 +208,29 @@ class Sessions:
         found = self._registry._token_hash(reviewer.id)
         if found is None:
             raise ReviewerError("reviewer is not active")
-        expiry = int((now or time.time()) + self._ttl_s)
+        expiry = int(((now or time.time()) + self._ttl_s) * 1000)  # milliseconds: a sign-out voids it at once
         body = f"{reviewer.id}.{expiry}"
         return f"{body}.{_b64(hmac.digest(self._key(found[1]), body.encode(), 'sha256'))}"
 
     def check(self, cookie: str, now: float | None = None) -> Reviewer | None:
-        """The reviewer a cookie belongs to, or None if it is forged, expired or revoked."""
+        """The reviewer a cookie belongs to, or None if it is forged, expired, signed out or revoked.
+
+        The expiry is trusted no further than ``ttl_s`` from now (a cookie claiming ten years is refused),
+        and the cookie was issued ``ttl_s`` before its expiry: one issued at or before the reviewer's
+        ``sessions_not_before`` is void."""
         parts = cookie.split(".")
-        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit():
+        if len(parts) != 3 or not parts[0].isdigit() or not parts[1].isdigit() or len(parts[1]) > 15:
             return None
-        if int(parts[1]) < (now or time.time()):
+        now = now or time.time()
+        expiry = int(parts[1]) / 1000
+        if expiry < now or expiry > now + self._ttl_s + 1:
             return None
         found = self._registry._token_hash(int(parts[0]))
         if found is None:
             return None
-        reviewer, token_hash = found
+        reviewer, token_hash, not_before = found
+        if expiry - self._ttl_s <= not_before:
+            return None
         body = f"{parts[0]}.{parts[1]}"
         expected = _b64(hmac.digest(self._key(token_hash), body.encode(), "sha256"))
         return reviewer if hmac.compare_digest(expected, parts[2]) else None

@@ -268,6 +268,17 @@ reviewers = Table(
     Column("token_hash", String(200), nullable=False),
     Column("created_at", Ts, nullable=False),
     Column("active", Boolean, nullable=False, default=True),
+    Column("sessions_not_before", Ts,
+           comment="sessions issued at or before this time are void (sign-out, `watchkeeper reviewer revoke`)"),
+)
+
+service_secrets = Table(
+    "service_secrets",
+    metadata,
+    Column("name", String(64), primary_key=True, comment="what the secret keys, e.g. review_session"),
+    Column("value", String(200), nullable=False, comment="random, made on first use when none is configured"),
+    Column("created_at", Ts, nullable=False),
+    comment="Keys Watchkeeper made for itself (not for analysts; the read-only role cannot see this table).",
 )
 
 samples = Table(

@@ -83,3 +83,30 @@ def test_a_form_posted_without_the_session_token_is_refused(server):
     assert forged.status_code == 403
     assert ana.get("/export?format=jsonl").text == ""
     assert "frame-ancestors 'none'" in page.headers["content-security-policy"]
+
+
+def test_signing_out_ends_the_session_a_copied_cookie_is_refused_after(server):
+    """Sign out on one device: the cookie taken before (a shared machine, a stolen copy) stops working too."""
+    base, db = server
+    ana = _login(base, db.tokens["ana"])
+    copied = httpx.Client(base_url=base, timeout=10, cookies={"wk_session": ana.cookies["wk_session"]})
+    assert copied.get("/", follow_redirects=False).status_code == 200
+    page = ana.get("/")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)[1]
+    assert ana.post("/logout", data={"csrf": csrf}, follow_redirects=False).status_code == 303
+    assert copied.get("/", follow_redirects=False).status_code == 303
+    assert _login(base, db.tokens["ana"]).get("/", follow_redirects=False).status_code == 200
+
+
+def test_a_guessing_client_is_slowed_and_odd_sample_ids_are_404s(server):
+    base, db = server
+    anon = httpx.Client(base_url=base, timeout=10)
+    statuses = []
+    for _ in range(11):
+        form = anon.get("/login")
+        nonce = re.search(r'name="nonce" value="([^"]+)"', form.text)
+        statuses.append(anon.post("/login", data={"token": "wkr_guess", "nonce": nonce[1] if nonce else ""})
+                        .status_code)
+    assert statuses[:10] == [401] * 10 and statuses[10] == 429
+    huge = httpx.Client(base_url=base, timeout=10, headers={"Authorization": f"Bearer {db.tokens['ana']}"})
+    assert huge.get("/samples/99999999999999999999").status_code == 404
