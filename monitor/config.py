@@ -132,9 +132,26 @@ class ReviewConfig(Section):
     serve_in_daemon: bool = False
     session_hours: Annotated[float, Field(gt=0)] = 12.0
     session_secret: SecretStr | None = None
-    """Mixed into session-cookie signatures; cookies are also keyed by the reviewer's token hash."""
+    """Signs session cookies (with the reviewer's token hash). Unset: a random key made on first use and kept
+    in the database (``service_secrets``), shared by every server on that database."""
+    certfile: str | None = None
+    """PEM certificate (chain) to serve the page over HTTPS; needs ``keyfile``. Or put a TLS proxy in front."""
+    keyfile: str | None = None
+    trusted_proxies: list[str] = ["127.0.0.1"]
+    """Addresses whose ``X-Forwarded-For``/``-Proto`` are believed (a TLS proxy on another host goes here, so
+    cookies keep ``Secure`` and HSTS is sent). ``*`` trusts every peer: only behind a proxy you control."""
     estimate_days: Annotated[int, Field(ge=1)] = 7
     confidence: Annotated[float, Field(gt=0.5, lt=1)] = 0.95
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ReviewConfig:
+        if (self.certfile is None) != (self.keyfile is None):
+            raise ValueError("certfile and keyfile go together: set both, or neither")
+        for key in ("certfile", "keyfile"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{key}: no such file {path!r}")
+        return self
 
     @field_validator("verdicts")
     @classmethod

@@ -31,17 +31,33 @@ def review() -> None:
 @config_option
 @click.option("--host", default=None, help="Interface to listen on (default: review.host).")
 @click.option("--port", type=int, default=None, help="Port (default: review.port).")
-def serve(config_path: str | None, host: str | None, port: int | None) -> None:
+@click.option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM certificate: serve HTTPS (default: review.certfile).")
+@click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="PEM private key for --certfile (default: review.keyfile).")
+def serve(config_path: str | None, host: str | None, port: int | None, certfile: str | None,
+          keyfile: str | None) -> None:
     """Serve the review page until interrupted."""
     import uvicorn
 
     from monitor.review.app import create_app
 
     config, engine = _setup(config_path)
-    host = host or config.review.host
-    port = config.review.port if port is None else port
-    click.echo(f"review page on http://{host}:{port}/", err=True)
-    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning")
+    review = config.review
+    if (certfile is None) != (keyfile is None):
+        raise click.UsageError("--certfile and --keyfile go together")
+    certfile, keyfile = certfile or review.certfile, keyfile or review.keyfile
+    host = host or review.host
+    port = review.port if port is None else port
+    scheme = "https" if certfile else "http"
+    if not certfile and host not in ("127.0.0.1", "localhost", "::1"):
+        click.echo(f"watchkeeper: WARNING: plain HTTP on {host}: reviewer tokens, cookies and prompts cross the "
+                   "network in clear. Use --certfile/--keyfile, or a TLS proxy listed in review.trusted_proxies.",
+                   err=True)
+    click.echo(f"review page on {scheme}://{host}:{port}/", err=True)
+    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning",
+                ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=True,
+                forwarded_allow_ips=",".join(review.trusted_proxies))
 
 
 @click.group()

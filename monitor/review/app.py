@@ -57,6 +57,8 @@ _HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+_HSTS = (b"strict-transport-security", b"max-age=31536000")
+"""Sent over HTTPS only (directly, or from a trusted proxy that says so)."""
 
 
 class _SecurityHeaders:
@@ -66,9 +68,11 @@ class _SecurityHeaders:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        extra = [*_HEADERS, _HSTS] if scope.get("scheme") == "https" else _HEADERS
+
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + _HEADERS
+                message["headers"] = list(message.get("headers", [])) + extra
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
@@ -114,6 +118,7 @@ class ReviewApp:
             Route("/", self._auth(self.index)),
             Route("/samples/{sample_id:int}", self._auth(self.sample)),
             Route("/samples/{sample_id:int}/label", self._auth(self.label), methods=["POST"]),
+            Route("/records/{record_id}", self._auth(self.record)),
             Route("/estimates", self._auth(self.estimates)),
             Route("/export", self._auth(self.export)),
             Route("/login", self.login_form, methods=["GET"]),
@@ -236,9 +241,12 @@ class ReviewApp:
         form = await self._form(request, cookie)
         if form is None:
             return PlainTextResponse("bad form token", 403)
-        verdict = str(form.get("verdict", ""))
+        verdicts, note = form.getlist("verdict"), form.get("note", "")
+        if len(verdicts) != 1 or not isinstance(verdicts[0], str) or not isinstance(note, str) \
+                or not all(isinstance(t, str) for t in form.getlist("tag")):
+            return PlainTextResponse("one verdict, text tags and a text note are expected", 400)
+        verdict = verdicts[0]
         tags = [str(t) for t in form.getlist("tag")]
-        note = str(form.get("note", ""))
         try:
             ok = await run_in_threadpool(self.queue.label, reviewer.id, sample_id, verdict, tags, note)
         except LabelError as exc:
@@ -247,6 +255,13 @@ class ReviewApp:
         if not ok:
             return PlainTextResponse("no such sample in your queue", 404)
         return RedirectResponse("/", 303)
+
+    async def record(self, request: Request, reviewer: Reviewer, cookie: str | None) -> Response:
+        """Where an alert's example links point: the record's sample in this reviewer's queue."""
+        sample_id = await run_in_threadpool(self.queue.sample_of, reviewer.id, request.path_params["record_id"])
+        if sample_id is None:
+            return PlainTextResponse("this record is not in your review queue", 404)
+        return RedirectResponse(f"/samples/{sample_id}", 303)
 
     async def estimates(self, request: Request, reviewer: Reviewer, cookie: str | None) -> Response:
         days = self.config.review.estimate_days
@@ -295,10 +310,14 @@ class ReviewServer:
     """
 
     def __init__(self, engine: Engine, config: Config, host: str | None = None, port: int | None = None):
+        review = config.review
         self._uvicorn = uvicorn.Server(uvicorn.Config(
-            create_app(engine, config), host=host or config.review.host,
-            port=config.review.port if port is None else port, log_level="warning", lifespan="off",
+            create_app(engine, config), host=host or review.host,
+            port=review.port if port is None else port, log_level="warning", lifespan="off",
+            ssl_certfile=review.certfile, ssl_keyfile=review.keyfile,
+            proxy_headers=True, forwarded_allow_ips=",".join(review.trusted_proxies),
         ))
+        self.url = f"{'https' if review.certfile else 'http'}://{host or review.host}"
         self._thread: threading.Thread | None = None
 
     @property

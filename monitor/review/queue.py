@@ -169,6 +169,15 @@ class ReviewQueue:
             .where(samples.c.id == sample_id, sample_assignments.c.reviewer_id == reviewer_id)
         ).first()
 
+    def sample_of(self, reviewer_id: int, record_id: str) -> int | None:
+        """This reviewer's sample of ``record_id`` (the first one), or None if none was assigned to them."""
+        with self._engine.connect() as conn:
+            return conn.execute(
+                select(samples.c.id).join(sample_assignments, sample_assignments.c.sample_id == samples.c.id)
+                .where(samples.c.record_id == record_id, sample_assignments.c.reviewer_id == reviewer_id)
+                .order_by(samples.c.id).limit(1)
+            ).scalar()
+
     def view(self, reviewer_id: int, sample_id: int) -> SampleView | None:
         """The sample as this reviewer may see it, or None if it is not theirs."""
         with self._engine.connect() as conn:
@@ -218,10 +227,10 @@ class ReviewQueue:
               note: str = "", now: datetime | None = None) -> bool:
         """Record (or replace) this reviewer's label for the sample's record. False if not theirs."""
         if verdict not in self._config.verdicts:
-            raise LabelError(f"unknown verdict {verdict!r}")
+            raise LabelError(f"unknown verdict (choose one of {', '.join(self._config.verdicts)})")
         unknown = set(tags) - set(self._config.tags)
         if unknown:
-            raise LabelError(f"unknown tags {sorted(unknown)}")
+            raise LabelError(f"unknown tags (choose from {', '.join(self._config.tags)})")
         note = note.strip() if self._config.note else ""
         if len(note) > MAX_NOTE_CHARS:
             raise LabelError(f"note longer than {MAX_NOTE_CHARS} characters")

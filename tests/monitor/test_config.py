@@ -100,3 +100,13 @@ def test_durations_read_the_same_in_the_file_and_on_the_command_line(tmp_path):
     config = load_config(path, env={})
     assert config.alerts.repeat_interval == parse_duration("1h30m") == timedelta(minutes=90)
     assert config.retention.records_max_age == parse_duration("7d")
+
+
+def test_a_review_certificate_without_its_key_or_missing_is_one_clear_line(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text(f'[review]\ncertfile = "{tmp_path / "cert.pem"}"\n')
+    with pytest.raises(ConfigError, match="certfile and keyfile go together"):
+        load_config(path, env={})
+    path.write_text(f'[review]\ncertfile = "{tmp_path / "c.pem"}"\nkeyfile = "{tmp_path / "k.pem"}"\n')
+    with pytest.raises(ConfigError, match="certfile: no such file"):
+        load_config(path, env={})
