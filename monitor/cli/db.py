@@ -23,3 +23,36 @@ def upgrade(config_path: str | None, revision: str) -> None:
     config = load(config_path)
     do_upgrade(config.database.url, revision)
     click.echo(f"database {redacted_url(config.database.url)} is at {revision}")
+
+
+@db.command()
+@config_option
+@click.option("--analyst", default="watchkeeper_analyst", show_default=True, help="The read-only role.")
+@click.option("--review-server", default="watchkeeper_review", show_default=True,
+              help="The review page's own role.")
+@click.option("--apply", is_flag=True, help="Run the statements (needs CREATEROLE and GRANT rights).")
+def roles(config_path: str | None, analyst: str, review_server: str, apply: bool) -> None:
+    """Least-privilege Postgres roles: print their SQL, or create and grant them with --apply."""
+    from sqlalchemy import text
+
+    from monitor.storage.db import make_engine, redacted_url
+    from monitor.storage.roles import role_statements
+
+    try:
+        statements = role_statements(analyst, review_server)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not apply:
+        click.echo(";\n".join(statements) + ";")
+        return
+    config = load(config_path)
+    if not config.database.url.startswith("postgresql"):
+        raise click.ClickException("roles exist on Postgres only; this database is not Postgres")
+    engine = make_engine(config.database.url)
+    try:
+        with engine.begin() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+    click.echo(f"roles {analyst} and {review_server} granted on {redacted_url(config.database.url)}")
