@@ -3,7 +3,8 @@
 What each function promises (B minus A throughout, two-sided, at ``confidence``):
 
 * `diff_of_proportions` — Newcombe's hybrid score interval (his method 10) built from the two Wilson
-  intervals, and the pooled two-proportion z-test (the score test) for the p-value. Counts may be
+  intervals, and the pooled two-proportion z-test (the score test) for the p-value; Fisher's exact test
+  instead when an expected count is under 10 (rare events: leaks), where the z-test rejects too often. Counts may be
   fractional (a weighted share at Kish's effective sample size), so review accuracy uses the same function.
 * `quantile_interval` — the distribution-free interval for one quantile from two order statistics chosen with
   the binomial distribution (coverage at least ``confidence`` for continuous data).
@@ -70,6 +71,14 @@ def newcombe(p_a: float, low_a: float, high_a: float, p_b: float, low_b: float, 
     return diff, max(-1.0, low), min(1.0, high)
 
 
+def _exact_needed(x_a: float, n_a: float, x_b: float, n_b: float) -> bool:
+    """Whole counts with an expected cell under 10: the z-test is too eager there, Fisher's exact test not."""
+    if any(v != int(v) for v in (x_a, n_a, x_b, n_b)):
+        return False
+    pooled = (x_a + x_b) / (n_a + n_b)
+    return min(n_a, n_b) * min(pooled, 1.0 - pooled) < 10
+
+
 def diff_of_proportions(x_a: float, n_a: float, x_b: float, n_b: float, confidence: float = 0.95) -> Difference:
     """``x_b/n_b - x_a/n_a`` with Newcombe's interval and the pooled z-test's p-value.
 
@@ -85,7 +94,13 @@ def diff_of_proportions(x_a: float, n_a: float, x_b: float, n_b: float, confiden
     diff, low, high = newcombe(p_a, *wilson(x_a, n_a, confidence), p_b, *wilson(x_b, n_b, confidence))
     pooled = (x_a + x_b) / (n_a + n_b)
     se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n_a + 1.0 / n_b))
-    p = 1.0 if se == 0.0 else _two_sided_p(diff / se)  # se 0: both sides all 0 or all 1, no evidence
+    if se == 0.0:  # both sides all 0 or all 1: no evidence of a difference
+        p = 1.0
+    elif _exact_needed(x_a, n_a, x_b, n_b):
+        table = [[int(x_a), int(n_a - x_a)], [int(x_b), int(n_b - x_b)]]
+        p = float(sps.fisher_exact(table).pvalue)
+    else:
+        p = _two_sided_p(diff / se)
     return Difference(p_a, p_b, diff, low, high, p)
 
 
@@ -114,34 +129,47 @@ def quantile_interval(values: np.ndarray, q: float, confidence: float = 0.95
     return float(np.quantile(ordered, q)), float(ordered[low_rank - 1]), float(ordered[high_rank - 1]), coverage
 
 
+def _jittered(values: np.ndarray) -> np.ndarray:
+    """Integer-valued data plus Uniform[0, 1) noise (seeded by the data, so a result is reproducible);
+    other data unchanged. Order statistics of heavily tied data (token counts) give intervals of zero width,
+    and then any difference looks certain; jittered counts are continuous, and their quantiles determine
+    the counts' (Machado & Santos Silva, 2005: Q_y(q) = ceil(Q_z(q)) - 1)."""
+    if len(values) == 0 or not np.all(np.floor(values) == values):
+        return values
+    rng = np.random.default_rng([len(values), int(np.sum(values) % 2**32)])
+    return values + rng.random(len(values))
+
+
 def diff_of_quantiles(a: np.ndarray, b: np.ndarray, q: float, confidence: float = 0.95) -> Difference:
     """``quantile_q(b) - quantile_q(a)`` with Price & Bonett's interval and the matching z-test p-value.
 
     Each side's standard error is (x(u) - x(l)) / (2·z*), z* the normal quantile of the *achieved* coverage
-    of its order-statistic interval. When both sides' intervals have zero width (many ties: integer token
-    counts) the difference is exact: p is 1 if it is 0, else 0.
+    of its order-statistic interval. For integer-valued data the interval and the test are computed on the
+    jittered values (see `_jittered`), centred on the jittered difference; ``a``, ``b`` and ``diff`` are
+    always the plain sample quantiles.
 
     >>> rng = np.random.default_rng(1)
     >>> d = diff_of_quantiles(rng.normal(100, 10, 2000), rng.normal(110, 10, 2000), 0.5)
     >>> round(d.diff), d.ci_low > 5, d.p_value < 1e-6
     (10, True, True)
     """
-    side_a, side_b = quantile_interval(a, q, confidence), quantile_interval(b, q, confidence)
     est_a = float(np.quantile(a, q)) if len(a) else None
     est_b = float(np.quantile(b, q)) if len(b) else None
-    if side_a is None or side_b is None or est_a is None or est_b is None:
-        diff = est_b - est_a if est_a is not None and est_b is not None else None
+    diff = est_b - est_a if est_a is not None and est_b is not None else None
+    ja, jb = _jittered(a), _jittered(b)
+    side_a, side_b = quantile_interval(ja, q, confidence), quantile_interval(jb, q, confidence)
+    if side_a is None or side_b is None or diff is None:
         return Difference(est_a, est_b, diff, None, None, None)
     se2 = 0.0
     for _, low, high, coverage in (side_a, side_b):
         z_star = _NORMAL.inv_cdf(0.5 + min(coverage, 1.0 - 1e-12) / 2.0)
         se2 += ((high - low) / (2.0 * z_star)) ** 2
-    diff = est_b - est_a
+    centre = side_b[0] - side_a[0]
     se = math.sqrt(se2)
-    if se == 0.0:
+    if se == 0.0:  # both sides constant and not integers: the difference is exact
         return Difference(est_a, est_b, diff, diff, diff, 1.0 if diff == 0 else 0.0)
     half = _z(confidence) * se
-    return Difference(est_a, est_b, diff, diff - half, diff + half, _two_sided_p(diff / se))
+    return Difference(est_a, est_b, diff, centre - half, centre + half, _two_sided_p(centre / se))
 
 
 def rank_test(a: np.ndarray, b: np.ndarray) -> float | None:
