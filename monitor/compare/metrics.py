@@ -173,13 +173,13 @@ def _rates(toxic_at: float, low_feedback_below: float) -> list[_Rate]:
     def is_one(v: np.ndarray) -> np.ndarray:
         return v == 1.0
     return [
-        _Rate("error_rate", "errors", "error", is_one),
-        _Rate("refusal_rate", "refusals", "refusal", is_one),
-        _Rate("truncation_rate", "truncated answers", "truncated", is_one),
-        _Rate("toxic_rate", "toxic responses", "toxicity", lambda v: v >= toxic_at),
-        _Rate("pii_leak_rate", "responses with personal data", "pii_leak", is_one),
-        _Rate("secret_leak_rate", "responses with a credential", "secret_leak", is_one),
-        _Rate("low_feedback_rate", "low feedback", "feedback", lambda v: v < low_feedback_below),
+        _Rate("error_rate", "error rate", "error", is_one),
+        _Rate("refusal_rate", "refusal rate", "refusal", is_one),
+        _Rate("truncation_rate", "truncation rate", "truncated", is_one),
+        _Rate("toxic_rate", "toxic-response rate", "toxicity", lambda v: v >= toxic_at),
+        _Rate("pii_leak_rate", "personal-data leak rate", "pii_leak", is_one),
+        _Rate("secret_leak_rate", "credential leak rate", "secret_leak", is_one),
+        _Rate("low_feedback_rate", "low-feedback rate", "feedback", lambda v: v < low_feedback_below),
     ]
 
 
@@ -192,7 +192,7 @@ def _rate_row(rate: _Rate, a: Side, b: Side, app: str, confidence: float) -> tup
     va, vb = a.columns[rate.column], b.columns[rate.column]
     va, vb = va[~np.isnan(va)], vb[~np.isnan(vb)]
     d = diff_of_proportions(float(rate.test(va).sum()), len(va), float(rate.test(vb).sum()), len(vb), confidence)
-    return (rate.name, f"{rate.label} (share)", "rate", "share", "lower", app, d, len(va), len(vb),
+    return (rate.name, rate.label, "rate", "share", "lower", app, d, len(va), len(vb),
             "newcombe interval, pooled z-test")
 
 

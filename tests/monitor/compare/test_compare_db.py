@@ -112,7 +112,7 @@ def test_html_report_says_what_is_worse_in_words(ab_db: str, tmp_path: Path) -> 
     assert code == 0
     page = out_path.read_text()
     worse = page.split("Where m-v2 is worse")[1].split("<h2>")[0]
-    assert "m-v2 has higher refusals (share)" in worse and "higher median latency" in worse
+    assert "m-v2 has higher refusal rate" in worse and "higher median latency" in worse
     assert "almost certainly real" in worse
     assert "error" not in worse
 
