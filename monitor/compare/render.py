@@ -44,6 +44,17 @@ def _shares(counts: dict[str, int]) -> str:
     return ", ".join(f"{_app(k)} {v / total:.0%}" for k, v in sorted(counts.items(), key=lambda kv: -kv[1]))
 
 
+def worse_sentence(metric: dict[str, Any]) -> str:
+    """One worse metric, from its JSON form, as the on-call reads it: "refusal rate 6.03% against 1.59% (3.8×)
+    in support-bot"."""
+    fields = {k: metric.get(k) for k in Metric.__dataclass_fields__}
+    m = Metric(**fields)  # type: ignore[arg-type]
+    where = "" if m.app == ALL else f" in {_app(m.app)}"
+    ratio = m.ratio
+    times = f" ({ratio:.1f}×)" if ratio is not None and m.unit == "share" and (ratio >= 1.5 or ratio <= 0.67) else ""
+    return f"{m.label} {_value(m, m.b)} against {_value(m, m.a)}{times}{where}"
+
+
 def to_json(comparison: Comparison) -> str:
     """One JSON object; ``metrics`` items carry name, a, b, diff, ci_low, ci_high, p_value, significant…"""
     return json.dumps(comparison.as_dict(), indent=2, default=str)
