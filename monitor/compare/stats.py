@@ -26,13 +26,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
+from types import ModuleType
 
 import numpy as np
-from scipy import stats as sps
 
 from monitor.review.estimates import wilson
 
 _NORMAL = NormalDist()
+
+
+def _scipy_stats() -> ModuleType:
+    """scipy.stats, imported on first use: it takes a second or more to import, and the daemon (which
+    registers the guardrail rule and job) and ``watchkeeper --help`` should not pay for it unless they compare."""
+    from scipy import stats
+
+    return stats
 
 
 def _z(confidence: float) -> float:
@@ -98,7 +106,7 @@ def diff_of_proportions(x_a: float, n_a: float, x_b: float, n_b: float, confiden
         p = 1.0
     elif _exact_needed(x_a, n_a, x_b, n_b):
         table = [[int(x_a), int(n_a - x_a)], [int(x_b), int(n_b - x_b)]]
-        p = float(sps.fisher_exact(table).pvalue)
+        p = float(_scipy_stats().fisher_exact(table).pvalue)
     else:
         p = _two_sided_p(diff / se)
     return Difference(p_a, p_b, diff, low, high, p)
@@ -119,6 +127,7 @@ def quantile_interval(values: np.ndarray, q: float, confidence: float = 0.95
     n = len(values)
     if n == 0:
         return None
+    sps = _scipy_stats()
     alpha = 1.0 - confidence
     low_rank = int(sps.binom.ppf(alpha / 2.0, n, q))  # P(B < low_rank) <= alpha/2
     high_rank = int(sps.binom.ppf(1.0 - alpha / 2.0, n, q)) + 1
@@ -183,7 +192,7 @@ def rank_test(a: np.ndarray, b: np.ndarray) -> float | None:
         return None
     if np.all(a == a[0]) and np.all(b == a[0]):
         return 1.0
-    return float(sps.mannwhitneyu(b, a, alternative="two-sided", method="asymptotic").pvalue)
+    return float(_scipy_stats().mannwhitneyu(b, a, alternative="two-sided", method="asymptotic").pvalue)
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -218,4 +227,4 @@ def mix_test(counts_a: dict[str, int], counts_b: dict[str, int]) -> float | None
     table = table[:, table.sum(axis=0) > 0]
     if table.shape[1] < 2:
         return None
-    return float(sps.chi2_contingency(table, correction=False).pvalue)
+    return float(_scipy_stats().chi2_contingency(table, correction=False).pvalue)
