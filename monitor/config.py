@@ -318,8 +318,46 @@ class ShadowConfig(Section):
 RULE_KINDS: tuple[str, ...] = (
     "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
     "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
+    "compare_guardrail",
 )
 """What ``kind = "…"`` may say in ``[alerts.rules.NAME]``: the configuration's side of the rule registry."""
+
+
+GUARDED_METRICS = ["error_rate", "refusal_rate", "truncation_rate", "toxic_rate", "pii_leak_rate",
+                   "secret_leak_rate", "low_feedback_rate", "latency_ms.median", "latency_ms.p95",
+                   "review_accuracy", "shadow_agreement"]
+
+
+class CompareConfig(Section):
+    """A guardrail for a model rollout (monitor/jobs/compare.py): every ``interval`` the ``candidate`` is compared
+    with the ``baseline`` over the last ``window`` (as `watchkeeper compare` does, within each app too), the
+    result is kept in `reports` (kind ``compare``), and the ``compare_guardrail`` alert rule fires while the
+    candidate is significantly worse on a guarded metric. Off unless both models are named."""
+
+    candidate: str | None = None
+    baseline: str | None = None
+    interval: Duration = timedelta(hours=1)
+    window: Duration = timedelta(days=1)
+    by_app: bool = True
+    """Also compare within each app both models served (one Holm family over everything)."""
+    alpha: Annotated[float, Field(gt=0, lt=0.5)] = 0.05
+    min_records: Annotated[int, Field(ge=1)] = 200
+    """Records each model needs in the window before a comparison is made."""
+    guarded: Annotated[list[str], Field(min_length=1)] = GUARDED_METRICS
+    """Metric names (as in `watchkeeper compare --format json`; ``shadow_agreement`` covers every reference)
+    whose significant worsening alerts."""
+
+    @model_validator(mode="after")
+    def _pair(self) -> CompareConfig:
+        if (self.candidate is None) != (self.baseline is None):
+            raise ValueError("set both candidate and baseline, or neither")
+        if self.candidate is not None and self.candidate == self.baseline:
+            raise ValueError("candidate and baseline must be different models")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return self.candidate is not None
 
 
 class AlertRuleConfig(Section):
@@ -395,6 +433,9 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
     "consumer_lag": {"kind": "consumer_lag", "severity": "critical", "window": "2m", "threshold": 100_000},
     "no_traffic": {"kind": "no_traffic", "severity": "critical", "window": "5m", "min_samples": 10,
                    "baseline": "1h"},
+    # The [compare] guardrail: the candidate model significantly worse than the baseline in the newest
+    # comparison made within `window`. Silent unless [compare] names both models.
+    "candidate_worse": {"kind": "compare_guardrail", "severity": "warning", "window": "2h"},
 }
 _DEFAULT_INHIBIT = [{
     "source": ["no_traffic", "consumer_lag"],
@@ -504,6 +545,7 @@ class Config(Section):
     rollups: RollupsConfig = RollupsConfig()
     shadow: ShadowConfig = ShadowConfig()
     drift: DriftConfig = DriftConfig()
+    compare: CompareConfig = CompareConfig()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
 

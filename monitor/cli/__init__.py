@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "reviewer": ("review", "reviewer"),
     "labels": ("review", "labels"),
     "shadow": ("shadow", "shadow"),
+    "compare": ("compare", "compare"),
 }
 
 

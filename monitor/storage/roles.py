@@ -25,7 +25,8 @@ ANALYST_HIDDEN: dict[str, tuple[str, ...]] = {
 """Tables analysts read except these columns (granted column by column)."""
 ANALYST_NONE = frozenset({"service_secrets", "scheduler_locks", "alert_outbox", "detector_state"})
 """Tables analysts cannot read at all."""
-VIEWS = ("review_record_verdicts", "review_accuracy_daily", "review_label_pairs", "review_agreement")
+VIEWS = ("review_record_verdicts", "review_accuracy_daily", "review_label_pairs", "review_agreement",
+         "model_comparison_daily")
 
 REVIEW_SERVER: dict[str, str] = {
     "records": "SELECT", "detections": "SELECT", "shadow_comparisons": "SELECT", "samples": "SELECT",

@@ -27,6 +27,7 @@ The rules live in one module per family; importing this package registers them a
 - `drift`: `Drift`;
 - `accuracy`: `Accuracy`, from reviewers' labels;
 - `shadow`: `ShadowAgreement`, against a shadow reference model;
+- `compare`: `CandidateWorse`, the ``[compare]`` rollout guardrail (reads the scheduled comparisons);
 - `health`: `DeadLetterRate`, `ConsumerLag`, `NoTraffic` — the pipeline itself.
 
 `Evidence`, what a firing rule returns, is in `monitor.alerts.evidence`.
@@ -43,6 +44,7 @@ from detectors.config import TOXIC_AT
 from monitor.alerts.evidence import Evidence
 from monitor.alerts.rules.accuracy import Accuracy
 from monitor.alerts.rules.base import EXAMPLES, GLOBAL, MINUTE, RULES, Rule, register
+from monitor.alerts.rules.compare import CandidateWorse
 from monitor.alerts.rules.drift import Drift, stream_scope
 from monitor.alerts.rules.health import ConsumerLag, DeadLetterRate, NoTraffic
 from monitor.alerts.rules.latency import LatencyP95
@@ -58,6 +60,7 @@ __all__ = [
     "MINUTE",
     "RULES",
     "Accuracy",
+    "CandidateWorse",
     "ConsumerLag",
     "DeadLetterRate",
     "Drift",

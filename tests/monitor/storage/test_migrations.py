@@ -42,3 +42,20 @@ def test_leak_counters_come_and_go_with_their_migration(migrated_db_url: str) ->
         assert {"pii_in_response", "secret_in_response"} <= columns
     finally:
         engine.dispose()
+
+
+def test_model_comparison_view_comes_and_goes_with_its_migration(migrated_db_url: str) -> None:
+    """0005 adds the analysts' per-model daily view; stepping back below it removes it, and up again restores
+    it, on both databases."""
+    from alembic import command
+
+    config = alembic_config(migrated_db_url)
+    engine = make_engine(migrated_db_url)
+    try:
+        assert "model_comparison_daily" in inspect(engine).get_view_names()
+        command.downgrade(config, "0003_leak_counters")
+        assert "model_comparison_daily" not in inspect(engine).get_view_names()
+        command.upgrade(config, "head")
+        assert "model_comparison_daily" in inspect(engine).get_view_names()
+    finally:
+        engine.dispose()
