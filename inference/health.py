@@ -77,35 +77,37 @@ class Scrape:
 
 def parse_metrics(text: str) -> Scrape:
     """The metrics this module knows from Prometheus exposition text, summed over label sets (several
-    models or engines on one server add up). Unknown metrics are ignored."""
+    models or engines on one server add up). Unknown metrics are ignored. Samples are matched by their own
+    name (``…_bucket``, ``…_total``), not by the family the parser put them in: how the parser groups a
+    counter depends on its ``# TYPE`` line, which servers write differently."""
     scrape = Scrape()
     buckets: dict[str, dict[float, float]] = {}
     sums: dict[str, list[float]] = {}
     for family in text_string_to_metric_families(text):
-        name = family.name
-        if name in GAUGES:
-            key = GAUGES[name]
-            scrape.gauges[key] = scrape.gauges.get(key, 0.0) + sum(s.value for s in family.samples)
-        elif name in HISTOGRAMS:
-            key = HISTOGRAMS[name]
-            acc = sums.setdefault(key, [0.0, 0.0])
-            for s in family.samples:
-                if s.name.endswith("_bucket"):
+        for s in family.samples:
+            name = s.name
+            if name in GAUGES:
+                key = GAUGES[name]
+                scrape.gauges[key] = scrape.gauges.get(key, 0.0) + s.value
+                continue
+            base, _, suffix = name.rpartition("_")
+            if base in HISTOGRAMS:
+                key = HISTOGRAMS[base]
+                acc = sums.setdefault(key, [0.0, 0.0])
+                if suffix == "bucket":
                     le = float(s.labels["le"])
-                    buckets.setdefault(key, {})[le] = buckets.get(key, {}).get(le, 0.0) + s.value
-                elif s.name.endswith("_count"):
+                    found = buckets.setdefault(key, {})
+                    found[le] = found.get(le, 0.0) + s.value
+                elif suffix == "count":
                     acc[0] += s.value
-                elif s.name.endswith("_sum"):
+                elif suffix == "sum":
                     acc[1] += s.value
-        elif name in COUNTERS:
-            key = COUNTERS[name]
-            total = sum(s.value for s in family.samples if s.name.endswith("_total"))
-            scrape.counters[key] = scrape.counters.get(key, 0.0) + total
-        elif name == SUCCESS:
-            for s in family.samples:
-                if s.name.endswith("_total"):
-                    reason = s.labels.get("finished_reason", "unknown")
-                    scrape.finished[reason] = scrape.finished.get(reason, 0.0) + s.value
+            elif suffix == "total" and base in COUNTERS:
+                key = COUNTERS[base]
+                scrape.counters[key] = scrape.counters.get(key, 0.0) + s.value
+            elif suffix == "total" and base == SUCCESS:
+                reason = s.labels.get("finished_reason", "unknown")
+                scrape.finished[reason] = scrape.finished.get(reason, 0.0) + s.value
     for key, (count, total) in sums.items():
         scrape.histograms[key] = Histogram(count, total, tuple(sorted(buckets.get(key, {}).items())))
     return scrape
