@@ -16,7 +16,7 @@ from inference.client import EndpointSettings, OpenAIBackend
 from inference.health import Scrape, interval, scrape
 from tests.inference.vllm_server import MODEL_ALIAS, VllmServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(1200)]  # the first one waits for vLLM to start
 
 
 def backend_for(url: str, **settings: Any) -> OpenAIBackend:

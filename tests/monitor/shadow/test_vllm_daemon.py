@@ -18,7 +18,7 @@ from monitor.storage.schema import alerts, records, reference_health, samples, s
 from tests.helpers import DaemonThread, config_for, count, encode, good_record, produce, wait_for, write_config
 from tests.inference.vllm_server import MODEL_ALIAS, VllmServer
 
-pytestmark = [pytest.mark.slow, pytest.mark.vllm]
+pytestmark = [pytest.mark.slow, pytest.mark.vllm, pytest.mark.timeout(1200)]  # the first one waits for vLLM to start
 
 
 def daemon_config(db_url: str, bootstrap: str, topic: str, tmp_path: Path, url: str, per_minute: int) -> Config:
@@ -99,7 +99,7 @@ def test_records_on_kafka_are_replayed_on_vllm_and_its_health_is_recorded(
     assert any(h.generation_tokens for h in busy) and any(h.finished for h in busy)
 
 
-@pytest.mark.timeout(1200)
+@pytest.mark.timeout(1800)
 def test_vllm_stopped_mid_replay_and_restarted_loses_nothing_duplicates_nothing_and_alerts(
         vllm_server: VllmServer, migrated_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
     """60 prompts replayed at 2 a second; vLLM is stopped after a few. Ingest of 2000 more records goes on
