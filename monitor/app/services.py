@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from monitor.alerts import jobs as alert_jobs
 from monitor.config import Config
-from monitor.jobs import compare, reports, retention, rollups
+from monitor.jobs import compare, reference_health, reports, retention, rollups
 from monitor.jobs.scheduler import Job, Scheduler
 from monitor.shadow.worker import ShadowWorker
 
@@ -28,6 +28,7 @@ def build_jobs(config: Config, engine: Engine) -> tuple[list[Job], list[object]]
         *rollups.build_jobs(config),
         *retention.build_jobs(config),
         *compare.build_jobs(config),
+        *reference_health.build_jobs(config),
     ]
     owners: list[object] = []
     if config.shadow.references:

@@ -22,6 +22,7 @@ is stored with its ``error`` so it is not retried forever.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import deque
@@ -39,6 +40,7 @@ from inference.base import Backend, PermanentError, Prompt, TransientError
 from inference.budget import DailyCapReached, ReplayBudget
 from inference.client import EndpointSettings, OpenAIBackend
 from inference.compare import Comparer, Comparison, Pair, Thresholds, comparison_metrics
+from inference.guest import GuestLimit
 from inference.inprocess import InProcessBackend, InProcessSettings
 from monitor.config import Config, ReferenceConfig, ShadowConfig
 from monitor.ingest.steps.sampling import stratum_of, window_start
@@ -65,6 +67,10 @@ class ReplayStats:
     agreement_drops: int = 0
     """Drops in the agreement rate found by the drift charts (`monitor.shadow.agreement`), stored as drift events."""
     latencies_ms: list[float] = field(default_factory=list)
+    guest_backoffs: int = 0
+    """Times the replay concurrency was cut because the reference queued requests or slowed down."""
+    guest_lowest: int | None = None
+    """The lowest replay concurrency the guest limit allowed in this run (None: no guest limit)."""
 
 
 def build_backend(reference: ReferenceConfig) -> Backend:
@@ -123,7 +129,10 @@ class ShadowReplayer:
         sampling_window_s: int = 86_400,
         backoff: Backoff | None = None,
         max_consecutive_failures: int = 5,
+        guest: GuestLimit | None = None,
     ) -> None:
+        """``guest``: how many requests may be in flight given the reference's load (`GuestLimit`); None
+        leaves only the budget's ``max_concurrent``."""
         self.engine = engine
         self.backend = backend
         self.comparer = comparer
@@ -133,6 +142,7 @@ class ShadowReplayer:
         self.sampling_window_s = sampling_window_s
         self.backoff = backoff or Backoff(2.0, 120.0)
         self.max_consecutive_failures = max_consecutive_failures
+        self.guest = guest
 
     def prompt_for(self, candidate: Candidate) -> Prompt:
         return Prompt.chat(candidate.prompt) if self.replay_as == "chat" else Prompt(candidate.prompt)
@@ -163,8 +173,10 @@ class ShadowReplayer:
                     continue
                 candidate = queue.popleft()
                 try:
-                    async with self.budget.slot():
+                    async with self._guest_slot(), self.budget.slot():
                         answer = await self.backend.answer(self.prompt_for(candidate))
+                        if self.guest is not None:
+                            self.guest.observe_latency(answer.latency_ms)
                 except DailyCapReached:
                     queue.appendleft(candidate)
                     stop.append("daily cap")
@@ -194,10 +206,19 @@ class ShadowReplayer:
                 if on_progress is not None:
                     on_progress(1)
 
+        backoffs_before = self.guest.backoffs if self.guest is not None else 0
+        if self.guest is not None:
+            self.guest.lowest = self.guest.limit
         await asyncio.gather(*(worker() for _ in range(self.budget.max_concurrent)))
+        if self.guest is not None:
+            stats.guest_backoffs = self.guest.backoffs - backoffs_before
+            stats.guest_lowest = self.guest.lowest
         stats.left = len(queue)
         stats.stopped = stop[0] if stop and queue else None
         return stats
+
+    def _guest_slot(self) -> Any:
+        return self.guest.slot() if self.guest is not None else contextlib.nullcontext()
 
     def _row(self, candidate: Candidate) -> dict[str, Any]:
         return {

@@ -16,6 +16,7 @@ from detectors.base import Detector
 from inference.backoff import Backoff
 from inference.base import PermanentError, TransientError
 from inference.budget import ReplayBudget
+from inference.guest import GuestLimit
 from monitor.config import Config
 from monitor.shadow.agreement import AgreementDrift
 from monitor.shadow.candidates import select_candidates, used_today
@@ -58,12 +59,17 @@ class ShadowWorker:
         comparer = build_comparer(shadow, detectors)
         comparer.embedder.load()
         for reference in shadow.references:
+            backend = build_backend(reference)
+            probe = getattr(backend, "queue_length", None)
+            guest = GuestLimit(shadow.max_concurrent, max_waiting=shadow.guest_max_waiting,
+                               latency_factor=shadow.guest_latency_factor, probe=probe) if shadow.guest else None
             self._replayers.append(ShadowReplayer(
-                self.engine, build_backend(reference), comparer,
+                self.engine, backend, comparer,
                 ReplayBudget(shadow.prompts_per_minute, shadow.max_concurrent, shadow.daily_cap),
                 replay_as=shadow.replay_as, boost_disagreements=shadow.boost_disagreements,
                 sampling_window_s=self.config.sampling.window_s,
                 backoff=Backoff(shadow.outage_backoff_initial_s, shadow.outage_backoff_max_s),
+                guest=guest,
             ))
             if self.config.drift.enabled:
                 self._agreement[reference.model] = AgreementDrift.from_config(
@@ -100,8 +106,9 @@ class ShadowWorker:
         stats = await replayer.replay(candidates, deadline=deadline)
         if (agreement := self._agreement.get(model)) is not None:
             stats.agreement_drops = len(agreement.update())
-        log.info("shadow replay %s: %d compared, %d disagree, %d rejected, %d left%s", replayer.backend.name,
-                 stats.compared, stats.disagreed, stats.rejected, stats.left,
+        log.info("shadow replay %s: %d compared, %d disagree, %d rejected, %d left, %d guest back-offs%s",
+                 replayer.backend.name, stats.compared, stats.disagreed, stats.rejected, stats.left,
+                 stats.guest_backoffs,
                  f" ({stats.stopped})" if stats.stopped else "")
         return stats
 

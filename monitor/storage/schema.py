@@ -349,6 +349,31 @@ shadow_comparisons = Table(
     UniqueConstraint("record_id", "reference_model"),
 )
 
+reference_health = Table(
+    "reference_health",
+    metadata,
+    Column("reference", String(500), nullable=False, comment="the reference's label (its name, else its URL)"),
+    Column("ts", Ts, nullable=False, comment="when it was scraped"),
+    Column("model", String(200), nullable=False),
+    Column("up", Boolean, nullable=False, comment="/health answered 200 (or /v1/models, on servers without it)"),
+    Column("error", Text, comment="why it was counted down, or why /metrics could not be read"),
+    Column("running", Float, comment="requests in the running batch (vllm:num_requests_running)"),
+    Column("waiting", Float, comment="requests queued, not yet scheduled (vllm:num_requests_waiting)"),
+    Column("kv_cache_usage", Float, comment="KV-cache blocks in use, 0-1 (vllm:kv_cache_usage_perc)"),
+    Column("requests", Float, comment="requests finished since the previous scrape (e2e histogram count)"),
+    Column("e2e_sum_s", Float, comment="their summed end-to-end latency; mean = e2e_sum_s / requests"),
+    Column("e2e_p50_s", Float, comment="median end-to-end latency since the previous scrape"),
+    Column("e2e_p95_s", Float, comment="95th percentile end-to-end latency since the previous scrape"),
+    Column("ttft_p50_s", Float, comment="median time to first token since the previous scrape"),
+    Column("ttft_p95_s", Float, comment="95th percentile time to first token since the previous scrape"),
+    Column("generation_tokens", Float, comment="tokens generated since the previous scrape"),
+    Column("finished", Json, comment="successful requests by finish reason since the previous scrape"),
+    Column("gpu", Json, comment="NVML per GPU: memory used/total bytes, utilisation 0-1 (GPU hosts only)"),
+    PrimaryKeyConstraint("reference", "ts"),
+    comment=("The reference servers' own health, one row per scrape (`[shadow] health_interval`): up/down, "
+             "load, KV cache, latency and tokens since the previous scrape. Read by the reference_* rules."),
+)
+
 STREAM_LATENCY_BOUNDS_MS: tuple[float, ...] = tuple(10 ** (k / 10) for k in range(59))
 """Upper bounds of `stream_minutes` latency buckets: 1 ms … 631 s, ten per decade (a factor 1.26 apart).
 ``lat_00`` counts latencies under 1 ms, ``lat_NN`` those in [bound NN-1, bound NN), ``lat_59`` 631 s and

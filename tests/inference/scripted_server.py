@@ -28,6 +28,8 @@ class Script:
     then: str = "ok"
     slow_s: float = 2.0
     health: int = 200
+    metrics: str | None = None
+    """Prometheus text served at ``/metrics`` (404 when None, as llama.cpp)."""
     models: tuple[str, ...] = ("ref-model",)
     answer: Callable[[str], str] = echo
     release: threading.Event = field(default_factory=threading.Event)
@@ -59,6 +61,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         if self.path == "/health":
             self._send(self.script.health, b"{}")
+        elif self.path == "/metrics" and self.script.metrics is not None:
+            self._send(200, self.script.metrics.encode())
         elif self.path == "/v1/models":
             data = [{"id": m, "object": "model"} for m in self.script.models]
             self._send(200, json.dumps({"object": "list", "data": data}).encode())

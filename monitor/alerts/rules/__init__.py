@@ -28,7 +28,8 @@ The rules live in one module per family; importing this package registers them a
 - `accuracy`: `Accuracy`, from reviewers' labels;
 - `shadow`: `ShadowAgreement`, against a shadow reference model;
 - `compare`: `CandidateWorse`, the ``[compare]`` rollout guardrail (reads the scheduled comparisons);
-- `health`: `DeadLetterRate`, `ConsumerLag`, `NoTraffic` — the pipeline itself.
+- `health`: `DeadLetterRate`, `ConsumerLag`, `NoTraffic` — the pipeline itself;
+- `reference`: `ReferenceDown`, `ReferenceSaturated`, `ReferenceLatency` — the shadow reference server.
 
 `Evidence`, what a firing rule returns, is in `monitor.alerts.evidence`.
 
@@ -50,6 +51,7 @@ from monitor.alerts.rules.health import ConsumerLag, DeadLetterRate, NoTraffic
 from monitor.alerts.rules.latency import LatencyP95
 from monitor.alerts.rules.leaks import LeakRule, PiiInResponse, SecretInResponse
 from monitor.alerts.rules.rates import ErrorRate, RateRule, RefusalRate, ToxicityRate
+from monitor.alerts.rules.reference import ReferenceDown, ReferenceLatency, ReferenceSaturated
 from monitor.alerts.rules.shadow import ShadowAgreement
 from monitor.config import AlertsConfig
 from monitor.durations import human_duration
@@ -71,6 +73,9 @@ __all__ = [
     "NoTraffic",
     "PiiInResponse",
     "RateRule",
+    "ReferenceDown",
+    "ReferenceLatency",
+    "ReferenceSaturated",
     "RefusalRate",
     "Rule",
     "SecretInResponse",
