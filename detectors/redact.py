@@ -22,7 +22,7 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
     """``text`` with each finding's span replaced by ``[KIND]``; overlapping spans merge into one placeholder
     (a secret's kind wins over a PII kind, then the longer span's).
 
-    >>> redact("mail bob@x.io key AKIAIOSFODNN7EXAMPLE", [Finding("EMAIL", "prompt", 5, 13),
+    >>> redact("mail bob@x.io key AKIA4HKQ2ZP7LW3NXR6T", [Finding("EMAIL", "prompt", 5, 13),
     ...        Finding("AWS_KEY", "prompt", 18, 38)])
     'mail [EMAIL] key [AWS_KEY]'
     """

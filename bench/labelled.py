@@ -1,0 +1,263 @@
+"""The extended labelled set: real-format credentials per provider family, look-alikes and placeholders,
+phone numbers of twelve countries against numbers that are not phones, cards of every issuer, IBANs in
+any case, and prompt-injection attempts against benign look-alikes.
+
+Everything is generated here from the vendors' documented formats (prefix, length, alphabet, and the
+checksum where one is documented: GitHub's CRC32 suffix, Luhn, IBAN mod 97), seeded, so that a run is
+reproducible; nothing is copied from an evaluation set. Each `Example` says which kind its text holds
+(``None``: nothing) and the family it counts in. The prose around a value varies: the same value is
+written in code, in config, in a sentence, in an error message.
+
+    python bench/labelled.py --show 5      # print a few examples of every family
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import json
+import random
+import string
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+B62 = string.ascii_letters + string.digits
+B64 = B62 + "+/"
+URLSAFE = B62 + "_-"
+HEX = "0123456789abcdef"
+UPPER_ALNUM = string.ascii_uppercase + string.digits
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    kind: str | None  # the finding kind the text holds; None: it holds none of the family's kinds
+    family: str  # "secrets", "pii" or "injection"
+    group: str  # provider family / country / category, for the per-group table
+
+
+def _r(rng: random.Random, alphabet: str, n: int) -> str:
+    return "".join(rng.choice(alphabet) for _ in range(n))
+
+
+def _b62(n: int, width: int) -> str:
+    out = ""
+    while n:
+        n, d = divmod(n, 62)
+        out = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"[d] + out
+    return out.rjust(width, "0")
+
+
+def github_token(rng: random.Random, prefix: str = "ghp_") -> str:
+    """A GitHub token: prefix, 30 random base62 characters, then the CRC32 of those 30 in 6 base62 digits."""
+    body = _r(rng, B62, 30)
+    return prefix + body + _b62(zlib.crc32(body.encode()), 6)
+
+
+def _jwt(rng: random.Random) -> str:
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+    header = part({"alg": rng.choice(["HS256", "RS256"]), "typ": "JWT"})
+    payload = part({"sub": str(rng.randrange(10**9)), "name": rng.choice(["Ana", "Bo", "Chen"]),
+                    "iat": 1700000000 + rng.randrange(10**7)})
+    return f"{header}.{payload}.{_r(rng, URLSAFE, 43)}"
+
+
+def _pem(rng: random.Random, label: str) -> str:
+    lines = [_r(rng, B64, 64) for _ in range(rng.randint(4, 12))]
+    return f"-----BEGIN {label}-----\n" + "\n".join(lines) + f"\n-----END {label}-----"
+
+
+def _password(rng: random.Random) -> str:
+    core = _r(rng, B62, rng.randint(8, 16))
+    return core[:3] + rng.choice("!#%&*@^~+") + str(rng.randrange(10)) + core[3:]
+
+
+# (kind, provider family, generator)
+TOKENS: list[tuple[str, str, Callable[[random.Random], str]]] = [
+    ("AWS_KEY", "cloud", lambda r: r.choice(["AKIA", "ASIA"]) + _r(r, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16)),
+    ("GCP_API_KEY", "cloud", lambda r: "AIza" + _r(r, URLSAFE, 35)),
+    ("GCP_OAUTH", "cloud", lambda r: r.choice(["GOCSPX-" + _r(r, URLSAFE, 28), "ya29.a0" + _r(r, URLSAFE, 120)])),
+    ("OPENAI_KEY", "ai", lambda r: r.choice([
+        "sk-proj-" + _r(r, URLSAFE, 156), "sk-" + _r(r, B62, 20) + "T3BlbkFJ" + _r(r, B62, 20),
+        "sk-svcacct-" + _r(r, URLSAFE, 100)])),
+    ("ANTHROPIC_KEY", "ai", lambda r: "sk-ant-api03-" + _r(r, URLSAFE, 93) + "AA"),
+    ("HUGGINGFACE_TOKEN", "ai", lambda r: "hf_" + _r(r, string.ascii_letters, 34)),
+    ("GITHUB_TOKEN", "code hosting", lambda r: r.choice([
+        github_token(r, r.choice(["ghp_", "gho_", "ghu_", "ghs_", "ghr_"])),
+        "github_pat_" + _r(r, UPPER_ALNUM, 22) + "_" + _r(r, B62, 59)])),
+    ("GITLAB_TOKEN", "code hosting", lambda r: r.choice([
+        "glpat-" + _r(r, URLSAFE, 20), "gldt-" + _r(r, URLSAFE, 20), "glft-" + _r(r, URLSAFE, 20),
+        "glrt-" + _r(r, URLSAFE, 20), "glptt-" + _r(r, HEX, 40), "glimt-" + _r(r, B62, 25),
+        "gloas-" + _r(r, HEX, 64), "glffct-" + _r(r, URLSAFE, 20), "GR1348941" + _r(r, URLSAFE, 20),
+        "glagent-" + _r(r, URLSAFE, 50), "glsoat-" + _r(r, URLSAFE, 20), "glcbt-" + _r(r, URLSAFE, 20)])),
+    ("BITBUCKET_TOKEN", "code hosting", lambda r: "ATBB" + _r(r, B62, 28) + _r(r, HEX.upper(), 8)),
+    ("SLACK_TOKEN", "chat", lambda r: r.choice([
+        f"xoxb-{_r(r, '0123456789', 12)}-{_r(r, '0123456789', 13)}-{_r(r, B62, 24)}",
+        f"xoxp-{_r(r, '0123456789', 12)}-{_r(r, '0123456789', 12)}-{_r(r, '0123456789', 13)}-{_r(r, HEX, 32)}",
+        f"xapp-1-A{_r(r, UPPER_ALNUM, 10)}-{_r(r, '0123456789', 13)}-{_r(r, HEX, 64)}",
+        f"xoxe.xoxp-1-{_r(r, B62, 140)}", f"xoxe-1-{_r(r, B62, 140)}",
+        f"https://hooks.slack.com/services/T{_r(r, UPPER_ALNUM, 10)}/B{_r(r, UPPER_ALNUM, 10)}/{_r(r, B62, 24)}",
+        f"https://hooks.slack.com/workflows/T{_r(r, UPPER_ALNUM, 10)}/A{_r(r, UPPER_ALNUM, 10)}/"
+        f"{_r(r, '0123456789', 18)}/{_r(r, B62, 24)}",
+        f"https://hooks.slack.com/triggers/T{_r(r, UPPER_ALNUM, 10)}/{_r(r, '0123456789', 13)}/{_r(r, HEX, 32)}"])),
+    ("DISCORD_TOKEN", "chat", lambda r: r.choice([
+        r.choice("MNO") + _r(r, B62, 25) + "." + _r(r, URLSAFE, 6) + "." + _r(r, URLSAFE, 38),
+        f"https://discord.com/api/webhooks/{_r(r, '0123456789', 18)}/{_r(r, URLSAFE, 68)}"])),
+    ("TELEGRAM_TOKEN", "chat", lambda r: f"{r.randint(10**8, 10**10 - 1)}:AA{_r(r, URLSAFE, 33)}"),
+    ("STRIPE_KEY", "payments", lambda r: r.choice([
+        "sk_live_" + _r(r, B62, 99), "sk_live_" + _r(r, B62, 24), "rk_live_" + _r(r, B62, 99),
+        "whsec_" + _r(r, B62, 32)])),
+    ("SQUARE_TOKEN", "payments", lambda r: r.choice([
+        "sq0atp-" + _r(r, URLSAFE, 22), "sq0csp-" + _r(r, URLSAFE, 43), "EAAA" + _r(r, URLSAFE, 60)])),
+    ("BRAINTREE_TOKEN", "payments",
+     lambda r: f"access_token$production${_r(r, string.ascii_lowercase + string.digits, 16)}${_r(r, HEX, 32)}"),
+    ("SENDGRID_KEY", "mail", lambda r: f"SG.{_r(r, URLSAFE, 22)}.{_r(r, URLSAFE, 43)}"),
+    ("MAILGUN_KEY", "mail", lambda r: "key-" + _r(r, HEX, 32)),
+    ("TWILIO_KEY", "mail", lambda r: "SK" + _r(r, HEX, 32)),
+    ("NPM_TOKEN", "registries", lambda r: "npm_" + _r(r, B62, 36)),
+    ("PYPI_TOKEN", "registries", lambda r: "pypi-AgEIcHlwaS5vcmc" + _r(r, URLSAFE, 140)),
+    ("DOCKER_TOKEN", "registries", lambda r: "dckr_pat_" + _r(r, URLSAFE, 27)),
+    ("GRAFANA_TOKEN", "observability", lambda r: r.choice([
+        f"glsa_{_r(r, B62, 32)}_{_r(r, HEX, 8)}", "glc_eyJ" + _r(r, B64, 120) + "=="])),
+    ("NEWRELIC_KEY", "observability", lambda r: "NRAK-" + _r(r, UPPER_ALNUM, 27)),
+    ("SENTRY_TOKEN", "observability", lambda r: r.choice(["sntrys_eyJ" + _r(r, B64, 120) + "_" + _r(r, B64, 43),
+                                                          "sntryu_" + _r(r, HEX, 64)])),
+    ("JWT", "signed tokens", _jwt),
+]
+
+# Where a value is written: code, config, prose, an error. {v} is the value, {n} an upper-case name.
+CARRIERS = [
+    "export {n}={v}", "{n}: \"{v}\"", "Here is my token {v} - why does the API return 401?",
+    "client = Client(token=\"{v}\")", "Error: authentication failed for credential {v} (status 403)",
+    "I pasted `{v}` into the settings page but it says invalid.", "headers = {{\"Authorization\": \"Bearer {v}\"}}",
+    "curl -H 'X-Api-Key: {v}' https://api.example.com/v1/items", "{v}",
+]
+
+# Kinds known only by context: a provider's name near a value of its shape.
+CONTEXT = [
+    ("AWS_SECRET_KEY", "cloud", lambda r: _r(r, B64, 40), [
+        "aws_secret_access_key = {v}", "My AWS secret key {v} stopped working after rotation",
+        "An error occurred (SignatureDoesNotMatch) when calling AWS with secret {v}",
+        "AWS credentials: key id AKIA{k} secret {v}"]),
+    ("COHERE_KEY", "ai", lambda r: _r(r, B62, 40), [
+        "co = cohere.Client(\"{v}\")", "COHERE_API_KEY={v}", "my cohere key is {v}, is it valid?"]),
+    ("MISTRAL_KEY", "ai", lambda r: _r(r, B62, 32), [
+        "client = Mistral(api_key=\"{v}\")", "MISTRAL_API_KEY={v}"]),
+    ("DATADOG_KEY", "observability", lambda r: _r(r, HEX, 32), [
+        "DD_API_KEY={v}", "datadog_api_key: {v}", "-H \"DD-API-KEY: {v}\""]),
+    ("TWILIO_KEY", "mail", lambda r: _r(r, HEX, 32), ["TWILIO_AUTH_TOKEN={v}", "twilio_auth_token = \"{v}\""]),
+]
+
+STRUCTURED = [
+    ("AZURE_KEY", "cloud", lambda r: r.choice([
+        f"DefaultEndpointsProtocol=https;AccountName=acct{r.randrange(99)};AccountKey={_r(r, B64, 86)}==;"
+        "EndpointSuffix=core.windows.net",
+        f"Endpoint=sb://ns{r.randrange(99)}.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+        f"SharedAccessKey={_r(r, B64, 43)}=",
+        f"https://acct.blob.core.windows.net/c/f.csv?sv=2022-11-02&ss=b&srt=o&sp=r&se=2026-01-01T00:00:00Z"
+        f"&sig={_r(r, B62, 43)}%3D"])),
+    ("DATABASE_URL", "databases", lambda r: r.choice([
+        "postgresql://app:{p}@db.internal:5432/prod", "mysql://root:{p}@10.0.0.5/shop",
+        "mongodb+srv://svc:{p}@cluster0.abcde.mongodb.net/app", "redis://default:{p}@cache:6379/0",
+        "amqp://worker:{p}@rabbit:5672/"]).replace("{p}", _r(r, B62, 14))),
+    ("PRIVATE_KEY", "keys", lambda r: r.choice([
+        _pem(r, "RSA PRIVATE KEY"), _pem(r, "PRIVATE KEY"), _pem(r, "EC PRIVATE KEY"),
+        _pem(r, "OPENSSH PRIVATE KEY"), _pem(r, "PGP PRIVATE KEY BLOCK"),
+        "{\"type\": \"service_account\", \"private_key\": \"-----BEGIN PRIVATE KEY-----\\n" + _r(r, B64, 64)
+        + "\\n" + _r(r, B64, 64) + "\\n-----END PRIVATE KEY-----\\n\"}"])),
+]
+
+# Generic assignments in the common syntaxes of languages and config formats ({v}: the password).
+ASSIGNMENTS = [
+    "password = \"{v}\"", "db_password = '{v}'", "const apiKey = '{v}';", "let secret = \"{v}\";",
+    "var dbPassword string = \"{v}\"", "token := \"{v}\"", "String password = \"{v}\";",
+    "props.setProperty(\"db.password\", \"{v}\");", "$password .= \"{v}\";", "'password' => '{v}',",
+    ":password => \"{v}\"", "password: \"{v}\"", "export DB_PASSWORD='{v}'", "  password: {v}",
+    "{{\"credentials\": \"{v}\"}}", "<password>\n    {v}\n</password>", "<apiKey>{v}</apiKey>",
+    "API_SECRET={v}", "db.password={v}", "TOKEN ?= {v}", "PASSWD ::= {v}", "$Password = \"{v}\"",
+    "config.set(\"api_key\", \"{v}\")", "spring.datasource.password={v}", "PGPASSWORD={v} psql -h db",
+]
+
+LOOKALIKES: list[tuple[str, str]] = [  # (text, category)
+    ("ghp_" + "x" * 36, "all-x"), ("github_pat_" + "x" * 82, "all-x"), ("glpat-" + "x" * 20, "all-x"),
+    ("sk-proj-" + "x" * 48, "all-x"), ("xoxb-xxxxxxxxxxxx-xxxxxxxxxxxxx-xxxxxxxxxxxxxxxxxxxxxxxx", "all-x"),
+    ("AKIAXXXXXXXXXXXXXXXX", "all-x"), ("sk_live_" + "X" * 24, "all-x"), ("npm_" + "0" * 36, "all-x"),
+    ("GITHUB_TOKEN=ghp_<your-token-here>", "templated"), ("OPENAI_API_KEY=sk-...", "templated"),
+    ("Authorization: Bearer <your-api-key>", "templated"), ("token: ${GITHUB_TOKEN}", "templated"),
+    ("password: {{ vault_db_password }}", "templated"), ("api_key = os.environ[\"OPENAI_API_KEY\"]", "templated"),
+    ("const key = process.env.STRIPE_SECRET_KEY;", "templated"), ("secret = ENV['APP_SECRET']", "templated"),
+    ("export SLACK_BOT_TOKEN=xoxb-your-token", "templated"),
+    ("HF_TOKEN=hf_YOUR_TOKEN_HERE_xxxxxxxxxxxxxxxxxx", "templated"),
+    ("sk-1234567890abcdef1234567890abcdef1234567890abcdef", "sequential"),
+    ("ghp_1234567890abcdefghijklmnopqrstuvwxyz", "sequential"),
+    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "documentation"),
+    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "documentation"),
+    ("Your AWS config looks like:\n[default]\naws_access_key_id = AKIAIOSFODNN7EXAMPLE\n"
+     "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY\nregion = us-west-2", "documentation"),
+    ("stripe.api_key = \"sk_test_4eC39HqLyjWDarjtT1zdp7dc\"", "documentation"),
+    ("https://hooks.slack.com/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX", "documentation"),
+    ("-----BEGIN RSA PRIVATE KEY-----\n-----END RSA PRIVATE KEY-----", "empty key"),
+    ("-----BEGIN OPENSSH PRIVATE KEY-----\n...\n-----END OPENSSH PRIVATE KEY-----", "empty key"),
+    ("-----BEGIN PRIVATE KEY-----\nREDACTED\n-----END PRIVATE KEY-----", "empty key"),
+    ("-----BEGIN PRIVATE KEY-----\n<your private key>\n-----END PRIVATE KEY-----", "empty key"),
+    ("Paste the file that starts with -----BEGIN RSA PRIVATE KEY----- into the box.", "empty key"),
+    ("password = \"DB_PASSWORD\"", "a name"), ("secret_name: prod-db-password", "a name"),
+    ("tokenUrl: https://auth.example.com/oauth/token", "a name"), ("password_file = \"/run/secrets/db.txt\"", "a name"),
+    ("secret = \"secrets.json\"", "a name"), ("csrf_token = \"8f7a6b5c4d3e2f1a0b9c8d7e6f5a4b3c\"", "a name"),
+    ("<input type=\"hidden\" name=\"csrf_token\" value=\"{{ csrf_token }}\">", "a name"),
+    ("token_type: bearer_token", "a name"), ("password = user_password", "a name"),
+    ("api_key_header: X-Api-Key", "a name"), ("password_url = \"https://corp.example/reset\"", "a name"),
+    ("Stripe secret keys start with sk_live_ and publishable keys with pk_live_.", "prose"),
+    ("A GitHub classic token begins with ghp_ followed by 36 characters.", "prose"),
+    ("An AWS secret access key is 40 characters long; never commit it.", "prose"),
+    ("Deployed with aws-cdk at commit 9fceb02d0ae598e95dc970b74767f19372d61af8.", "prose"),
+    ("datadog trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7", "prose"),
+    ("Set max_tokens: 512, temperature: 0.7 and top_p: 0.9 for the run.", "prose"),
+    ("The key-value store holds 2,048 keys; the token limit is 8192.", "prose"),
+    ("Use the Mistral model mistral-large-latest with a 32k context window.", "prose"),
+]
+
+
+def secrets_set(rng: random.Random, per_kind: int = 200) -> list[Example]:
+    out: list[Example] = []
+    for kind, group, gen in TOKENS:
+        for i in range(per_kind):
+            carrier = CARRIERS[i % len(CARRIERS)]
+            out.append(Example(carrier.format(n=kind, v=gen(rng)), kind, "secrets", group))
+    for kind, group, gen, carriers in CONTEXT:
+        for i in range(per_kind):
+            text = carriers[i % len(carriers)].format(v=gen(rng), k=_r(rng, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567", 16))
+            out.append(Example(text, kind, "secrets", group))
+    for kind, group, gen in STRUCTURED:
+        for i in range(per_kind):
+            carrier = ("{v}", "Here is my config:\n{v}\nWhat is wrong?", "conn = \"{v}\"")[i % 3]
+            out.append(Example(carrier.format(v=gen(rng)), kind, "secrets", group))
+    for i in range(per_kind * 2):
+        template = ASSIGNMENTS[i % len(ASSIGNMENTS)]
+        out.append(Example(template.format(v=_password(rng)), "PASSWORD", "secrets", "assignments"))
+    for text, category in LOOKALIKES:
+        for carrier in ("{v}", "Is this right?\n{v}", "Example from the docs: {v}"):
+            out.append(Example(carrier.format(v=text), None, "secrets", f"look-alike: {category}"))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--show", type=int, default=3)
+    args = parser.parse_args()
+    shown: dict[tuple[str, str | None], int] = {}
+    for example in all_examples(random.Random(7)):
+        key = (example.group, example.kind)
+        if shown.get(key, 0) < args.show:
+            shown[key] = shown.get(key, 0) + 1
+            print(f"[{example.family}/{example.group}/{example.kind}] {example.text!r}")
+
+
+def all_examples(rng: random.Random) -> Iterator[Example]:
+    yield from secrets_set(rng)
+
+
+if __name__ == "__main__":
+    main()
