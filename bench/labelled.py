@@ -243,6 +243,109 @@ def secrets_set(rng: random.Random, per_kind: int = 200) -> list[Example]:
     return out
 
 
+# ---------------------------------------------------------------- personal data
+NATIONAL_REGIONS = ("US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "BR", "MX", "AU", "JP")
+INTERNATIONAL_ONLY = ("CN", "ZA", "NG", "KR", "SE", "PL", "TR", "AR", "CH", "SG")
+PHONE_CARRIERS = ["Call me on {v}.", "My number is {v}", "Tel: {v}", "reach the office at {v} after 9am",
+                  "WhatsApp {v} if urgent", "{v}"]
+NOT_PHONES = [
+    "Your order #48213071 shipped on 2024-03-15.", "Order 2024-118-5521 is delayed.", "Meeting on 15.03.2024 at 10:30.",
+    "Invoice dated 03/15/2024, total 1,299.99 EUR.", "Upgrade to v2.10.3 or build 10.0.19041.1237.",
+    "Request id 123e4567-e89b-42d3-a456-426614174000 failed.", "The epoch timestamp 1700000000 is in 2023.",
+    "ISBN 978-3-16-148410-0 is the second edition.", "Tracking 1Z999AA10123456784 is out for delivery.",
+    "PO 4500012345 was approved.", "Ship to ZIP 94105-1234.", "Ranges 10-20, 30-40 and 50-60 were tested.",
+    "It took 1234 * 5678 = 7006652 steps.", "Commit 9fceb02 fixed issue 45123.", "Room 1204, floor 12, badge 558812.",
+    "Population grew from 8,336,817 to 8,804,190.", "The account id is 000-12-3456.", "Serial SN 2019 4471 0032.",
+    "Between 2019 and 2024 revenue rose 12.5%.", "Python 3.11.7 and numpy 1.26.4 are required.",
+    "Temperatures of 21.5, 22.0 and 23.4 degrees.", "Customer 123456789 opened ticket 987654.",
+]
+
+
+def _valid_number(rng: random.Random, region: str):  # type: ignore[no-untyped-def]
+    import phonenumbers
+    kinds = [phonenumbers.PhoneNumberType.MOBILE, phonenumbers.PhoneNumberType.FIXED_LINE]
+    example = phonenumbers.example_number_for_type(region, rng.choice(kinds))
+    national = phonenumbers.national_significant_number(example)  # with Italy's leading zero
+    while True:  # the example number with its last 3-6 digits drawn at random, until libphonenumber calls it valid
+        keep = len(national) - rng.randint(3, min(6, len(national) - 2))
+        candidate = national[:keep] + _r(rng, "0123456789", len(national) - keep)
+        number = phonenumbers.parse("+" + str(example.country_code) + candidate, None)
+        if phonenumbers.is_valid_number(number):
+            return number
+
+
+def phone_texts(rng: random.Random, per_region: int) -> Iterator[tuple[str, str]]:
+    """(text of a phone number, region): national formats for the default regions, international ones for all."""
+    import phonenumbers
+    fmt = phonenumbers.PhoneNumberFormat
+    for region in NATIONAL_REGIONS + INTERNATIONAL_ONLY:
+        for i in range(per_region):
+            number = _valid_number(rng, region)
+            if region in NATIONAL_REGIONS and i % 2 == 0:
+                text = phonenumbers.format_number(number, fmt.NATIONAL)
+                if region in ("FR", "ES", "IT") and i % 4 == 0:
+                    text = text.replace(" ", ".")  # 06.12.34.56.78
+            else:
+                text = phonenumbers.format_number(number, fmt.INTERNATIONAL)
+                if i % 3 == 0:
+                    text = "00" + text[1:]
+            yield text, region
+
+
+CARD_ISSUERS = [  # (issuer, prefixes, lengths)
+    ("Visa", ["4"], [16, 13, 19]), ("Mastercard", ["51", "55", "2221", "2720"], [16]), ("Amex", ["34", "37"], [15]),
+    ("Discover", ["6011", "65", "644"], [16, 19]), ("JCB", ["3528", "3589", "3530"], [16, 19]),
+    ("Diners", ["36", "300", "38"], [14]), ("UnionPay", ["62"], [16, 17, 18, 19]),
+    ("Maestro", ["6759", "5018", "5020", "6304", "6761"], [12, 13, 15, 16, 19]), ("Mir", ["2200", "2204"], [16]),
+    ("RuPay", ["508", "60"], [16]), ("Troy", ["9792"], [16]), ("Verve", ["506099", "506150"], [16, 19]),
+]
+
+
+def _luhn_complete(rng: random.Random, prefix: str, length: int) -> str:
+    body = prefix + _r(rng, "0123456789", length - len(prefix) - 1)
+    total = 0
+    for i, ch in enumerate(reversed(body)):
+        d = int(ch)
+        if i % 2 == 0:
+            d = d * 2 - 9 if d > 4 else d * 2
+        total += d
+    return body + str((10 - total % 10) % 10)
+
+
+IBAN_COUNTRIES = {"DE": 22, "GB": 22, "FR": 27, "ES": 24, "IT": 27, "NL": 18, "BE": 16, "CH": 21, "PL": 28, "SE": 24}
+
+
+def _iban(rng: random.Random, country: str) -> str:
+    length = IBAN_COUNTRIES[country]
+    bban = (_r(rng, string.ascii_uppercase, 4) if country in ("GB", "NL") else "") + ""
+    bban += _r(rng, "0123456789", length - 4 - len(bban))
+    check = 98 - int("".join(str(int(c, 36)) for c in bban + country + "00")) % 97
+    return f"{country}{check:02d}{bban}"
+
+
+def pii_set(rng: random.Random, per_group: int = 100) -> list[Example]:
+    out: list[Example] = []
+    for i, (text, region) in enumerate(phone_texts(rng, per_group)):
+        out.append(Example(PHONE_CARRIERS[i % len(PHONE_CARRIERS)].format(v=text), "PHONE", "pii", f"phone {region}"))
+    for issuer, prefixes, lengths in CARD_ISSUERS:
+        for i in range(per_group):
+            number = _luhn_complete(rng, rng.choice(prefixes), rng.choice(lengths))
+            if i % 3 == 1:
+                number = " ".join(number[j:j + 4] for j in range(0, len(number), 4))
+            out.append(Example(f"Please charge card {number} for the order.", "CARD", "pii", f"card {issuer}"))
+    for i in range(per_group * 2):
+        iban = _iban(rng, rng.choice(list(IBAN_COUNTRIES)))
+        if i % 2 == 0:
+            iban = " ".join(iban[j:j + 4] for j in range(0, len(iban), 4))
+        if i % 4 < 2:
+            iban = iban.lower()
+        out.append(Example(f"Send the refund to {iban} please.", "IBAN", "pii", "iban (any case)"))
+    for text in NOT_PHONES:
+        for carrier in ("{v}", "Thanks!\n{v}", "FYI: {v} Regards."):
+            out.append(Example(carrier.format(v=text), None, "pii", "look-alike: ids, dates, versions"))
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--show", type=int, default=3)
@@ -257,6 +360,7 @@ def main() -> None:
 
 def all_examples(rng: random.Random) -> Iterator[Example]:
     yield from secrets_set(rng)
+    yield from pii_set(rng)
 
 
 if __name__ == "__main__":

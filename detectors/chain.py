@@ -78,7 +78,7 @@ class DetectorChain:
             if cfg.toxicity.prompt:
                 detectors.append(ToxicityDetector(backend, "prompt", cfg.toxicity.threshold))
         if cfg.pii.enabled:
-            detectors.append(PiiDetector(cfg.pii.kinds))
+            detectors.append(PiiDetector(cfg.pii.kinds, cfg.pii.phone_regions))
         if cfg.secrets.enabled:
             detectors.append(SecretsDetector())
         if cfg.refusal.enabled:
