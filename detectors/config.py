@@ -81,6 +81,16 @@ class RefusalConfig(Section):
     """Extra refusal regexes, matched against the lower-cased opening of the response."""
 
 
+class InjectionConfig(Section):
+    """``[detectors.injection]``: prompt-injection and jailbreak attempts in prompts (detector
+    ``prompt_injection``, `detectors.injection`)."""
+
+    enabled: bool = True
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """A prompt whose score reaches this is flagged (and sampled at ``[sampling.risk_rates] prompt_injection``).
+    The score is ``1 - Π(1 - w)`` over the matched signals' weights: 0.5 flags any one signal but the weakest."""
+
+
 class DetectorsConfig(Section):
     """``[detectors]``: the per-record detector chain every accepted record passes through."""
 
@@ -88,3 +98,4 @@ class DetectorsConfig(Section):
     pii: PiiConfig = PiiConfig()
     secrets: SecretsConfig = SecretsConfig()
     refusal: RefusalConfig = RefusalConfig()
+    injection: InjectionConfig = InjectionConfig()

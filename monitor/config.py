@@ -108,7 +108,7 @@ class SamplingConfig(Section):
     uniform_cap: Annotated[int, Field(ge=1)] | None = 500
     risk_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {
         "toxicity": 0.5, "prompt_toxicity": 0.1, "pii": 0.2, "secrets": 1.0, "refusal": 0.2,
-        "drift": 0.05, "low_feedback": 1.0,
+        "prompt_injection": 0.5, "drift": 0.05, "low_feedback": 1.0,
     }
     """Reason -> rate for flagged records: a detector name (flagged detection), ``drift`` (the stream has a
     drift event in the last ``drift_boost_s``) or ``low_feedback``. A reason not listed is not sampled."""
