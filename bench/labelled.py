@@ -140,7 +140,7 @@ CONTEXT = [
     ("AWS_SECRET_KEY", "cloud", lambda r: _r(r, B64, 40), [
         "aws_secret_access_key = {v}", "My AWS secret key {v} stopped working after rotation",
         "An error occurred (SignatureDoesNotMatch) when calling AWS with secret {v}",
-        "AWS credentials: key id AKIA{k} secret {v}"]),
+        "[default]\nregion = eu-west-1\naws_secret_access_key={v}"]),
     ("COHERE_KEY", "ai", lambda r: _r(r, B62, 40), [
         "co = cohere.Client(\"{v}\")", "COHERE_API_KEY={v}", "my cohere key is {v}, is it valid?"]),
     ("MISTRAL_KEY", "ai", lambda r: _r(r, B62, 32), [

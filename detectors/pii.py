@@ -44,9 +44,9 @@ _LOCAL_PART = re.compile(r"[\w.%+-]+\Z")  # with endpos at an "@": the local-par
 # position whose character is not in the class instead of trying the pattern there: 5-10x faster.
 _NUMBER_RUN = re.compile(r"[+(0-9](?:(?<=[+(])[0-9]|(?<=[0-9]))[0-9 ().-]{5,}[0-9]")
 _CARD = re.compile(
-    r"(?<![\w.+-])(?:[0-9]{12,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}(?:\1[0-9]{1,7}(?:\1[0-9]{1,3})?)?"
+    r"(?<![\w.+/-])(?:[0-9]{12,19}|[0-9]{4}([ -])[0-9]{4}\1[0-9]{4}(?:\1[0-9]{1,7}(?:\1[0-9]{1,3})?)?"
     r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{4,5})"
-    r"(?![\w-]|\.[0-9])"
+    r"(?![\w/-]|\.[0-9])"  # not in a URL's path (/triggers/T…/5056286073017/)
 )
 _SSN = re.compile(r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])")
 # A phone number as people write it: an optional "+" or "00", digit groups separated by one space, dot or dash,
@@ -60,6 +60,7 @@ _PHONE = re.compile(
 # only North American (Mexico, the Netherlands group so too): the regions decide, the US among them.
 _NANP_SHAPE = re.compile(r"(?:\+?1[ .-]?)?(?:\([0-9]{3}\) ?[0-9]{3}[ .-]|[0-9]{3}([.-])[0-9]{3}\1)[0-9]{4}")
 _DATE_SHAPE = re.compile(r"[0-9]{1,4}([./-])[0-9]{1,2}\1[0-9]{1,4}|[0-9]{4}[0-9]{2}[0-9]{2}")
+_IPV4_SHAPE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")  # 185.124.92.195 is an address, not a phone
 DEFAULT_PHONE_REGIONS = tuple(config.DEFAULT_PHONE_REGIONS)
 """The regions whose national formats (no "+") are recognised by default: ``[detectors.pii] phone_regions``.
 A number written with its "+" country code is recognised for every region."""
@@ -215,7 +216,7 @@ def phone_ok(candidate: str, regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> 
         except phonenumbers.NumberParseException:
             return False
     groups = _GROUPS.findall(candidate)
-    if len(groups) < 2 or _DATE_SHAPE.fullmatch(candidate):
+    if len(groups) < 2 or _DATE_SHAPE.fullmatch(candidate) or _IPV4_SHAPE.fullmatch(candidate):
         return False
     for region in regions:
         prefix, lengths = _region_plan(region)
@@ -314,12 +315,17 @@ def _emails(text: str) -> list[tuple[int, int]]:
 def _remote(text: str, start: int, end: int) -> bool:
     """Whether an e-mail-shaped ``user@host`` is a remote rather than an address: an scp-style git/ssh remote
     (``git@github.com:org/repo.git``: a colon and a path right after the host, where an address in prose is
-    followed by ``": "``) or the user of a URL (``ssh://git@host/repo``)."""
+    followed by ``": "``), the user of a URL (``ssh://git@host/repo``) or its password
+    (``mongodb://svc:pw@host``: the secrets detector's ``DATABASE_URL``)."""
     if text.startswith(":", end) and end + 1 < len(text):
         after = text[end + 1]
         if after.isalnum() or after in "_~/.-":
             return True
-    return text.startswith("://", max(start - 3, 0), start)
+    if text.startswith("://", max(start - 3, 0), start):
+        return True
+    # the password of a URL's user (mongodb://svc:pw@host): "://" earlier in the same word
+    word_start = max(text.rfind(" ", 0, start), text.rfind("\n", 0, start), text.rfind('"', 0, start), start - 300)
+    return "://" in text[word_start + 1:start]
 
 
 def _number_runs(text: str, shape: bytes) -> list[tuple[int, int]]:

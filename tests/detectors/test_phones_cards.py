@@ -91,3 +91,12 @@ def test_a_deployment_chooses_the_regions_whose_national_formats_count() -> None
 def test_an_unknown_region_is_one_clear_error_naming_the_key() -> None:
     with pytest.raises(ValidationError, match="phone_regions"):
         DetectorsConfig.model_validate({"pii": {"phone_regions": ["UK"]}})
+
+
+@pytest.mark.parametrize("text", [
+    "The device connected from 185.124.92.195 yesterday.",  # an IPv4 address, also a valid dotted phone shape
+    'conn = "mongodb+srv://svc:iK5G272khDWBi2@cluster0.abcde.mongodb.net/app"',  # a URL's password, not a mailbox
+    "https://hooks.slack.com/triggers/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",  # a path id
+])
+def test_addresses_url_passwords_and_path_ids_are_not_phones_mailboxes_or_cards(text: str) -> None:
+    assert [kind for kind, _ in _found(text)] in ([], ["IP"])
