@@ -203,6 +203,31 @@ def extended_quality(chain: DetectorChain, examples: list[Example]) -> dict[str,
     return results
 
 
+TOXICITY_SET = Path(__file__).parent / "data" / "toxicity_labelled.jsonl"
+
+
+def toxicity_curve(chain: DetectorChain) -> None:
+    """Precision and recall of the toxicity detector's score at several cut-offs on the hand-labelled comments
+    of ``bench/data/toxicity_labelled.jsonl`` (insults without profanity are toxic, friendly swearing is not):
+    the trade-off behind ``[detectors.toxicity] threshold``."""
+    rows = [json.loads(line) for line in TOXICITY_SET.read_text().splitlines()]
+    [detector] = [d for d in chain.detectors if d.name == "toxicity"]
+    records = [SimpleNamespace(id=str(i), prompt="", response=r["text"], status="ok", tokens_out=None,
+                               finish_reason="stop") for i, r in enumerate(rows)]
+    scores = np.array([d.score for d in detector.detect(records)])
+    truth = np.array([r["toxic"] for r in rows])
+    area = auc(list(scores), list(truth))
+    print(f"\n== toxicity: precision-recall on {len(rows)} hand-labelled comments (AUC {area:.3f}) ==")
+    print(f"{'threshold':>10}{'precision':>10}{'recall':>8}{'F1':>7}")
+    best = (0.0, 0.0)
+    for cut in (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
+        p, r, *_ = precision_recall(list(scores >= cut), list(truth))
+        f1 = 2 * p * r / max(p + r, 1e-9)
+        best = max(best, (f1, cut))
+        print(f"{cut:>10.1f}{p:>10.3f}{r:>8.3f}{f1:>7.3f}")
+    print(f"best F1 at {best[1]:.1f}; configured threshold {detector.threshold}")  # type: ignore[attr-defined]
+
+
 _BASE_CHAIN = """
 import json, sys, time
 from detectors.chain import DetectorChain
@@ -287,6 +312,7 @@ def main() -> None:
     args = parser.parse_args()
     chain = DetectorChain.from_config(DetectorsConfig())
     extended_quality(chain, list(all_examples(random.Random(args.seed))))
+    toxicity_curve(chain)
     generated, raws = generated_cases(args.records, args.seed)
     hard = hard_cases()
     quality(chain, generated, "generated traffic with incidents")

@@ -29,7 +29,7 @@ def chain() -> DetectorChain:
 def test_default_chain_runs_every_detector_once_per_record(chain: DetectorChain) -> None:
     annotations = chain.run([_rec("hi", "hello there"), _rec("?", "I cannot help with that.")])
     assert [[d.detector for d in a.detections] for a in annotations] == \
-        [["toxicity", "prompt_toxicity", "pii", "secrets", "refusal"]] * 2
+        [["toxicity", "prompt_toxicity", "pii", "secrets", "refusal", "prompt_injection"]] * 2
     assert annotations[1].signals["refusal"] is True and annotations[0].signals["refusal"] is False
 
 
