@@ -60,7 +60,7 @@ _PHONE = re.compile(
 # only North American (Mexico, the Netherlands group so too): the regions decide, the US among them.
 _NANP_SHAPE = re.compile(r"(?:\+?1[ .-]?)?(?:\([0-9]{3}\) ?[0-9]{3}[ .-]|[0-9]{3}([.-])[0-9]{3}\1)[0-9]{4}")
 _DATE_SHAPE = re.compile(r"[0-9]{1,4}([./-])[0-9]{1,2}\1[0-9]{1,4}|[0-9]{4}[0-9]{2}[0-9]{2}")
-_IPV4_SHAPE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")  # 185.124.92.195 is an address, not a phone
+_IPV4_SHAPE = re.compile(r"[0-9]{1,3}(?:\.[0-9]{1,3}){3}")  # 185.124.92.195 is an address; 612.34.58.95 a phone
 DEFAULT_PHONE_REGIONS = tuple(config.DEFAULT_PHONE_REGIONS)
 """The regions whose national formats (no "+") are recognised by default: ``[detectors.pii] phone_regions``.
 A number written with its "+" country code is recognised for every region."""
@@ -216,7 +216,8 @@ def phone_ok(candidate: str, regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> 
         except phonenumbers.NumberParseException:
             return False
     groups = _GROUPS.findall(candidate)
-    if len(groups) < 2 or _DATE_SHAPE.fullmatch(candidate) or _IPV4_SHAPE.fullmatch(candidate):
+    if len(groups) < 2 or _DATE_SHAPE.fullmatch(candidate) or (
+            _IPV4_SHAPE.fullmatch(candidate) and all(int(g) <= 255 for g in groups)):
         return False
     for region in regions:
         prefix, lengths = _region_plan(region)

@@ -100,3 +100,7 @@ def test_an_unknown_region_is_one_clear_error_naming_the_key() -> None:
 ])
 def test_addresses_url_passwords_and_path_ids_are_not_phones_mailboxes_or_cards(text: str) -> None:
     assert [kind for kind, _ in _found(text)] in ([], ["IP"])
+
+
+def test_a_spanish_number_written_with_dots_is_a_phone_though_shaped_like_an_address() -> None:
+    assert _found("Llámame al 612.34.58.95 mañana") == [("PHONE", "612.34.58.95")]  # 612 > 255: not an IPv4
