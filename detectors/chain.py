@@ -21,6 +21,7 @@ from operator import itemgetter
 from detectors.annotation import Annotation
 from detectors.base import Detection, Detector, Finding, Recordlike, extra_fields
 from detectors.config import DetectorsConfig, ToxicityConfig
+from detectors.injection import InjectionDetector
 from detectors.pii import PiiDetector
 from detectors.redact import redact, redact_metadata
 from detectors.refusal import RefusalDetector
@@ -78,11 +79,13 @@ class DetectorChain:
             if cfg.toxicity.prompt:
                 detectors.append(ToxicityDetector(backend, "prompt", cfg.toxicity.threshold))
         if cfg.pii.enabled:
-            detectors.append(PiiDetector(cfg.pii.kinds))
+            detectors.append(PiiDetector(cfg.pii.kinds, cfg.pii.phone_regions))
         if cfg.secrets.enabled:
             detectors.append(SecretsDetector())
         if cfg.refusal.enabled:
             detectors.append(RefusalDetector(cfg.refusal.token_limit, cfg.refusal.patterns))
+        if cfg.injection.enabled:
+            detectors.append(InjectionDetector(cfg.injection.threshold))
         extras = store_text == "redacted" or (store_text == "none" and cfg.pii.enabled and cfg.secrets.enabled)
         return cls(detectors, redact=store_text == "redacted", redact_extras=extras)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 TOXIC_AT = 0.5
 """The default of ``[detectors.toxicity] threshold``; code that is not given the configured value uses this."""
@@ -45,10 +45,27 @@ class ToxicityConfig(Section):
         return self
 
 
+DEFAULT_PHONE_REGIONS = ["US", "GB", "DE", "FR", "ES", "IT", "NL", "IN", "BR", "MX", "AU", "JP"]
+
+
 class PiiConfig(Section):
     enabled: bool = True
     kinds: list[Literal["EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]] = [
         "EMAIL", "PHONE", "CARD", "IBAN", "SSN", "IP"]
+    phone_regions: list[str] = DEFAULT_PHONE_REGIONS
+    """ISO 3166 codes of the regions whose *national* phone formats count (``020 7946 0958`` in ``GB``,
+    ``06 12 34 56 78`` in ``FR``); a number written with its ``+`` or ``00`` country code counts for every
+    region. More regions find more numbers and cost a little precision on digit groups (order numbers)."""
+
+    @field_validator("phone_regions")
+    @classmethod
+    def _known_regions(cls, regions: list[str]) -> list[str]:
+        import phonenumbers  # only when a configuration is validated
+
+        unknown = [r for r in regions if r not in phonenumbers.SUPPORTED_REGIONS]
+        if unknown:
+            raise ValueError(f"unknown phone regions {unknown}: use ISO 3166 codes such as 'GB', 'DE', 'IN'")
+        return regions
 
 
 class SecretsConfig(Section):
@@ -64,6 +81,16 @@ class RefusalConfig(Section):
     """Extra refusal regexes, matched against the lower-cased opening of the response."""
 
 
+class InjectionConfig(Section):
+    """``[detectors.injection]``: prompt-injection and jailbreak attempts in prompts (detector
+    ``prompt_injection``, `detectors.injection`)."""
+
+    enabled: bool = True
+    threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
+    """A prompt whose score reaches this is flagged (and sampled at ``[sampling.risk_rates] prompt_injection``).
+    The score is ``1 - Π(1 - w)`` over the matched signals' weights: 0.5 flags any one signal but the weakest."""
+
+
 class DetectorsConfig(Section):
     """``[detectors]``: the per-record detector chain every accepted record passes through."""
 
@@ -71,3 +98,4 @@ class DetectorsConfig(Section):
     pii: PiiConfig = PiiConfig()
     secrets: SecretsConfig = SecretsConfig()
     refusal: RefusalConfig = RefusalConfig()
+    injection: InjectionConfig = InjectionConfig()

@@ -25,7 +25,7 @@ def seal(text: str) -> str:
     reasons — whatever the process's own settings and whatever the database kept: it looks at the text itself,
     so text stored in full, stored before a detector improved, or never stored is sealed the same way.
 
-    >>> seal("retry with key AKIAIOSFODNN7EXAMPLE please"), seal("nothing here")
+    >>> seal("retry with key AKIAZ7Q4K2M3N6P5R2TX please"), seal("nothing here")
     ('retry with key [AWS_KEY] please', 'nothing here')
     """
     if not text or not may_hold_secrets(text):
@@ -48,7 +48,7 @@ def redact(text: str, findings: Iterable[Finding]) -> str:
     """``text`` with each finding's span replaced by ``[KIND]``; overlapping spans merge into one placeholder
     (a secret's kind wins over a PII kind, then the longer span's).
 
-    >>> redact("mail bob@x.io key AKIAIOSFODNN7EXAMPLE", [Finding("EMAIL", "prompt", 5, 13),
+    >>> redact("mail bob@x.io key AKIA4HKQ2ZP7LW3NXR6T", [Finding("EMAIL", "prompt", 5, 13),
     ...        Finding("AWS_KEY", "prompt", 18, 38)])
     'mail [EMAIL] key [AWS_KEY]'
     """

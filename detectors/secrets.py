@@ -1,21 +1,26 @@
-"""Credentials in prompts, responses and the other texts a record stores (``secrets``): cloud and SaaS
-tokens, private keys, JWTs, ``password=``-style assignments and passwords stated in prose (``my password is
-hunter2``).
+"""Credentials in prompts, responses and the other texts a record stores (``secrets``): cloud, AI, code
+hosting, chat, payment, mail, registry and observability tokens (`detectors.credentials.FORMATS`), private
+keys, JWTs, database URLs with a password, credentials assigned in the common syntaxes of source and config
+files, and passwords stated in prose (``my password is hunter2``).
 
 A leaked secret in a *response* is the most severe finding Watchkeeper knows (severity ``critical``): the
-model is handing a credential to whoever asked.
+model is handing a credential to whoever asked. A placeholder is not a finding at all (``ghp_xxxx…``,
+``<your-key>``, ``${TOKEN}``, the AWS documentation's example key: `detectors.credentials.placeholder`), nor is
+a secret's *name* (``password = "DB_PASSWORD"``, ``secret_name: prod-db``, ``csrf_token``), a URL or a file
+name assigned to a credential-named variable.
 
-Candidates are found by our own patterns, which give the full span of a secret (what redaction needs), and
-then confirmed by the matching `detect-secrets` plugin (its ``analyze_line``), so the definition of "an AWS
-key", "a GitHub token", "a JWT" is the maintained library's. Kinds the library does not cover well (OpenAI
-project keys, assignments outside source files) are validated here: an assignment only counts when its
-value is a literal — not a function call, a variable, a type hint, a number or a placeholder. A password
-stated in prose (``the password for the admin account is Tr0ub4dor&3``, ``passcode is 8812-ab``) only counts
-when its value looks like one — a digit or a symbol in it, not a word (``the password is incorrect``), a
-number (``is 8 characters long``), a hyphenated word (``is case-sensitive``) or a placeholder. Records
-without any marker (``AKIA``, ``ghp_``, ``-----BEGIN``, ``password``…) skip the patterns entirely, and the
-patterns start only where a marker is: the detector runs on every record, so its cost is mostly that of
-ruling a record out (~4 µs for 1 KB of text, see ``bench/detector_quality.py``).
+Every format has a fixed opening or a context word; all of them are looked for in one pass
+(`detectors.multimatch`, ``hyperscan`` when installed), and the precise patterns run only where one is: the
+detector runs on every record, so its cost is mostly that of ruling a record out.
+
+Assignments count in these syntaxes: ``name = "v"`` / ``name: v`` / ``name := "v"`` / ``name ::= v`` /
+``name ?= v`` / ``$name .= "v"`` / ``"name" => "v"`` / ``var name string = "v"`` / ``set("name", "v")`` /
+``<name>v</name>`` (the value may be on its own line) / ``"name": "v"`` — where the name holds ``password``,
+``passwd``, ``pwd``, ``passphrase``, ``passcode``, ``secret``, ``token``, ``api key``, ``access key``,
+``private key`` or ``credential``. An assignment only counts when its value is a literal — not a function
+call, a variable, a type hint, a number or a placeholder. A password stated in prose (``the password for the
+admin account is Tr0ub4dor&3``) only counts when its value looks like one — a digit or a symbol in it, not a
+word (``the password is incorrect``), a number, a hyphenated word or a placeholder.
 
 The record's error message, feedback comment and metadata are scanned too (they are stored with it). In a
 metadata object, a string under a key that names a credential (``password``, ``api_key``, ``client_secret``,
@@ -25,75 +30,55 @@ metadata object, a string under a key that names a credential (``password``, ``a
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 
-from detect_secrets.plugins.aws import AWSKeyDetector
-from detect_secrets.plugins.base import BasePlugin
-from detect_secrets.plugins.github_token import GitHubTokenDetector
-from detect_secrets.plugins.gitlab_token import GitLabTokenDetector
 from detect_secrets.plugins.jwt import JwtTokenDetector
-from detect_secrets.plugins.openai import OpenAIDetector
-from detect_secrets.plugins.private_key import PrivateKeyDetector
-from detect_secrets.plugins.slack import SlackDetector
 
 from detectors.base import Detection, Finding, MetadataPath, Recordlike
+from detectors.credentials import (
+    CONTEXT_FORMATS,
+    CONTEXT_WINDOW,
+    FORMATS,
+    SECRET_KINDS,
+    TokenFormat,
+    context_value_ok,
+    placeholder,
+    provider_of,
+)
+from detectors.multimatch import MultiMatch, Trigger
 from detectors.pii import findings_detection, scan_record
 
-SECRET_KINDS = ("AWS_KEY", "AWS_SECRET_KEY", "GITHUB_TOKEN", "GITLAB_TOKEN", "SLACK_TOKEN", "OPENAI_KEY",
-                "PRIVATE_KEY", "JWT", "PASSWORD")
+__all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "scan_secrets"]
 
-# Where an assignment can start: `_ASSIGNMENT` is tried only where one of these words occurs, and only in a
-# text holding an assignment operator (":" or "="). `may_hold_secrets` looks for `_ANCHOR_WORDS` first.
-_ANCHORS = r"passw|passphrase|passcode|pwd|secret|token|api[_-]?key|access[_-]?key|private[_-]?key"
-_ANCHOR = re.compile(_ANCHORS)
-_ANCHOR_ANY_CASE = re.compile(_ANCHORS, re.IGNORECASE)
-_ANCHOR_WORDS = ("pass", "pwd", "secret", "token", "key")  # each anchor contains one
-_MAX_WINDOWS = 8  # operators whose windows `_anchor_before_operator` looks at before it searches the whole text
-# Each word, and how far before it an anchor holding it starts (``api_key``, ``accesskey``, ``private-key``…).
-_ANCHOR_FINDS = (("pass", (0,)), ("pwd", (0,)), ("secret", (0,)), ("token", (0,)), ("key", (3, 4, 6, 7, 8)))
-# Where a `_TOKENS` match can start: every token kind has a fixed prefix (``AKIA``, ``ghp_``, ``glpat-``,
-# ``xoxb-``, ``sk-``, ``-----BEGIN``, ``eyJ``…) holding a character that is rare in prose (A _ - G / J).
-# Each entry: that character, whether the prefix is at one of its occurrences, and how far before it the
-# token may start. Occurrences are found with `str.find` (memchr); an alternation of the prefixes would make
-# the regex engine stop at every e, s, g, h or x (~5x slower).
-_GITLAB = ("pat", "dt", "ft", "soat", "rt", "cbt", "imt", "ptt", "agent")
-_ENDS_WITH_UNDERSCORE = ("ghp_", "gho_", "ghu_", "ghs_", "ghr_", "github_")
-_ENDS_WITH_DASH = (*(f"gl{p}-" for p in _GITLAB), *(f"xox{c}-" for c in "abposr"), "sk-")
-_MARKERS: tuple[tuple[str, Callable[[str, int], bool], tuple[int, ...]], ...] = (
-    ("A", lambda t, i: t.startswith(("AKIA", "ASIA", "ABIA", "ACCA", "A3T"), i), (0,)),
-    ("_", lambda t, i: t.endswith(_ENDS_WITH_UNDERSCORE, 0, i + 1), (3, 6)),
-    ("-", lambda t, i: t.endswith(_ENDS_WITH_DASH, 0, i + 1) or t.startswith("-----BEGIN", i),
-     tuple(sorted({0, *(len(p) - 1 for p in _ENDS_WITH_DASH)}))),
-    ("G", lambda t, i: t.startswith("GR1348941", i), (0,)),
-    ("/", lambda t, i: t.startswith("/services/T", i) and t.endswith("https://hooks.slack.com", 0, i), (23,)),
-    ("J", lambda t, i: t.endswith("eyJ", 0, i + 1), (2,)),
+# Words an assignment's name holds (caseless). Each is a trigger; `_ASSIGNMENT` is tried where one starts.
+_ANCHOR_WORDS = (r"passw", r"passphrase", r"passcode", r"pwd", r"secret", r"token", r"api[_-]?key",
+                 r"access[_-]?key", r"private[_-]?key", r"credential")
+_ASSIGNMENT = re.compile(
+    r"(?P<name>(?:passw(?:or)?d|passphrase|passcode|pwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|token"
+    r"|credential)[\w.-]{0,20})"
+    r"(?P<nq>[\"']?)(?:[ \t]+(?:string|str|String|\[\]byte))?[ \t]*"
+    r"(?:(?<![=!<>])(?P<op>::=|:=|\?=|\.=|\+=|=>|=|:)(?!=)|(?<=[\"'])[ \t]*(?P<comma>,))[ \t]*"
+    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)|(?P<bare>[^\s\"'`,;()\[\]{}<>]{4,200})(?=[\s,;)}\]]|$))",
+    re.IGNORECASE,
 )
-
-_TOKENS = re.compile(
-    r"(?P<AWS_KEY>(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9]))"
-    r"|(?P<GITHUB_TOKEN>(?<![\w-])(?:gh[pousr]_[A-Za-z0-9_]{36,251}|github_pat_[A-Za-z0-9_]{60,240})(?![\w-]))"
-    r"|(?P<GITLAB_TOKEN>(?<![\w-])(?:gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent)-|GR1348941)[A-Za-z0-9_-]{20,1024}"
-    r"(?![\w-]))"
-    r"|(?P<SLACK_TOKEN>(?<![\w-])xox[abposr]-[A-Za-z0-9-]{10,250}(?![\w-])"
-    r"|https://hooks\.slack\.com/services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+)"
-    r"|(?P<OPENAI_KEY>(?<![\w-])sk-(?:proj-|svcacct-|admin-)?[A-Za-z0-9_-]{20,250}(?![\w-]))"
-    r"|(?P<PRIVATE_KEY>-----BEGIN (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----"
-    r"(?:[\s\S]{0,8192}?-----END (?:[A-Z0-9]+ )*PRIVATE KEY(?: BLOCK)?-----)?)"
-    r"|(?P<JWT>(?<![\w-])eyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{0,1024}(?![\w-]))"
-)
-
-# Run case-sensitively on the lowered text (fast); `_ASSIGNMENT_ANY_CASE` when lowering changes the length.
-_ASSIGNMENT_SOURCE = (
-    r"(?:passw(?:or)?d|passphrase|passcode|pwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|token)[\w-]{0,20}"
-    r"[\"']?[ \t]*(?<![=!<>])(?::=|=|:)(?!=)[ \t]*"
-    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)|(?P<bare>[^\s\"'`,;()\[\]{}<>]{4,200})(?=[\s,;)}\]]|$))"
-)
-_ASSIGNMENT = re.compile(_ASSIGNMENT_SOURCE)
-_ASSIGNMENT_ANY_CASE = re.compile(_ASSIGNMENT_SOURCE, re.IGNORECASE)
+_XML = re.compile(r"<(?P<tag>[\w:.-]{1,40})>\s*(?P<bare>[^<>\s]{4,200})\s*</(?P=tag)>")
+# Where in the 40 characters after an anchor word an assignment's operator may be (the record prefilter).
+_OPERATOR_AFTER = re.compile(r"[\w.-]{0,24}(?:[\"'][ \t]*,|[\"']?(?:[ \t]+\w+)?[ \t]*(?:[:=>]|\?=|\.=))")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:none|null|nil|true|false|undefined|changeme|secret|password|passwd|token|redacted|example"
     r"|\*+|x+|\.+|<.*>|\$.*|%.*|\{.*|.*\}|your[_-].*|my[_-].*|.*[_-]here|\[.*\]|.*\(.*)$"
 )
+_ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")  # DB_PASSWORD: a variable's name, not its value
+_FILE_NAME = re.compile(r"(?i)[\w.-]*\.(?:txt|pem|key|json|ya?ml|env|cfg|conf|ini|crt|cer|p12|pfx|jks|keystore|der"
+                        r"|pub|gpg|asc|properties|xml|toml|secret|secrets|kdbx|csv|log)")
+_NAME_LIKE = re.compile(r"[a-z][a-z_.-]*(?:pass|secret|token|key|pwd|cred)[a-z_.-]*")  # "user_password"
+# An assignment whose name ends with one of these holds something about a credential, not the credential.
+_ABOUT_WORDS = ("name", "id", "type", "file", "path", "dir", "url", "uri", "endpoint", "arn", "field", "length",
+                "len", "count", "limit", "hint", "label", "prompt", "policy", "ref", "header", "param", "env", "var",
+                "mode", "format", "expiry", "expires", "ttl", "location", "provider", "source", "version", "regex",
+                "pattern", "rotation", "required", "enabled", "min", "max", "size", "store", "manager", "input")
+_ABOUT_ENDS = tuple(f"{sep}{word}" for word in _ABOUT_WORDS for sep in "_.-")
+_ABOUT_CAMEL = tuple(word.capitalize() for word in _ABOUT_WORDS)
 # A password stated in prose: "my password is hunter2", "the password for the admin account is Tr0ub4dor&3",
 # "Password: is s3cret!x", "passcode is 8812-ab"; `_prose_spans` checks the "p" before the match and the value.
 # The pattern opens with the literal "ass" so that the regex engine searches for it (an opening "[pP]" or a
@@ -119,209 +104,214 @@ _UNQUOTED_WORD = re.compile(r"[^\"'`\s]+")
 # unit or a range ("8-64", "50%", "10x", "12+").
 _PROSE_LOOKALIKE = re.compile(r"[A-Za-z0-9]+(?:-[a-z]{4,})+|[0-9][0-9.,-]*(?:%|x|\+|k|st|nd|rd|th)?")
 
-
-def _plugin_confirms(plugin: BasePlugin) -> Callable[[str], bool]:
-    return lambda value: bool(plugin.analyze_line(filename="record.txt", line=value, line_number=0))
-
-
-_confirm: dict[str, Callable[[str], bool]] = {
-    "AWS_KEY": _plugin_confirms(AWSKeyDetector()),
-    "GITLAB_TOKEN": _plugin_confirms(GitLabTokenDetector()),
-    "SLACK_TOKEN": _plugin_confirms(SlackDetector()),
-    "PRIVATE_KEY": _plugin_confirms(PrivateKeyDetector()),
-}
-_github = _plugin_confirms(GitHubTokenDetector())
-_openai = _plugin_confirms(OpenAIDetector())
+# One engine for every trigger: token openings first, then context words, then assignment anchors.
+_TOKEN_TRIGGERS: list[tuple[Trigger, TokenFormat]] = [(t, f) for f in FORMATS for t in f.trigger_list()]
+_CONTEXT_TRIGGERS: list[tuple[Trigger, int]] = [
+    (Trigger(re.escape(word), caseless=True), index)
+    for index, (_, words, _) in enumerate(CONTEXT_FORMATS) for word in words]
+_ANCHOR_TRIGGERS = [Trigger(word, caseless=True) for word in _ANCHOR_WORDS]
+_N_TOKEN, _N_CONTEXT = len(_TOKEN_TRIGGERS), len(_CONTEXT_TRIGGERS)
+_TRIGGERS = [t for t, _ in _TOKEN_TRIGGERS] + [t for t, _ in _CONTEXT_TRIGGERS] + _ANCHOR_TRIGGERS
+_engine = MultiMatch(_TRIGGERS)
 _jwt = JwtTokenDetector()
 
 
-def _github_ok(value: str) -> bool:
-    return value.startswith("github_pat_") or _github(value)
-
-
-def _openai_ok(value: str) -> bool:
-    """detect-secrets knows legacy keys (with the ``T3BlbkFJ`` marker); project/service keys are longer and
-    prefixed. A bare ``sk-`` word must look random: letters of both cases and digits."""
-    if _openai(value) or (value.startswith(("sk-proj-", "sk-svcacct-", "sk-admin-")) and len(value) >= 40):
-        return True
-    body = value[3:]
-    return len(body) >= 32 and any(c.isdigit() for c in body) and any(c.isupper() for c in body) \
-        and any(c.islower() for c in body)
-
-
-_confirm |= {"GITHUB_TOKEN": _github_ok, "OPENAI_KEY": _openai_ok, "JWT": _jwt.is_formally_valid}
+def use_engine(engine: str) -> None:
+    """Switch the one-pass engine (``hyperscan`` or ``re``): the tests check both find the same."""
+    global _engine
+    _engine = MultiMatch(_TRIGGERS, engine)
 
 
 def _literal_secret(value: str, quoted: bool) -> bool:
-    """Whether an assigned value is a literal credential rather than code or a placeholder."""
-    if _PLACEHOLDER.match(value) or value.isdigit():
+    """Whether an assigned value is a literal credential rather than code, a name or a placeholder."""
+    if _PLACEHOLDER.match(value) or value.isdigit() or placeholder(value):
         return False
+    if value.startswith(("/", "./", "~")) or "://" in value or _FILE_NAME.fullmatch(value):
+        return False  # a path (``pwd: /home/me``), a URL or a file name (``secret_file = "key.pem"``)
+    if _ENV_NAME.fullmatch(value) or _NAME_LIKE.fullmatch(value):
+        return False  # a secret's name (``password = "DB_PASSWORD"``, ``token: "csrf_token"``)
     if quoted:
         return True
-    if value.startswith(("/", "./", "~", "http:", "https:")) or value.replace(".", "").isdigit():
-        return False  # a path (``pwd: /home/me``), a URL or a number (``max_tokens: 0.5``)
+    if value.replace(".", "").isdigit():
+        return False  # a number (``max_tokens: 0.5``)
     # A variable (``password = user_password``, ``token = self.token``) has no digit or symbol.
     return any(not (c.isalpha() or c in "._") for c in value)
 
 
 def _credential_value(value: str) -> bool:
     """Whether a string under a credential-named metadata key is a literal credential: what an assignment's
-    quoted value may be (4-200 characters, no whitespace or quotes, not a placeholder or a number), and not a
-    path or a URL."""
-    return 4 <= len(value) <= 200 and _UNQUOTED_WORD.fullmatch(value) is not None and _literal_secret(value, True) \
-        and not value.startswith(("/", "./", "~", "http:", "https:"))
+    quoted value may be (4-200 characters, no whitespace or quotes, not a placeholder, a name or a number),
+    and not a path or a URL."""
+    return 4 <= len(value) <= 200 and _UNQUOTED_WORD.fullmatch(value) is not None and _literal_secret(value, True)
 
 
-def _prose_spans(text: str) -> Iterator[tuple[int, int]]:
+def _about_a_credential(name: str, before: str) -> bool:
+    """Whether an assignment's name says its value is *about* a credential (``secret_name``, ``tokenUrl``,
+    ``password_file``) or is a CSRF form token (``csrf_token``), rather than a credential."""
+    lowered = name.lower()
+    return lowered.endswith(_ABOUT_ENDS) or name.endswith(_ABOUT_CAMEL) or "srf" in before.lower()
+
+
+def _prose_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
     """The spans of the credentials that prose in ``text`` states (``my password is hunter2``: ``hunter2``).
 
     A statement's value must look like a credential: trailing sentence punctuation is not part of it, and it
     must be a literal with a digit or a symbol (`_literal_secret`), not a hyphenated word or a number.
     """
-    for m in _PROSE.finditer(text):
+    for m in _PROSE.finditer(text, start, len(text) if end is None else end):
         if not m.start() or text[m.start() - 1] not in "pP":
             continue
         group = "quoted" if m["quoted"] is not None else "bare"
-        begin, end = m.span(group)
-        value = text[begin:end]
+        begin, stop = m.span(group)
+        value = text[begin:stop]
         if group == "bare":
             value = value.rstrip(".,:!?")
-            end = begin + len(value)
+            stop = begin + len(value)
         if len(value) >= 4 and _literal_secret(value, False) and _PROSE_LOOKALIKE.fullmatch(value) is None:
-            yield begin, end
+            yield begin, stop
 
 
-def _token_starts(text: str) -> list[int]:
-    """Every position where a `_TOKENS` match can start, in order (a few more are harmless). Matching
-    `_TOKENS` there only, skipping starts inside the previous match, finds what ``_TOKENS.finditer`` finds
-    (~50x faster: that pattern has no prefix the regex engine could search for)."""
-    starts: set[int] = set()
-    for char, is_prefix, backs in _MARKERS:
-        i = text.find(char)
-        while i >= 0:
-            if is_prefix(text, i):
-                starts.update(i - back for back in backs)
-            i = text.find(char, i + 1)
-    return sorted(p for p in starts if p >= 0)
+def _secret_span(m: re.Match[str]) -> tuple[int, int]:
+    for name, value in m.groupdict().items():
+        if value is not None and name.startswith("s"):
+            return m.span(name)
+    return m.span()
 
 
-def _anchor_starts(lowered: str) -> list[int]:
-    """The starts of ``_ANCHOR.finditer(lowered)``, found from its words with `str.find` (the pattern's
-    alternation makes the regex engine stop at every p, s, t and a: ~10x slower)."""
-    candidates: set[int] = set()
-    for word, backs in _ANCHOR_FINDS:
-        i = lowered.find(word)
-        while i >= 0:
-            candidates.update(i - back for back in backs)
-            i = lowered.find(word, i + 1)
-    starts: list[int] = []
-    end = 0
-    for i in sorted(candidates):
-        m = _ANCHOR.match(lowered, i) if i >= end else None
-        if m is not None:
-            starts.append(i)
-            end = m.end()
-    return starts
+def _token_at(text: str, fmt: TokenFormat, start: int, end: int) -> re.Match[str] | None:
+    """``fmt``'s token at a hit of its trigger (``start``-``end``), if there is one."""
+    if fmt.regex_trigger:
+        return fmt.pattern.search(text, start, end + 64)
+    for back in fmt.backs:
+        if start - back >= 0:
+            m = fmt.pattern.match(text, start - back)
+            if m is not None:
+                return m
+    return None
+
+
+def _token_ok(fmt: TokenFormat, value: str) -> bool:
+    if fmt.kind == "JWT":
+        return bool(_jwt.is_formally_valid(value))
+    body_from = value.rfind("/") + 1 if fmt.body_from < 0 else fmt.body_from
+    if placeholder(value, body_from):
+        return False
+    return fmt.check is None or fmt.check(value)
+
+
+def _overlaps(findings: list[Finding], start: int, end: int) -> bool:
+    return any(f.start < end and start < f.end for f in findings)
+
+
+def _assignment(text: str, i: int) -> tuple[str, int, int] | None:
+    """The credential an assignment whose name's anchor word starts at ``i`` assigns: (kind, start, end)."""
+    m = _ASSIGNMENT.match(text, i)
+    quoted = False
+    if m is not None:
+        quoted = m["quoted"] is not None
+        if m["comma"] is not None and (not quoted or not m["nq"]):
+            m = None  # "password", "x": only a quoted name and a quoted value make a call's arguments
+    if m is not None:
+        start, end = m.span("quoted" if quoted else "bare")
+        head = text[max(0, i - 16):i]
+        name = re.split(r"[^\w.-]", head)[-1] + m["name"]
+        line = text[max(0, text.rfind("\n", 0, i) + 1, i - 60):i] + m["name"]  # "Mistral(api_key=…"
+    else:
+        xml = _XML.search(text, max(0, i - 41), i + 300)
+        if xml is None or not xml.start("tag") <= i < xml.end("tag"):
+            return None
+        start, end = xml.span("bare")
+        name, head, quoted = xml["tag"], text[max(0, i - 16):i], True
+        line = name
+    value = text[start:end]
+    if _about_a_credential(name, head) or not _literal_secret(value, quoted):
+        return None
+    kind = provider_of(line) or "PASSWORD"
+    if kind == "AWS_SECRET_KEY" and len(value) != 40:
+        kind = "PASSWORD"
+    return kind, start, end
+
+
+def scan_secrets(text: str, field: str) -> list[Finding]:
+    """All confirmed credential spans in ``text``, in order of position.
+
+    >>> text = 'export AWS_ACCESS_KEY_ID=AKIA4HKQ2ZP7LW3NXR6T; password = input("Password: ")'
+    >>> [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "response")]
+    [('AWS_KEY', 'AKIA4HKQ2ZP7LW3NXR6T')]
+    """
+    if not text:
+        return []
+    hits = _engine.hits(text)
+    if not hits:
+        return []
+    hits.sort(key=lambda h: (h[1], h[0]))
+    findings: list[Finding] = []
+    anchors: list[int] = []
+    contexts: list[tuple[int, int, int]] = []
+    end_of_last = -1
+    for index, start, end in hits:
+        if index < _N_TOKEN:
+            if start < end_of_last:
+                continue
+            fmt = _TOKEN_TRIGGERS[index][1]
+            m = _token_at(text, fmt, start, end)
+            if m is None:
+                continue
+            s, e = _secret_span(m)
+            if _token_ok(fmt, text[s:e]) and not _overlaps(findings, s, e):
+                findings.append(Finding(fmt.kind, field, s, e))
+                end_of_last = m.end()
+            if fmt.kind == "AWS_KEY":
+                contexts.append((0, start, end))
+        elif index < _N_TOKEN + _N_CONTEXT:
+            contexts.append((_CONTEXT_TRIGGERS[index - _N_TOKEN][1], start, end))
+        else:
+            anchors.append(start)
+    end_of_last = -1
+    for i in anchors:
+        if i < end_of_last:
+            continue
+        found = _assignment(text, i)
+        if found is not None and not _overlaps(findings, found[1], found[2]):
+            findings.append(Finding(found[0], field, found[1], found[2]))
+            end_of_last = found[2]
+    for index, start, end in contexts:
+        kind, _, shape = CONTEXT_FORMATS[index]
+        for m in shape.finditer(text, max(0, start - CONTEXT_WINDOW), end + CONTEXT_WINDOW):
+            if context_value_ok(kind, m[0]) and not _overlaps(findings, m.start(), m.end()):
+                findings.append(Finding(kind, field, m.start(), m.end()))
+    if anchors:
+        for span in _prose_spans(text):
+            if not _overlaps(findings, *span):
+                findings.append(Finding("PASSWORD", field, *span))
+    findings.sort(key=lambda f: f.start)
+    return findings
+
+
+def _promising(text: str, index: int, start: int, end: int) -> bool:
+    """Whether a trigger's hit can be the start of a finding (the record prefilter's test): a token opening
+    always; a context word when a key of its provider's shape is near; an anchor word when an assignment
+    operator follows it closely or it opens a password stated in prose."""
+    if index < _N_TOKEN:
+        return True
+    if index < _N_TOKEN + _N_CONTEXT:
+        kind, _, shape = CONTEXT_FORMATS[_CONTEXT_TRIGGERS[index - _N_TOKEN][1]]
+        return any(context_value_ok(kind, m[0])
+                   for m in shape.finditer(text, max(0, start - CONTEXT_WINDOW), end + CONTEXT_WINDOW))
+    if _OPERATOR_AFTER.match(text, end) is not None:
+        return True
+    return text[start:start + 4].lower() == "pass" and next(_prose_spans(text, start + 1, end + 120), None) is not None
 
 
 def may_hold_secrets(text: str) -> bool:
-    """False when `scan_secrets` certainly finds nothing in ``text``: the tests it starts with, in one call.
+    """False when `scan_secrets` certainly finds nothing in ``text``: one pass of the trigger engine.
 
     >>> may_hold_secrets("Reset your password from the settings page."), may_hold_secrets("password: hunter2!")
     (False, True)
     >>> may_hold_secrets("The password is incorrect."), may_hold_secrets("my password is hunter2")
     (False, True)
     """
-    for char, is_prefix, _ in _MARKERS:
-        i = text.find(char)
-        while i >= 0:
-            if is_prefix(text, i):
-                return True
-            i = text.find(char, i + 1)
-    return _anchor_before_operator(text) or next(_prose_spans(text), None) is not None
-
-
-def _anchor_before_operator(text: str) -> bool:
-    """Whether an anchor word (`_ANCHOR_WORDS`) is close enough before a ":" or "=" for `_ASSIGNMENT` to match
-    there: within the 34 characters before the operator and the blanks before it (an anchor, 20 more word
-    characters and a quote). Looking at each operator's window instead of lowering the whole text and
-    searching it for each word is ~2.5x faster; past `_MAX_WINDOWS` operators (code), the whole text is searched.
-    """
-    windows = 0
-    for op in ":=":
-        i = text.find(op)
-        while i >= 0:
-            windows += 1
-            if windows > _MAX_WINDOWS:
-                lowered = text.lower()
-                return len(lowered) != len(text) or any(word in lowered for word in _ANCHOR_WORDS)
-            head = text[max(0, i - 48):i].rstrip(" \t")
-            if len(head) < 34 and i > 48:  # a long run of blanks before the operator
-                head = text[:i].rstrip(" \t")
-            window = head[-34:]
-            if not window.isascii():  # lowering may change offsets, or case-fold to an anchor: let scan decide
-                return True
-            window = window.lower()
-            if "pass" in window or "pwd" in window or "secret" in window or "token" in window or "key" in window:
-                return True
-            i = text.find(op, i + 1)
-    return False
-
-
-def scan_secrets(text: str, field: str) -> list[Finding]:
-    """All confirmed credential spans in ``text``, in order of position.
-
-    >>> text = 'export AWS_ACCESS_KEY_ID=AKIAIOSFODNN7EXAMPLE; password = input("Password: ")'
-    >>> [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "response")]
-    [('AWS_KEY', 'AKIAIOSFODNN7EXAMPLE')]
-    """
-    if not text:
-        return []
-    findings: list[Finding] = []
-    end_of_last = -1
-    for start in _token_starts(text):
-        m = _TOKENS.match(text, start) if start >= end_of_last else None
-        if m is not None:
-            end_of_last = m.end()
-            kind = m.lastgroup
-            assert kind is not None
-            if _confirm[kind](m[0]):
-                findings.append(Finding(kind, field, m.start(), m.end()))
-    if ":" not in text and "=" not in text:  # no assignment operator, no assignment
-        return _with_prose(text, field, findings)
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        starts, pattern = _anchor_starts(lowered), _ASSIGNMENT
-    else:  # lowering changed offsets (rare scripts): match the original text
-        lowered, pattern = text, _ASSIGNMENT_ANY_CASE
-        starts = [a.start() for a in _ANCHOR_ANY_CASE.finditer(text)]
-    if starts:
-        end_of_last = -1
-        for i in starts:
-            m = pattern.match(lowered, i)
-            if m is None or m.start() < end_of_last:
-                continue
-            end_of_last = m.end()
-            quoted = m["quoted"] is not None
-            start, end = m.span("quoted" if quoted else "bare")
-            value = text[start:end]
-            if _literal_secret(value, quoted) and not any(f.start < end and start < f.end for f in findings):
-                aws = "aws" in lowered[max(0, i - 8):i].lower() and len(value) == 40
-                findings.append(Finding("AWS_SECRET_KEY" if aws else "PASSWORD", field, start, end))
-        findings.sort(key=lambda f: f.start)
-    return _with_prose(text, field, findings)
-
-
-def _with_prose(text: str, field: str, findings: list[Finding]) -> list[Finding]:
-    """``findings`` and the passwords stated in prose in ``text`` that none of them overlaps."""
-    added = False
-    for span in _prose_spans(text):
-        if not any(f.start < span[1] and span[0] < f.end for f in findings):
-            findings.append(Finding("PASSWORD", field, *span))
-            added = True
-    if added:
-        findings.sort(key=lambda f: f.start)
-    return findings
+    return _engine.any(text, _promising)
 
 
 def credential_values(texts: Sequence[tuple[MetadataPath, str]], found: Sequence[Finding]) -> list[Finding]:
@@ -351,7 +341,7 @@ class SecretsDetector:
     in the text it was found in; which value is not said.
 
     >>> from types import SimpleNamespace as R
-    >>> d = SecretsDetector().detect([R(prompt="hi", response="use ghp_" + "a1B2" * 9)])[0]
+    >>> d = SecretsDetector().detect([R(prompt="hi", response="use 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")])[0]
     >>> d.flagged, d.details["kinds"], d.details["severity"]
     (True, {'GITHUB_TOKEN': 1}, 'critical')
     """

@@ -108,7 +108,7 @@ class SamplingConfig(Section):
     uniform_cap: Annotated[int, Field(ge=1)] | None = 500
     risk_rates: dict[str, Annotated[float, Field(ge=0, le=1)]] = {
         "toxicity": 0.5, "prompt_toxicity": 0.1, "pii": 0.2, "secrets": 1.0, "refusal": 0.2,
-        "drift": 0.05, "low_feedback": 1.0,
+        "prompt_injection": 0.5, "drift": 0.05, "low_feedback": 1.0,
     }
     """Reason -> rate for flagged records: a detector name (flagged detection), ``drift`` (the stream has a
     drift event in the last ``drift_boost_s``) or ``low_feedback``. A reason not listed is not sampled."""
@@ -261,8 +261,9 @@ class RollupsConfig(Section):
     lookback: Duration = timedelta(hours=3)
     """Hours (by record time) recomputed on each run, the current one included; later-arriving records
     older than this are not counted."""
-    toxic_threshold: Annotated[float, Field(ge=0, le=1)] = 0.5
-    """A response counts as toxic when its toxicity score is at least this."""
+    toxic_threshold: Annotated[float, Field(ge=0, le=1)] | None = None
+    """Kept for old files: if given it must equal ``[detectors.toxicity] threshold``, the one toxic cut-off
+    (flagged records, counters, drift, the alert rule and these rollups all use it)."""
 
 
 class ReferenceConfig(Section):
@@ -570,6 +571,14 @@ class Config(Section):
     compare: CompareConfig = CompareConfig()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
+
+    @model_validator(mode="after")
+    def _one_toxic_cut_off(self) -> Config:
+        threshold = self.detectors.toxicity.threshold
+        if self.rollups.toxic_threshold not in (None, threshold):
+            raise ValueError(f"rollups.toxic_threshold must equal [detectors.toxicity] threshold ({threshold:g}), "
+                             "the one toxic cut-off; leave it out")
+        return self
 
 
 class ConfigError(Exception):

@@ -24,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 from sqlalchemy import Engine, case, delete, func, insert, select
 
+from detectors.config import TOXIC_AT
 from monitor.config import Config, RollupsConfig
 from monitor.jobs.scheduler import Job, slot_start
 from monitor.storage.schema import records, rollups_hourly
@@ -38,7 +39,7 @@ def build_jobs(config: Config) -> list[Job]:
         return []
 
     def run(engine: Engine, slot: datetime) -> None:
-        roll_up(engine, cfg, now=datetime.now(UTC))
+        roll_up(engine, cfg, now=datetime.now(UTC), toxic_at=config.detectors.toxicity.threshold)
 
     return [Job("rollups_hourly", cfg.interval, run)]
 
@@ -50,15 +51,16 @@ def hours_to_roll(lookback: timedelta, now: datetime) -> list[datetime]:
     return [newest - i * HOUR for i in reversed(range(count))]
 
 
-def roll_up(engine: Engine, config: RollupsConfig, now: datetime) -> int:
-    """Recompute the rollup rows of the recent hours; returns how many rows were written."""
+def roll_up(engine: Engine, config: RollupsConfig, now: datetime, toxic_at: float = TOXIC_AT) -> int:
+    """Recompute the rollup rows of the recent hours; returns how many rows were written. ``toxic_at`` is
+    ``[detectors.toxicity] threshold``."""
     written = 0
     for hour in hours_to_roll(config.lookback, now):
-        written += _roll_hour(engine, config, hour)
+        written += _roll_hour(engine, config, hour, toxic_at)
     return written
 
 
-def _roll_hour(engine: Engine, config: RollupsConfig, hour: datetime) -> int:
+def _roll_hour(engine: Engine, config: RollupsConfig, hour: datetime, toxic_at: float) -> int:
     r = records.c
     app = func.coalesce(r.app, "").label("app")
     in_hour = (r.ts >= hour, r.ts < hour + HOUR)
@@ -74,7 +76,7 @@ def _roll_hour(engine: Engine, config: RollupsConfig, hour: datetime) -> int:
             count_if(r.status == "error").label("errors"),
             count_if(r.refusal.is_(True)).label("refusals"),
             func.count(r.refusal).label("refusal_scored"),
-            count_if(r.response_toxicity >= config.toxic_threshold).label("toxic"),
+            count_if(r.response_toxicity >= toxic_at).label("toxic"),
             func.count(r.response_toxicity).label("toxicity_scored"),
             func.avg(r.prompt_chars).label("mean_prompt_chars"),
             func.avg(r.response_chars).label("mean_response_chars"),

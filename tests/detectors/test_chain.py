@@ -29,12 +29,12 @@ def chain() -> DetectorChain:
 def test_default_chain_runs_every_detector_once_per_record(chain: DetectorChain) -> None:
     annotations = chain.run([_rec("hi", "hello there"), _rec("?", "I cannot help with that.")])
     assert [[d.detector for d in a.detections] for a in annotations] == \
-        [["toxicity", "prompt_toxicity", "pii", "secrets", "refusal"]] * 2
+        [["toxicity", "prompt_toxicity", "pii", "secrets", "refusal", "prompt_injection"]] * 2
     assert annotations[1].signals["refusal"] is True and annotations[0].signals["refusal"] is False
 
 
 def test_signals_fill_the_records_columns(chain: DetectorChain) -> None:
-    [a] = chain.run([_rec("My mail is a@b.io", "ok: AKIAIOSFODNN7EXAMPLE", finish_reason="length")])
+    [a] = chain.run([_rec("My mail is a@b.io", "ok: AKIA4HKQ2ZP7LW3NXR6T", finish_reason="length")])
     s = a.signals
     assert (s["prompt_chars"], s["prompt_words"], s["response_words"]) == (17, 4, 2)
     assert (s["pii_count"], s["secret_count"], s["truncated"], s["refusal"]) == (1, 1, True, False)
@@ -84,7 +84,7 @@ def test_a_clean_record_is_stored_as_it_came_and_the_collector_state_is_restored
 
 
 def test_an_error_a_feedback_comment_and_metadata_are_redacted_like_the_texts(chain: DetectorChain) -> None:
-    record = _rec("hi", "hello", error="rate limit for key AKIAIOSFODNN7EXAMPLE", feedback_comment="mail me: a@b.io",
+    record = _rec("hi", "hello", error="rate limit for key AKIA4HKQ2ZP7LW3NXR6T", feedback_comment="mail me: a@b.io",
                   metadata={"user": {"email": "bob@corp.io"}, "max_tokens": 1024})
     [a] = chain.run([record])
     assert (a.redacted_error, a.redacted_feedback_comment) == ("rate limit for key [AWS_KEY]", "mail me: [EMAIL]")
@@ -102,7 +102,7 @@ def test_a_clean_records_extra_fields_are_stored_as_they_came(chain: DetectorCha
 
 
 def test_with_store_text_none_the_extra_fields_are_still_redacted_unless_they_cannot_be() -> None:
-    record = _rec("mail bob@corp.io", "ok", error="bad key AKIAIOSFODNN7EXAMPLE", feedback_comment=None)
+    record = _rec("mail bob@corp.io", "ok", error="bad key AKIA4HKQ2ZP7LW3NXR6T", feedback_comment=None)
     [a] = DetectorChain.from_config(DetectorsConfig(), store_text="none").run([record])
     assert (a.redacted_prompt, a.redacted_response, a.redacted_error) == (None, None, "bad key [AWS_KEY]")
     no_pii = DetectorChain.from_config(DetectorsConfig(pii=PiiConfig(enabled=False)), store_text="none")
@@ -111,7 +111,7 @@ def test_with_store_text_none_the_extra_fields_are_still_redacted_unless_they_ca
     assert text_policy("none")(record, b) == (None, None, None, None, None)
 
 
-AWS_KEY = "AKIAIOSFODNN7EXAMPLE"
+AWS_KEY = "AKIA4HKQ2ZP7LW3NXR6T"
 OPENAI_KEY = "sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab"
 
 

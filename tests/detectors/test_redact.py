@@ -9,7 +9,7 @@ from detectors.secrets import scan_secrets
 
 
 def test_each_finding_becomes_its_placeholder() -> None:
-    text = "Mail jane@corp.io or call (415) 555-2671; key AKIAIOSFODNN7EXAMPLE."
+    text = "Mail jane@corp.io or call (415) 555-2671; key AKIA4HKQ2ZP7LW3NXR6T."
     findings = scan_pii(text, "response") + scan_secrets(text, "response")
     assert redact(text, findings) == "Mail [EMAIL] or call [PHONE]; key [AWS_KEY]."
 

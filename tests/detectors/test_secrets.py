@@ -14,7 +14,7 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx4\nb3BlbnNzaC1rZXk\n---
 
 
 @pytest.mark.parametrize(("text", "kind", "value"), [
-    ("aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "AWS_KEY", "AKIAIOSFODNN7EXAMPLE"),
+    ("aws_access_key_id = AKIA4HKQ2ZP7LW3NXR6T", "AWS_KEY", "AKIA4HKQ2ZP7LW3NXR6T"),
     ("Use `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`.", "GITHUB_TOKEN", "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"),
     ("auth with glpat-xLYGq3sAC8hD9pQ2mZtw.", "GITLAB_TOKEN", "glpat-xLYGq3sAC8hD9pQ2mZtw"),
     ("SLACK=xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx ok", "SLACK_TOKEN",
@@ -26,8 +26,8 @@ PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAx4\nb3BlbnNzaC1rZXk\n---
     ('password = "Tr0ub4dor&3x"', "PASSWORD", "Tr0ub4dor&3x"),
     ("DB_PASSWORD=hunter2!x9 in the .env file", "PASSWORD", "hunter2!x9"),
     ('{"user": "app", "password": "s3cr3tP4ss!"}', "PASSWORD", "s3cr3tP4ss!"),
-    ("aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "AWS_SECRET_KEY",
-     "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),
+    ("aws_secret_access_key = q8Vn3Rk/TzW7pLx2Hd9sJfYb4Mc+Ge6Ua1Ni5Ko0", "AWS_SECRET_KEY",
+     "q8Vn3Rk/TzW7pLx2Hd9sJfYb4Mc+Ge6Ua1Ni5Ko0"),
 ])
 def test_credentials_are_found_with_their_full_span(text: str, kind: str, value: str) -> None:
     assert [(f.kind, text[f.start:f.end]) for f in scan_secrets(text, "response")] == [(kind, value)]
@@ -53,8 +53,8 @@ def test_code_and_prose_about_secrets_hold_no_secret(text: str) -> None:
 
 
 def test_a_secret_in_the_response_is_critical_and_in_the_prompt_high() -> None:
-    leak = SimpleNamespace(prompt="what is the key?", response="It is AKIAIOSFODNN7EXAMPLE.")
-    pasted = SimpleNamespace(prompt="my key AKIAIOSFODNN7EXAMPLE fails", response="Rotate it now.")
+    leak = SimpleNamespace(prompt="what is the key?", response="It is AKIA4HKQ2ZP7LW3NXR6T.")
+    pasted = SimpleNamespace(prompt="my key AKIA4HKQ2ZP7LW3NXR6T fails", response="Rotate it now.")
     clean = SimpleNamespace(prompt="hi", response="hello")
     d_leak, d_pasted, d_clean = SecretsDetector().detect([leak, pasted, clean])
     assert (d_leak.flagged, d_leak.details["severity"]) == (True, "critical")
@@ -74,8 +74,8 @@ def test_every_spelling_of_an_assigned_credential_is_found(text: str, value: str
 
 
 def test_the_record_level_prefilter_never_hides_a_credential() -> None:
-    texts = [JWT, PEM, "aws_access_key_id = AKIAIOSFODNN7EXAMPLE", "DB_PASSWORD=hunter2!x9 in the .env file",
-             "https://hooks.slack.com/services/T0001/B0001/XXXXXXXXXXXXXXXXXXXXXXXX", "glpat-xLYGq3sAC8hD9pQ2mZtw"]
+    texts = [JWT, PEM, "aws_access_key_id = AKIA4HKQ2ZP7LW3NXR6T", "DB_PASSWORD=hunter2!x9 in the .env file",
+             "https://hooks.slack.com/services/T0001/B0001/bW4kR9zQe2LpX7vN3sYc8TfA", "glpat-xLYGq3sAC8hD9pQ2mZtw"]
     for text in texts:
         assert scan_secrets(text, "prompt") and may_hold_secrets(f"hello\n{text}")
     assert not may_hold_secrets("Choose a strong password and never share your token with anyone.\nOK")
@@ -128,7 +128,7 @@ def test_an_assignment_anywhere_before_its_operator_gets_through_the_prefilter(t
 
 
 def test_a_key_in_an_upstream_error_ranks_like_one_in_the_prompt_and_its_value_is_not_kept() -> None:
-    record = SimpleNamespace(prompt="hi", response="", error="auth failed for key AKIAIOSFODNN7EXAMPLE (403)",
+    record = SimpleNamespace(prompt="hi", response="", error="auth failed for key AKIA4HKQ2ZP7LW3NXR6T (403)",
                              feedback_comment="my password is hunter2, please fix", metadata={})
     [d] = SecretsDetector().detect([record])
     assert d.details["kinds"] == {"AWS_KEY": 1, "PASSWORD": 1}

@@ -110,3 +110,14 @@ def test_a_review_certificate_without_its_key_or_missing_is_one_clear_line(tmp_p
     path.write_text(f'[review]\ncertfile = "{tmp_path / "c.pem"}"\nkeyfile = "{tmp_path / "k.pem"}"\n')
     with pytest.raises(ConfigError, match="certfile: no such file"):
         load_config(path, env={})
+
+
+def test_one_toxic_cut_off_an_old_rollups_threshold_must_agree(tmp_path):
+    """`[detectors.toxicity] threshold` decides flags, counters, drift, the rule and rollups; an old file's
+    `[rollups] toxic_threshold` that says something else is refused rather than silently ignored."""
+    path = tmp_path / "monitor.toml"
+    path.write_text("[detectors.toxicity]\nthreshold = 0.3\n[rollups]\ntoxic_threshold = 0.3\n")
+    assert load_config(path, env={}).detectors.toxicity.threshold == 0.3
+    path.write_text("[detectors.toxicity]\nthreshold = 0.3\n[rollups]\ntoxic_threshold = 0.5\n")
+    with pytest.raises(ConfigError, match="the one toxic cut-off"):
+        load_config(path, env={})

@@ -18,7 +18,7 @@ class DetectStep(Step):
     >>> from detectors.config import DetectorsConfig
     >>> from monitor.ingest.record import decode
     >>> step = DetectStep(DetectorChain.from_config(DetectorsConfig()))
-    >>> raw = b'{"id":"r1","ts":0,"model":"m","prompt":"hi","response":"key AKIAIOSFODNN7EXAMPLE"}'
+    >>> raw = b'{"id":"r1","ts":0,"model":"m","prompt":"hi","response":"key AKIA4HKQ2ZP7LW3NXR6T"}'
     >>> batch = Batch(records=[decode(raw)])
     >>> step.process(batch)
     >>> batch.annotations[0].redacted_response

@@ -88,7 +88,7 @@ def test_a_replayed_batch_stores_nothing_twice(migrated_db_url, kafka_broker, to
 
 def test_default_store_text_keeps_no_raw_text_without_redaction(migrated_db_url, kafka_broker, topic, tmp_path):
     """store_text defaults to "redacted": with no redacted text available, nothing raw is written."""
-    produce(kafka_broker, topic, [encode(good_record(1, response="my key is AKIAIOSFODNN7EXAMPLE"))])
+    produce(kafka_broker, topic, [encode(good_record(1, response="my key is AKIA4HKQ2ZP7LW3NXR6T"))])
     config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url,
                                      bootstrap=kafka_broker, topic=topic))
     with DaemonThread(config, steps=[]):

@@ -196,7 +196,7 @@ def test_leak_rules_count_responses_that_leak_from_the_counters_and_the_edge_of_
     for i in range(300):  # 10 minutes, one record every 2 s
         record = {"id": f"leak-{i}", "ts": (T0 + timedelta(seconds=2 * i)).isoformat(), "model": "m1",
                   "prompt": f"mail me at user{i}@example.com" if i % 3 == 0 else f"question {i}",
-                  "response": "Use AKIAIOSFODNN7EXAMPLE for that." if i % 5 == 0 else f"Answer {i}."}
+                  "response": "Use AKIA4HKQ2ZP7LW3NXR6T for that." if i % 5 == 0 else f"Answer {i}."}
         messages.append(RawMessage(TOPIC, 0, i, None, orjson.dumps(record)))
     run_pipeline(engine, PartitionLog(messages), chain)
     now = T0 + timedelta(minutes=10)

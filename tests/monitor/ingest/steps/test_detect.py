@@ -119,7 +119,7 @@ def test_through_kafka_incidents_are_flagged_and_no_raw_secret_reaches_the_datab
     gen = TrafficGenerator(seed=12, start=datetime(2026, 3, 1, tzinfo=UTC), incidents=[
         Incident("toxic_burst", 50, 150, magnitude=0.6), Incident("secret_leak", 250, 250, magnitude=0.5)])
     items = [item for item in gen.generate(600) if item.value is not None and not item.truth.is_malformed]
-    failed = good_record(90_001, status="error", response="", error="upstream: key AKIAIOSFODNN7EXAMPLE was revoked",
+    failed = good_record(90_001, status="error", response="", error="upstream: key AKIA4HKQ2ZP7LW3NXR6T was revoked",
                          feedback={"score": 0, "comment": "it broke, write to jane.doe@example.org"},
                          metadata={"api_key": "sk-proj-3xAmPlEkEy_4bCdEfGhIjKlMnOpQrStUvWxYz0123456789ab",
                                    "db": {"password": "hunter2!x9"}, "max_tokens": 256})
