@@ -6,10 +6,12 @@ its records to one counter row per (minute, model, app) — records, errors, tox
 responses leaking personal data or secrets, latency sum and a log-spaced latency histogram — and the rules
 sum the few rows of their window.
 
-The counters must count each record once although Kafka delivers at least once. `AggregateStep` relies on
-the pipeline storing ``consumer_progress.committed`` (the next offset to read) in the same transaction as
-each batch, hence with the same batch's increments: a message below that offset has been counted, one at or
-above it has not. See `AggregateStep` for what that does not cover.
+The counters must count each record once although Kafka delivers at least once, and they must agree with
+what `records` holds. `AggregateStep` counts a record unless a record with its id is already stored (the
+increments are stored in the same transaction as the records, so "stored" means "counted") or came earlier
+in the same batch: a redelivery counts nothing, a second message reusing an id is stored once and counted
+once (the first one wins), and a broker that restarted empty or a recreated topic — offsets start again at 0
+— has every new record counted, whatever offset it arrives at.
 
 >>> from datetime import UTC, datetime
 >>> counts = MinuteCounts()
@@ -29,7 +31,7 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -43,7 +45,7 @@ from monitor.storage.db import as_utc
 from monitor.storage.schema import (
     STREAM_LATENCY_BOUNDS_MS,
     STREAM_LATENCY_COLUMNS,
-    consumer_progress,
+    records,
     stream_minutes,
 )
 
@@ -53,6 +55,7 @@ __all__ = ["AggregateStep", "MinuteCounts", "in_response", "latency_bucket", "mi
 
 Partition = tuple[str, int]
 _BUCKETS = len(STREAM_LATENCY_COLUMNS)
+_LOOKUP_CHUNK = 900  # ids per IN (...) look-up: under SQLite's default limit of 999 bound parameters
 
 
 def minute_of(ts: datetime) -> datetime:
@@ -178,71 +181,51 @@ def _in_response(annotation: Annotation, detector: str) -> bool:
 
 
 class AggregateStep(Step):
-    """`monitor.ingest.batch.Step` that adds each batch's records to `stream_minutes`, each record once.
+    """`monitor.ingest.batch.Step` that adds each batch's records to `stream_minutes`, each stored record once.
 
-    Where a partition was left: on assignment (``on_assigned``, called by the daemon on a rebalance; or
-    when a batch first shows a partition) the step reads ``consumer_progress.committed`` of its consumer
-    group — the offset after the last batch stored, written in the same transaction as that batch's
-    increments. A record below that offset was counted with its batch and is skipped; every later record
-    is counted, and the position moves on in memory as batches pass (the batch is stored with its counts,
-    or the process dies and the next owner reads the position again).
-
-    What it assumes: messages of a partition are counted by one consumer group (a second group reading the
-    same topic into the same database counts them again) and a record id arrives at one offset (a producer
-    that re-sends a record to a new offset has it stored once in `records` but counted twice here). A
-    rebalance that hands a partition over while its old owner is still storing a batch can count that batch
-    twice; records the database rejects (then dead-lettered one by one) stay counted. Requires the detect
-    step before it for the toxicity, refusal and leak counters.
+    A record is counted unless its id is already in `records` (one indexed look-up per batch) or appeared
+    earlier in the batch. What it does not cover: two daemons storing the same id at the same moment (a
+    rebalance that hands a partition over while its old owner is still storing a batch) can both count it;
+    records the database rejects (then dead-lettered one by one) stay counted. Requires the detect step before
+    it for the toxicity, refusal and leak counters.
 
     >>> from monitor.ingest.record import decode
-    >>> step = AggregateStep(engine=None, group_id="watchkeeper")  # no database: every partition from 0
+    >>> step = AggregateStep(engine=None, group_id="watchkeeper")  # no database: nothing stored yet
     >>> record = decode(b'{"id": "r1", "ts": 0, "model": "m", "prompt": "p", "response": "r"}')
-    >>> first, again = Batch(records=[record], next_offsets={("", 0): 1}), Batch(records=[record])
-    >>> step.process(first), step.process(again)
-    (None, None)
-    >>> [row["n"] for row in first.increments[stream_minutes]], again.increments[stream_minutes]
-    ([1], [])
+    >>> batch = Batch(records=[record, record])  # the same id twice in one batch
+    >>> step.process(batch)
+    >>> [row["n"] for row in batch.increments[stream_minutes]]
+    [1]
     """
 
     def __init__(self, engine: Engine | None, group_id: str, toxic_at: float = TOXIC_AT) -> None:
-        """``toxic_at``: ``[detectors.toxicity] threshold`` (the ``toxic`` counter's cut-off)."""
+        """``toxic_at``: ``[detectors.toxicity] threshold`` (the ``toxic`` counter's cut-off). ``group_id`` is
+        kept for the log lines; counting does not depend on the consumer group's positions."""
         self.engine = engine
         self.group_id = group_id
         self.toxic_at = toxic_at
-        self._positions: dict[Partition, int] = {}
 
-    def on_assigned(self, partitions: Iterable[Partition]) -> None:
-        """Read where each newly assigned partition's counting stopped (0: never counted)."""
-        wanted = set(partitions)
-        if not wanted:
-            return
-        found: dict[Partition, int] = {}
-        if self.engine is not None:
-            t = consumer_progress.c
-            with self.engine.connect() as conn:
-                for topic, partition, committed in conn.execute(
-                        select(t.topic, t.partition, t.committed).where(t.group_id == self.group_id)):
-                    if (topic, partition) in wanted:
-                        found[(topic, partition)] = int(committed)
-        for key in wanted:
-            self._positions[key] = found.get(key, 0)
-        log.debug("stream counters resume at %s", {f"{k[0]}[{k[1]}]": v for k, v in sorted(self._positions.items())})
-
-    def on_revoked(self, partitions: Iterable[Partition]) -> None:
-        """Forget revoked partitions: their next owner counts from the committed position."""
-        for key in partitions:
-            self._positions.pop(key, None)
+    def stored_ids(self, ids: list[str]) -> set[str]:
+        """Which of ``ids`` are already in `records` (hence counted with the batch that stored them)."""
+        if self.engine is None or not ids:
+            return set()
+        found: set[str] = set()
+        with self.engine.connect() as conn:
+            for start in range(0, len(ids), _LOOKUP_CHUNK):
+                chunk = ids[start:start + _LOOKUP_CHUNK]
+                found.update(conn.scalars(select(records.c.id).where(records.c.id.in_(chunk))))
+        return found
 
     def process(self, batch: Batch) -> None:
-        unknown = set(batch.next_offsets) - self._positions.keys()
-        unknown |= {(r.topic, r.partition) for r in batch.records} - self._positions.keys()
-        if unknown:
-            self.on_assigned(unknown)
+        if not batch.records:
+            return
+        skip = self.stored_ids([r.id for r in batch.records])
         counts = MinuteCounts(self.toxic_at)
         annotations = batch.annotations
         for i, record in enumerate(batch.records):
-            if record.offset < self._positions[(record.topic, record.partition)]:
-                continue  # counted with a batch already stored
+            if record.id in skip:
+                continue  # stored (and counted) already, or earlier in this batch
+            skip.add(record.id)
             if annotations:
                 annotation = annotations[i]
                 signals = annotation.signals
@@ -253,10 +236,8 @@ class AggregateStep(Step):
             counts.add(record.ts, record.model, record.app, record.status, record.latency_ms,
                        toxicity=signals.get("response_toxicity"), refusal=signals.get("refusal"),
                        pii_leak=pii_leak, secret_leak=secret_leak)
-        for key, next_offset in batch.next_offsets.items():
-            self._positions[key] = max(self._positions.get(key, 0), next_offset)
         if counts:
             batch.increments[stream_minutes].extend(counts.rows(datetime.now(UTC)))
 
     def close(self) -> None:
-        """Nothing to release: positions live in the database."""
+        """Nothing to release: what was counted is known from the database."""
