@@ -412,6 +412,7 @@ class Pipeline:
         for key in revoked:
             self._positions.pop(key, None)
             self._last_ts.pop(key, None)
+        self._stored_positions = None  # read again when the partitions come back
 
 
 __all__ = ["Counters", "Pipeline", "StoppedDuringOutage", "decode_messages"]
