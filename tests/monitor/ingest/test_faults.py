@@ -146,3 +146,47 @@ def test_a_broker_restarted_empty_reuses_offsets_and_nothing_is_lost_or_skipped(
     assert _counted(migrated_db_url) == 500
     warnings = [r.getMessage() for r in caplog.records if "offsets went backwards" in r.getMessage()]
     assert warnings and f"{topic}[0]" in warnings[0]
+
+
+class _Stalls(Step):
+    """Holds one batch longer than ``max_poll_interval_ms`` (a database that stops answering does the same):
+    the group moves on without this member and its offset commit is rejected."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.stalled = False
+
+    def process(self, batch: Batch) -> None:
+        import time
+
+        if batch.records and not self.stalled:
+            self.stalled = True
+            time.sleep(self.seconds)
+
+
+@pytest.mark.slow
+def test_a_rejected_commit_and_the_rebalance_after_it_do_not_stop_the_daemon(sqlite_url, kafka_broker, topic,
+                                                                          tmp_path, caplog):
+    """A stall longer than max_poll_interval_ms: the broker rejects the commit (CommitFailedError) and the
+    member rejoins; the revoke callback must not block on the broker. The daemon goes on, the batch is
+    replayed and stored once."""
+    from monitor.ingest.steps.aggregate import AggregateStep
+    from monitor.storage.db import upgrade
+
+    upgrade(sqlite_url)
+    path = write_config(tmp_path / "monitor.toml", db_url=sqlite_url, bootstrap=kafka_broker, topic=topic)
+    path.write_text(path.read_text().replace("session_timeout_ms = 6000",
+                                             "session_timeout_ms = 6000\nmax_poll_interval_ms = 2000"))
+    config = config_for(path)
+    produce(kafka_broker, topic, [encode(good_record(i)) for i in range(200)])
+    engine = make_engine(sqlite_url)
+    steps = [_Stalls(5.0), AggregateStep(engine, config.kafka.group_id)]
+    with caplog.at_level(logging.INFO), DaemonThread(config, engine=engine, steps=steps) as daemon:
+        wait_for(lambda: count(sqlite_url, records) == 200, 60, "the first batch")
+        wait_for(lambda: "offset commit rejected" in caplog.text, 30, "the rejected commit")
+        produce(kafka_broker, topic, [encode(good_record(i)) for i in range(200, 300)])
+        wait_for(lambda: count(sqlite_url, records) == 300, 60, "traffic after the rebalance")
+        assert daemon.exit_code is None
+        assert daemon.stop() == 0
+    assert _counted(sqlite_url) == 300
+    assert "User rebalance callback throws an error" not in caplog.text
