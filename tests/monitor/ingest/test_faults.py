@@ -190,3 +190,45 @@ def test_a_rejected_commit_and_the_rebalance_after_it_do_not_stop_the_daemon(sql
         assert daemon.stop() == 0
     assert _counted(sqlite_url) == 300
     assert "User rebalance callback throws an error" not in caplog.text
+
+
+class _HugeSums(Step):
+    """Adds 1e308 to one minute's latency sum with every batch: the second batch overflows the column in
+    Postgres ("value out of range"), a failure of the counters, not of any record."""
+
+    def process(self, batch: Batch) -> None:
+        from datetime import UTC, datetime
+
+        if batch.records:
+            minute = datetime(2026, 1, 1, tzinfo=UTC)
+            batch.increments[stream_minutes].append({
+                "minute": minute, "model": "m", "app": "", "n": 1, "errors": 0, "toxicity_scored": 0, "toxic": 0,
+                "refusal_scored": 0, "refusals": 0, "latency_n": 1, "latency_sum": 1e308, "latency_min": 1.0,
+                "latency_max": 1.0, "last_ts": minute, "pii_in_response": 0, "secret_in_response": 0,
+                "updated_at": minute})
+
+
+def test_a_batch_the_database_refuses_for_its_counters_stores_every_record_and_goes_on(postgres_url, caplog):
+    """The database refuses a batch and no record is to blame when tried alone (the per-minute sum
+    overflowed): every record is still stored with the consumer position, the counter row is left out with
+    one ERROR line, and the next batch goes through."""
+    import threading
+
+    from monitor.ingest.pipeline import Pipeline
+    from monitor.storage.db import upgrade
+    from monitor.storage.store import Store, text_policy
+    from tests.monitor.ingest.steps.test_aggregate import PartitionLog, traffic
+
+    upgrade(postgres_url)
+    engine = make_engine(postgres_url)
+    try:
+        log = PartitionLog(traffic(90))
+        pipeline = Pipeline(log, [_HugeSums()], Store(engine, text_policy("none")), group_id="g", batch_size=30)
+        with caplog.at_level(logging.WARNING):
+            while pipeline.run_once(threading.Event()):
+                pass
+        assert count(postgres_url, records) == 90 and count(postgres_url, dead_letters) == 0
+        assert log.committed == {("llm-logs", 0): 90}
+        assert "database rejected a derived row, left out" in caplog.text
+    finally:
+        engine.dispose()
