@@ -19,7 +19,7 @@ from typing import TypeVar
 
 from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import Engine
-from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from monitor.app.services import Services
 from monitor.config import Config
@@ -143,6 +143,10 @@ class Daemon:
         except StoppedDuringOutage as exc:
             log.error("%s", exc)
             code = EXIT_OUTAGE_AT_SHUTDOWN
+        except ProgrammingError as exc:  # a table or column the code expects is missing: not recoverable here
+            log.error("the database schema does not match this version (%s): run `watchkeeper db upgrade`",
+                      str(exc.orig or exc).strip().splitlines()[0][:200])
+            code = EXIT_SCHEMA
         finally:
             if self.services is not None:
                 self.services.stop()
