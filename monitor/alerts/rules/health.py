@@ -111,8 +111,10 @@ class NoTraffic(Rule):
 
     Quiet by event time is not enough: while the daemon catches up a backlog (after an outage, a restart),
     every scope looks quiet although its records wait in Kafka. So nothing fires while this daemon's group
-    has lag on any partition (``consumer_progress``: high-water mark above the committed offset): that is
-    "catching up", which `ConsumerLag` watches, not "nothing arrives"."""
+    is catching up: lag on a partition (``consumer_progress``: high-water mark above the committed offset)
+    with progress recorded within ``window``; `ConsumerLag` watches that, not "nothing arrives". A consumer
+    that is behind and *stuck* (no progress for ``window``) does not silence the rule: its alerts fire and
+    are inhibited by the lag alert that explains them."""
 
     kind = "no_traffic"
     lookback: ClassVar[timedelta] = timedelta(days=7)
@@ -120,7 +122,8 @@ class NoTraffic(Rule):
     def fetch(self, conn: Connection, now: datetime) -> dict[str, tuple[datetime, int]]:
         t = consumer_progress.c
         behind = conn.scalar(select(func.count()).where(
-            t.group_id == self.group_id, t.highwater.is_not(None), t.highwater > t.committed)) or 0
+            t.group_id == self.group_id, t.highwater.is_not(None), t.highwater > t.committed,
+            t.updated_at >= now - self.window)) or 0
         if behind:
             return {}  # catching up: the records of a quiet-looking scope may be in the backlog
         last = _minute_sums(conn, self.config.scope, [func.max(_sm.last_ts)],
