@@ -56,7 +56,12 @@ class DatabaseConfig(Section):
     url: str = "sqlite:///watchkeeper.db"
     """SQLAlchemy URL. ``postgresql+psycopg://user@host/db`` in production; SQLite is the embedded default."""
     retry_initial_s: Annotated[float, Field(gt=0)] = 0.5
-    retry_max_s: Annotated[float, Field(gt=0)] = 30.0
+    retry_max_s: Annotated[float, Field(gt=0)] = 5.0
+    """Longest wait between two attempts to store a batch while the database is down: once it answers again,
+    the backlog moves within this."""
+    connect_timeout_s: Annotated[float, Field(gt=0)] = 5.0
+    statement_timeout_s: Annotated[float, Field(gt=0)] = 300.0
+    """Server-side limit on one statement (Postgres): a statement stuck this long fails and is retried."""
 
 
 class KafkaConfig(Section):
@@ -500,7 +505,9 @@ class AlertsConfig(Section):
     max_age: Duration = timedelta(days=1)
     """A notification not delivered after this long is marked dead (with the reason) and logged."""
     backoff_initial: Duration = timedelta(seconds=1)
-    backoff_max: Duration = timedelta(minutes=5)
+    backoff_max: Duration = timedelta(seconds=30)
+    """Longest wait between two attempts of one notification: after a long Slack outage delivery resumes
+    within this of Slack answering again."""
     review_url: str | None = None
     """Base URL of the review page; messages link example records there when set."""
 

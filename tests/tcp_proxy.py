@@ -11,13 +11,15 @@ from monitor.synthetic.broker import free_port
 
 class TcpProxy:
     """Forwards 127.0.0.1:<port> to ``target``. `cut()` drops every connection and refuses new ones
-    until `restore()`."""
+    until `restore()` (a database that resets connections); `blackhole()` keeps every connection open but
+    forwards nothing and answers no new one (packets dropped, no reset: a silent database)."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.port = free_port()
         self._up = threading.Event()
         self._up.set()
+        self._black = threading.Event()
         self._conns: list[socket.socket] = []
         self._lock = threading.Lock()
         self._server = socket.socket()
@@ -36,6 +38,10 @@ class TcpProxy:
             if not self._up.is_set():
                 client.close()
                 continue
+            if self._black.is_set():  # accepted, never answered
+                with self._lock:
+                    self._conns.append(client)
+                continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
             except OSError:
@@ -49,7 +55,8 @@ class TcpProxy:
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:
             while data := src.recv(65536):
-                dst.sendall(data)
+                if not self._black.is_set():
+                    dst.sendall(data)
         except OSError:
             pass
         finally:
@@ -67,7 +74,20 @@ class TcpProxy:
                 s.shutdown(socket.SHUT_RDWR)
             s.close()
 
+    def blackhole(self) -> None:
+        self._black.set()
+
     def restore(self) -> None:
+        """End a cut or a blackhole. After a blackhole the connections it silenced are dropped (what a peer
+        that timed out would have done), so nobody reads a stream with bytes missing in the middle."""
+        if self._black.is_set():
+            self._black.clear()
+            with self._lock:
+                conns, self._conns = self._conns, []
+            for s in conns:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
         self._up.set()
 
     def close(self) -> None:

@@ -12,10 +12,14 @@ import gc
 import logging
 import signal
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from types import FrameType
+from typing import TypeVar
 
+from kafka.errors import KafkaConnectionError, KafkaTimeoutError
 from sqlalchemy import Engine
+from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 
 from monitor.app.services import Services
 from monitor.config import Config
@@ -27,6 +31,7 @@ from monitor.storage.db import check_schema, make_engine, redacted_url
 from monitor.storage.store import Store, text_policy
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 EXIT_OK = 0
 EXIT_SCHEMA = 2
@@ -56,20 +61,44 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
+_DATABASE_DOWN = (OperationalError, InterfaceError)
+
+
+def _wait_for(make: Callable[[], T], down: tuple[type[BaseException], ...], what: str, max_delay_s: float = 5.0) -> T:
+    """``make()``, retried while it fails with one of ``down`` (the service is not answering yet): a daemon
+    started before its database or broker waits for them, with one WARNING, instead of exiting."""
+    delay, since = 0.5, None
+    while True:
+        try:
+            result = make()
+        except down as exc:
+            if since is None:
+                since = time.monotonic()
+                log.warning("%s not answering (%s); waiting for it", what, str(exc).strip().splitlines()[0][:200])
+            time.sleep(delay)
+            delay = min(delay * 2, max_delay_s)
+            continue
+        if since is not None:
+            log.info("%s answering after %.1f s", what, time.monotonic() - since)
+        return result
+
+
 class Daemon:
     """One consumer-group member: pipeline in the calling thread, scheduled jobs in the background."""
 
     def __init__(self, config: Config, *, engine: Engine | None = None,
                  steps: Sequence[Step] | None = None, services: bool = True) -> None:
         self.config = config
-        self.engine = engine or make_engine(config.database.url)
-        check_schema(self.engine, config.database.url)
+        self.engine = engine or make_engine(config.database.url, connect_timeout_s=config.database.connect_timeout_s,
+                                            statement_timeout_s=config.database.statement_timeout_s)
+        _wait_for(lambda: check_schema(self.engine, config.database.url), _DATABASE_DOWN,
+                  f"database {redacted_url(config.database.url)}")
         self.steps = list(steps) if steps is not None else build_steps(config, self.engine)
         self.stop_event = threading.Event()
-        self.source = KafkaSource(
+        self.source = _wait_for(lambda: KafkaSource(
             config.kafka, max_poll_records=config.pipeline.batch_size,
             on_assigned=self._on_assigned, on_revoked=self._on_revoked,
-        )
+        ), (KafkaTimeoutError, KafkaConnectionError), f"Kafka at {','.join(config.kafka.bootstrap_servers)}")
         store = Store(self.engine, text_policy(config.pipeline.store_text), config.pipeline.store_detections)
         self.pipeline = Pipeline(
             self.source, self.steps, store,
@@ -114,6 +143,10 @@ class Daemon:
         except StoppedDuringOutage as exc:
             log.error("%s", exc)
             code = EXIT_OUTAGE_AT_SHUTDOWN
+        except ProgrammingError as exc:  # a table or column the code expects is missing: not recoverable here
+            log.error("the database schema does not match this version (%s): run `watchkeeper db upgrade`",
+                      str(exc.orig or exc).strip().splitlines()[0][:200])
+            code = EXIT_SCHEMA
         finally:
             if self.services is not None:
                 self.services.stop()

@@ -70,7 +70,8 @@ def run_workers(config: Config, count: int) -> int:
     signal.signal(signal.SIGINT, on_signal)
     workers = [start(i) for i in range(count)]
     restarts = [0] * count
-    engine = make_engine(config.database.url)
+    engine = make_engine(config.database.url, connect_timeout_s=config.database.connect_timeout_s,
+                         statement_timeout_s=config.database.statement_timeout_s)
     services = Services(config, engine)
     services.start()
     try:

@@ -67,6 +67,8 @@ class Batch:
     step that fills it must make sure a redelivered message is not counted again (`monitor.ingest.steps.aggregate`)."""
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> offset of the next message to read: what is committed once stored."""
+    first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
+    """(topic, partition) -> offset of the batch's first message there: where offsets going backwards show."""
     received_at: datetime | None = None
     raw: dict[str, bytes | None] = field(default_factory=dict)
     """Record id -> the message bytes it came from, kept so a record the database rejects can still be

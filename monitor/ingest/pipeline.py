@@ -10,8 +10,17 @@ transaction; only then are the offsets committed. Guarantees a caller may rely o
   durable; a crash anywhere replays from the last commit, and the store ignores rows it already has;
 * nothing is dropped: a message that fails validation, or that the database itself rejects, becomes a
   `dead_letters` row with its raw bytes and the reason;
+* one record never stops the others: any exception raised because of one message — in decode, in any step,
+  in storage — dead-letters that message with the reason and the rest of its batch goes on. The happy path
+  pays nothing for this: a step runs over the whole batch, and only when it raises is it run again record
+  by record to find the culprit. A batch fails as a whole only for an error that is not about its records
+  (the database unreachable), and then it waits and retries;
 * backpressure: while the database is unreachable the pipeline pauses fetching, keeps its group
-  membership, and retries with exponential backoff until the write succeeds or it is told to stop.
+  membership, and retries with exponential backoff (capped at ``retry_max_s``) until the write succeeds
+  or it is told to stop; one WARNING when the outage starts, one INFO with its length when it ends;
+* offsets that go backwards (a broker restarted empty, a topic recreated) are noticed and logged with the
+  partition and the jump; storage and counters are keyed by content, so the new messages at reused
+  offsets are stored and counted, not mistaken for old ones.
 """
 
 from __future__ import annotations
@@ -22,7 +31,9 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
+
+from sqlalchemy import exc as sa_exc
 
 from monitor.ingest.batch import Batch, DeadLetter, Message
 from monitor.ingest.record import RecordError, decode
@@ -31,6 +42,15 @@ from monitor.storage.schema import consumer_progress
 from monitor.storage.store import PermanentStorageError, Store, TransientStorageError
 
 log = logging.getLogger(__name__)
+
+_DATABASE_DOWN = (TransientStorageError, sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.DisconnectionError,
+                  sa_exc.TimeoutError)
+"""Errors that say the database is not answering, not that a record is wrong: the batch waits and retries."""
+
+
+def _short(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
 class Source(Protocol):
@@ -58,15 +78,26 @@ class Counters:
     lag: int | None = None
 
 
+def failure_reason(where: str, exc: BaseException) -> str:
+    """A dead letter's reason for an unexpected exception: where and what, never the exception's text (it
+    may quote the message's content, and reasons must not carry secrets)."""
+    return f"{where} failed on this message: {type(exc).__name__}"
+
+
 def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None) -> Batch:
-    """The decode step: valid records into ``batch.records``, the rest into ``batch.dead_letters``."""
+    """The decode step: valid records into ``batch.records``, the rest into ``batch.dead_letters``.
+    Never raises because of a message: whatever decoding one raises makes it a dead letter."""
     batch = Batch(received_at=datetime.now(UTC))
     for message in messages:
         try:
             record = decode(message.value, fields)
-        except RecordError as exc:
+        except Exception as exc:  # noqa: BLE001 - one message must not stop the others
+            reason = str(exc) if isinstance(exc, RecordError) else failure_reason("decode", exc)
+            if not isinstance(exc, RecordError):
+                log.warning("decode raised %s on %s[%d]@%d; dead-lettered", type(exc).__name__, message.topic,
+                            message.partition, message.offset)
             batch.dead_letters.append(DeadLetter(
-                message.topic, message.partition, message.offset, message.key, message.value, str(exc)
+                message.topic, message.partition, message.offset, message.key, message.value, reason
             ))
         else:
             record.topic, record.partition, record.offset = message.topic, message.partition, message.offset
@@ -75,6 +106,8 @@ def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | Non
         key = (message.topic, message.partition)
         if message.offset + 1 > batch.next_offsets.get(key, -1):
             batch.next_offsets[key] = message.offset + 1
+        if message.offset < batch.first_offsets.get(key, message.offset + 1):
+            batch.first_offsets[key] = message.offset
     return batch
 
 
@@ -92,7 +125,7 @@ class Pipeline:
         batch_timeout_ms: int = 500,
         fields: Mapping[str, str] | None = None,
         retry_initial_s: float = 0.5,
-        retry_max_s: float = 30.0,
+        retry_max_s: float = 5.0,
         progress_every_s: float = 5.0,
         stop_grace_s: float = 10.0,
     ) -> None:
@@ -111,6 +144,10 @@ class Pipeline:
         self._last_progress = 0.0
         self._positions: dict[tuple[str, int], int] = {}
         self._last_ts: dict[tuple[str, int], datetime] = {}
+        self._stored_positions: dict[tuple[str, int], int] | None = None
+        self._outage_since: float | None = None
+        self._outage_retries = 0
+        self._stop_seen_at: float | None = None
 
     def run(self, stop: threading.Event) -> None:
         """Process batches until ``stop`` is set; the batch in hand is finished and committed first."""
@@ -125,9 +162,18 @@ class Pipeline:
             if time.monotonic() - self._last_progress >= self.progress_every_s:
                 self._persist(Batch(received_at=datetime.now(UTC)), stop)
             return 0
-        batch = decode_messages(messages, self.fields)
-        for step in self.steps:
-            step.process(batch)
+        delay = self.retry_initial_s
+        while True:
+            batch = decode_messages(messages, self.fields)
+            try:
+                self._check_offsets(batch)
+                for step in self.steps:
+                    self._run_step(step, batch)
+                break
+            except _DATABASE_DOWN as exc:  # a step reads the database (stored ids, checkpoints): wait for it
+                self._database_down(exc, stop, len(messages))
+                self._wait(delay)
+                delay = min(delay * 2, self.retry_max_s)
         self._persist(batch, stop)
         self.source.mark_durable(batch.next_offsets)
         self.source.commit()
@@ -142,41 +188,146 @@ class Pipeline:
         for step in self.steps:
             step.close()
 
+    # -- steps, with poison isolation ---------------------------------------------------------------------
+
+    def _run_step(self, step: Step, batch: Batch) -> None:
+        """``step`` over the whole batch; if it raises, over each record alone, and the records it still
+        raises on become dead letters (the others go on with what the step made of them).
+
+        What the step had added before raising is discarded first. A step with online state (drift) may have
+        seen the records before the culprit twice; counters are unaffected (the aggregate step adds its
+        increments only once it went through the whole batch). The step then sees the batch's offsets once,
+        in a batch without records."""
+        sizes = _sizes(batch)
+        try:
+            step.process(batch)
+            return
+        except _DATABASE_DOWN:
+            raise  # not about a record: the caller waits for the database and runs the chain again
+        except Exception as exc:  # noqa: BLE001 - isolated below; a bug that fails every record shows as letters
+            first_error = exc
+        _truncate(batch, sizes)
+        name = type(step).__name__
+        keep_records, keep_annotations = [], []
+        culprits = 0
+        for i, record in enumerate(batch.records):
+            single = Batch(records=[record], annotations=batch.annotations[i : i + 1],
+                           received_at=batch.received_at, raw={record.id: batch.raw.get(record.id)})
+            try:
+                step.process(single)
+            except _DATABASE_DOWN:
+                raise
+            except Exception as exc:  # noqa: BLE001 - this record is the culprit
+                culprits += 1
+                batch.dead_letters.append(DeadLetter(record.topic, record.partition, record.offset, None,
+                                                     batch.raw.get(record.id), failure_reason(name, exc)))
+                continue
+            keep_records.append(record)
+            if single.annotations:
+                keep_annotations.append(single.annotations[0])
+            for mine, theirs in ((batch.rows, single.rows), (batch.upserts, single.upserts),
+                                 (batch.increments, single.increments)):
+                for table, rows in theirs.items():
+                    mine[table].extend(rows)
+        batch.records = keep_records
+        batch.annotations = keep_annotations if len(keep_annotations) == len(keep_records) else []
+        rest = Batch(next_offsets=dict(batch.next_offsets), first_offsets=dict(batch.first_offsets),
+                     received_at=batch.received_at)
+        try:
+            step.process(rest)
+        except _DATABASE_DOWN:
+            raise
+        except Exception:  # no record to blame: logged, the batch goes on
+            log.exception("step %s failed on a batch without records", name)
+        for mine, theirs in ((batch.rows, rest.rows), (batch.upserts, rest.upserts),
+                             (batch.increments, rest.increments)):
+            for table, rows in theirs.items():
+                mine[table].extend(rows)
+        log.warning("step %s raised %s on a batch; %d record(s) dead-lettered, %d went on",
+                    name, type(first_error).__name__, culprits, len(keep_records))
+
+    # -- offsets that go backwards ------------------------------------------------------------------------
+
+    def _check_offsets(self, batch: Batch) -> None:
+        """One log line when a partition's offsets go backwards: below what this process read last (the
+        broker restarted empty, the topic was recreated), or, for a partition new to this process, below the
+        position stored with the last batch while the record found there is not the one stored (a reset;
+        when it is the same record this is an ordinary replay after a crash or rebalance)."""
+        for key, first in batch.first_offsets.items():
+            topic, partition = key
+            seen = self._positions.get(key)
+            if seen is not None:
+                if first < seen:
+                    log.warning("offsets went backwards on %s[%d]: read up to %d, now at %d (broker restarted, "
+                                "topic recreated or retention); new messages are stored, none mistaken for old",
+                                topic, partition, seen, first)
+                continue
+            if self._stored_positions is None:
+                try:
+                    self._stored_positions = self.store.read_positions(self.group_id)
+                except TransientStorageError:
+                    return  # checked with the next batch
+            stored = self._stored_positions.get(key)
+            if stored is None or first >= stored:
+                continue
+            at_first = [r for r in batch.records if (r.topic, r.partition, r.offset) == (topic, partition, first)]
+            try:
+                same = bool(at_first) and self.store.stored_at(at_first[0].id) == (topic, partition, first)
+            except TransientStorageError:
+                same = False
+            if same:
+                log.info("%s[%d] resumes at %d, below the stored position %d: replaying what was stored",
+                         topic, partition, first, stored)
+            else:
+                highwater = self.source.highwater(topic, partition)
+                log.warning("offsets went backwards on %s[%d]: stored position %d, now at %d (log end %s): "
+                            "broker restarted, topic recreated or retention; new messages are stored, none "
+                            "mistaken for old", topic, partition, stored, first, highwater)
+
     # -- persist, with backpressure and poison isolation -------------------------------------------------
 
     def _persist(self, batch: Batch, stop: threading.Event | None) -> None:
         self._add_progress(batch)
         delay = self.retry_initial_s
-        stop_seen_at: float | None = None
-        paused = False
         while True:
             try:
                 self.store.write(batch)
                 break
             except TransientStorageError as exc:
-                self.counters.storage_retries += 1
-                if stop is not None and stop.is_set():
-                    stop_seen_at = stop_seen_at or time.monotonic()
-                    if time.monotonic() - stop_seen_at > self.stop_grace_s:
-                        raise StoppedDuringOutage(
-                            f"database unreachable at shutdown ({exc}); {len(batch)} messages not stored, "
-                            "they will be redelivered"
-                        ) from exc
-                log.warning("database unavailable (%s); retrying in %.1f s, fetching paused", exc, delay)
-                if not paused:
-                    self.source.pause()
-                    paused = True
+                self._database_down(exc, stop, len(batch))
                 self._wait(delay)
                 delay = min(delay * 2, self.retry_max_s)
             except PermanentStorageError as exc:
-                log.error("database rejected a batch (%s); isolating the offending records", exc)
-                if not self._isolate_rejected(batch):
-                    # Not a record's fault (a bug, or a schema that does not match): stop rather than loop;
-                    # nothing was committed, so the batch is redelivered after the fix.
-                    raise
+                log.warning("database rejected a batch (%s); isolating the offending records", exc)
+                self._isolate_rejected(batch)
+                break
 
-        if paused:
+        if self._outage_since is not None:
+            log.info("database back after %.1f s (%d retries); fetching resumed",
+                     time.monotonic() - self._outage_since, self._outage_retries)
+            self._outage_since = self._stop_seen_at = None
+            self._outage_retries = 0
             self.source.resume()
+
+    def _database_down(self, exc: BaseException, stop: threading.Event | None, held: int) -> None:
+        """Count a failed attempt; the first of an outage logs one WARNING and pauses fetching. Past the stop
+        grace period after a stop request, give up with `StoppedDuringOutage` (nothing committed)."""
+        self.counters.storage_retries += 1
+        self._outage_retries += 1
+        if self._outage_since is None:
+            self._outage_since = time.monotonic()
+            log.warning("database unavailable (%s); fetching paused, retrying every %.1f-%.1f s until it answers",
+                        _short(exc), self.retry_initial_s, self.retry_max_s)
+            self.source.pause()
+        else:
+            log.debug("database still unavailable: %s", _short(exc))
+        if stop is not None and stop.is_set():
+            self._stop_seen_at = self._stop_seen_at or time.monotonic()
+            if time.monotonic() - self._stop_seen_at > self.stop_grace_s:
+                raise StoppedDuringOutage(
+                    f"database unreachable at shutdown ({_short(exc)}); {held} messages not stored, "
+                    "they will be redelivered"
+                ) from exc
 
     def _wait(self, seconds: float) -> None:
         """Sleep while keeping the consumer's group membership alive (poll while paused returns nothing)."""
@@ -185,8 +336,12 @@ class Pipeline:
             self.source.poll(1, int(min(left, 1.0) * 1000))
 
     def _isolate_rejected(self, batch: Batch) -> int:
-        """Store each record alone; those the database refuses become dead letters with the reason.
-        Returns how many records were set aside."""
+        """Store each record alone (with its detections); those the database refuses become dead letters with
+        the reason. Then the rest of the batch — dead letters, step rows, checkpoints, counters and progress —
+        in one transaction, so the counters still travel with the consumer position; if the database refuses
+        that too, each part alone, and a part it refuses is logged and left out (not a record's fault, so
+        nothing to dead-letter; the partition must not stall on it). Transient errors propagate (the caller
+        retries the whole batch; what was stored is ignored on the retry). Returns the records set aside."""
         keep = []
         for i, record in enumerate(batch.records):
             single = Batch(records=[record], annotations=batch.annotations[i : i + 1])
@@ -203,6 +358,25 @@ class Pipeline:
         batch.records = [batch.records[i] for i in keep]
         if batch.annotations:
             batch.annotations = [batch.annotations[i] for i in keep]
+        rest = Batch(dead_letters=batch.dead_letters, rows=batch.rows, upserts=batch.upserts,
+                     increments=batch.increments)
+        try:
+            self.store.write(rest)
+            return rejected
+        except PermanentStorageError as exc:
+            log.warning("database rejected the rest of a batch (%s); storing its parts one by one", exc)
+        parts: list[Batch] = [Batch(dead_letters=[d]) for d in batch.dead_letters]
+        for attr in ("rows", "upserts", "increments"):
+            for table, rows in getattr(batch, attr).items():
+                for row in rows:
+                    part = Batch()
+                    getattr(part, attr)[table].append(row)
+                    parts.append(part)
+        for part in parts:
+            try:
+                self.store.write(part)
+            except PermanentStorageError as exc:
+                log.error("database rejected a derived row, left out: %s", exc)
         return rejected
 
     def _add_progress(self, batch: Batch) -> None:
@@ -238,6 +412,21 @@ class Pipeline:
         for key in revoked:
             self._positions.pop(key, None)
             self._last_ts.pop(key, None)
+        self._stored_positions = None  # read again when the partitions come back
 
 
 __all__ = ["Counters", "Pipeline", "StoppedDuringOutage", "decode_messages"]
+
+
+def _sizes(batch: Batch) -> tuple[int, dict[Any, int], dict[Any, int], dict[Any, int]]:
+    """How much a batch holds, so that what a failed step added can be taken back (`_truncate`)."""
+    return (len(batch.dead_letters), {t: len(r) for t, r in batch.rows.items()},
+            {t: len(r) for t, r in batch.upserts.items()}, {t: len(r) for t, r in batch.increments.items()})
+
+
+def _truncate(batch: Batch, sizes: tuple[int, dict[Any, int], dict[Any, int], dict[Any, int]]) -> None:
+    letters, rows, upserts, increments = sizes
+    del batch.dead_letters[letters:]
+    for held, before in ((batch.rows, rows), (batch.upserts, upserts), (batch.increments, increments)):
+        for table, table_rows in held.items():
+            del table_rows[before.get(table, 0):]

@@ -28,6 +28,13 @@ _LABELS = frozenset(("app", "route", "user", "session"))
 _MAX_ID_CHARS = 200
 _MAX_LABEL_CHARS = 200  # model, app, route, user, session: column widths in `records`
 _MAX_INT = 2**31 - 1  # token counts are 32-bit columns; the store's binary COPY must never be handed more
+MAX_NUMBER = 1e12
+"""Largest ``latency_ms`` / feedback ``score`` accepted (~31 years in milliseconds): far beyond any real value,
+and small enough that the per-minute sums (`stream_minutes.latency_sum`) of millions of records stay finite."""
+MAX_DEPTH = 64
+"""Deepest nesting of objects and lists accepted in a message (the top-level object counts as 1). Every
+walk over a record (detectors, redaction, NUL stripping, the JSON encoder of the store) is recursive:
+bounding the input here bounds all of them. A deeper message is a dead letter."""
 
 
 class RecordError(ValueError):
@@ -95,12 +102,14 @@ def _number(obj: Mapping[str, Any], key: str) -> float | None:
     value = obj.get(key)
     if value is None:
         return None
-    if type(value) is float and 0 <= value < math.inf:  # the common case, checked cheaply
+    if type(value) is float and 0 <= value <= MAX_NUMBER:  # the common case, checked cheaply
         return value
     if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
         raise RecordError(f"field '{key}' must be a finite number, got {_shown(value)}")
     if value < 0:
         raise RecordError(f"field '{key}' must not be negative, got {value}")
+    if value > MAX_NUMBER:
+        raise RecordError(f"field '{key}' is larger than {MAX_NUMBER:.0e}, got {value:.3g}")
     return float(value)
 
 
@@ -135,7 +144,12 @@ def parse_ts(value: Any) -> datetime:
             raise RecordError(f"field 'ts' is not an RFC 3339 timestamp: {_shown(value)}") from None
         if parsed.tzinfo is None:
             raise RecordError(f"field 'ts' has no time zone offset: {_shown(value)}")
-        return parsed if parsed.tzinfo is UTC else parsed.astimezone(UTC)
+        if parsed.tzinfo is UTC:
+            return parsed
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # "0001-01-01T00:00:00+14:00" is before the calendar's first instant in UTC
+            raise RecordError(f"field 'ts' is outside the representable range in UTC: {_shown(value)}") from None
     if value is None:
         raise RecordError("missing required field 'ts'")
     raise RecordError(f"field 'ts' must be an RFC 3339 string or epoch milliseconds, got {type(value).__name__}")
@@ -160,6 +174,21 @@ def _without_nul(value: Any) -> Any:
     if isinstance(value, dict):
         return {_without_nul(k): _without_nul(v) for k, v in value.items()}
     return value
+
+
+def nesting_depth_exceeds(obj: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether ``obj`` nests objects/lists deeper than ``limit`` (``obj`` itself at depth 1). Iterative, so
+    it cannot itself hit the recursion limit it protects the rest of the chain from."""
+    stack: list[tuple[Any, int]] = [(obj, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if depth > limit:
+            return True
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values() if isinstance(v, dict | list))
+        elif isinstance(value, list):
+            stack.extend((v, depth + 1) for v in value if isinstance(v, dict | list))
+    return False
 
 
 def last_user_turn(messages: list[dict[str, str]]) -> str:
@@ -187,6 +216,10 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         raise RecordError(f"not valid UTF-8 JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise RecordError(f"message must be a JSON object, got {type(obj).__name__}")
+    # Nesting can only exceed MAX_DEPTH if the message holds more than MAX_DEPTH brackets: counting them is
+    # a C-speed scan, so the walk runs only for the rare message that might be too deep.
+    if raw.count(b"{") + raw.count(b"[") > MAX_DEPTH and nesting_depth_exceeds(obj):
+        raise RecordError(f"message nests objects/lists deeper than {MAX_DEPTH} levels")
     if b"\\u0000" in raw:
         obj = _without_nul(obj)
     if fields:
@@ -258,7 +291,7 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
     if optional["finish_reason"] is not None:
         optional["finish_reason"] = optional["finish_reason"][:32]
     latency = get("latency_ms")
-    if not (type(latency) is float and 0 <= latency < math.inf):
+    if not (type(latency) is float and 0 <= latency <= MAX_NUMBER):
         latency = _number(obj, "latency_ms")
     return Record(
         id=record_id,

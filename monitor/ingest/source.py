@@ -1,14 +1,20 @@
 """The Kafka side of the pipeline: poll messages, commit offsets, survive rebalances.
 
 Commit policy: offsets are committed only for what the store has made durable. The pipeline tells the
-source what is durable (`mark_durable`) and asks it to `commit`. When partitions are revoked in a
-rebalance, the source commits what is durable for them before giving them up, so the next owner starts
-exactly after the last stored batch (anything later is redelivered, and the store ignores duplicates).
+source what is durable (`mark_durable`) and asks it to `commit` after every batch, so when partitions are
+revoked in a rebalance there is nothing left to commit for them. The revoke callback runs on kafka-python's
+IO thread and must not block on the broker: it commits nothing, it only forgets. Whatever was durable but
+not committed is redelivered to the next owner, and the store ignores what it already has.
+
+The source never raises for the broker's sake: a rejected commit (the group rebalanced, e.g. after a stall
+longer than ``max_poll_interval_ms``) means "replay is coming"; a broker that is gone is waited out (poll
+returns nothing, one WARNING when it goes, one INFO when it is back).
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Any
 
@@ -69,12 +75,21 @@ class KafkaSource:
         self._committed: dict[tuple[str, int], int] = {}
         self._user_on_assigned = on_assigned
         self._user_on_revoked = on_revoked
+        self._broker_trouble_since: float | None = None
 
     # -- the pipeline's view ------------------------------------------------------------------------------
 
     def poll(self, max_records: int, timeout_ms: int) -> list[Message]:
         """Up to ``max_records`` messages across assigned partitions, in offset order per partition."""
-        fetched = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        try:
+            fetched = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            self._broker_trouble(exc)
+            time.sleep(min(timeout_ms, 1000) / 1000)
+            return []
+        if self._broker_trouble_since is not None:
+            log.info("broker answering again after %.1f s", time.monotonic() - self._broker_trouble_since)
+            self._broker_trouble_since = None
         if not fetched:
             return []
         if len(fetched) == 1:
@@ -102,12 +117,24 @@ class KafkaSource:
             self._consumer.commit(
                 {TopicPartition(t, p): OffsetAndMetadata(off, "", -1) for (t, p), off in pending.items()}
             )
-        except CommitFailedError as exc:
+        except CommitFailedError:
             # The group rebalanced under us: the new owner will redeliver; the store ignores duplicates.
-            log.warning("offset commit rejected after a rebalance (%s); records will be redelivered", exc)
+            log.warning("offset commit rejected (the group rebalanced); records since the last commit will be "
+                        "redelivered and stored once")
+            return False
+        except KafkaError as exc:  # coordinator moved, broker gone, timeout: the next batch commits again
+            self._broker_trouble(exc)
             return False
         self._committed.update(pending)
         return True
+
+    def _broker_trouble(self, exc: Exception) -> None:
+        """One WARNING when the broker stops answering; details of later failures at DEBUG."""
+        if self._broker_trouble_since is None:
+            self._broker_trouble_since = time.monotonic()
+            log.warning("Kafka unavailable (%s: %s); waiting for it", type(exc).__name__, exc)
+        else:
+            log.debug("Kafka still unavailable: %s", exc)
 
     def highwater(self, topic: str, partition: int) -> int | None:
         """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers)."""
@@ -132,12 +159,10 @@ class KafkaSource:
     # -- rebalance hooks ------------------------------------------------------------------------------
 
     def _on_revoked(self, revoked: set[tuple[str, int]]) -> None:
+        """Runs on kafka-python's IO thread: no commit here (a synchronous commit cannot run on that thread,
+        and the pipeline commits after every batch anyway); what was durable but uncommitted is replayed."""
         if revoked:
             log.info("partitions revoked: %s", sorted(revoked))
-            try:
-                self.commit(only=revoked)
-            except KafkaError as exc:
-                log.warning("commit on revocation failed: %s", exc)
         for key in revoked:
             self._durable.pop(key, None)
             self._committed.pop(key, None)

@@ -51,10 +51,14 @@ from typing import Literal
 from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import ColumnElement, Engine, and_, insert, or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
 from monitor.storage.db import as_utc
 from monitor.storage.schema import scheduler_locks
+
+_DATABASE_DOWN = (OperationalError, InterfaceError, DisconnectionError, PoolTimeoutError)
+"""Errors that say the database is not answering: one line per outage, not a traceback per attempt."""
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +134,7 @@ class Scheduler:
         self.owner = owner or default_owner()
         self.tick = tick
         self._rows_ready = False
+        self._down_since: float | None = None
         self._rows_lock = threading.Lock()
         self._aps: BackgroundScheduler | None = None
 
@@ -174,15 +179,22 @@ class Scheduler:
             lease_until = self._claim(job, slot, now)
             if lease_until is None:
                 return self._why_not(job, slot)
+        except _DATABASE_DOWN as exc:
+            self._database_down(exc)
+            return "failed"
         except Exception:
             log.exception("scheduled job %s: could not claim slot %s", job.name, slot.isoformat())
             return "failed"
+        self._database_back()
         # Jobs that run every few seconds (alert evaluation, delivery) would drown the log at INFO.
         level = logging.DEBUG if job.interval < timedelta(minutes=1) else logging.INFO
         log.log(level, "scheduled job %s: running slot %s", job.name, slot.isoformat())
         started = time.monotonic()
         try:
             job.run(self.engine, slot)
+        except _DATABASE_DOWN as exc:
+            self._database_down(exc)
+            return "failed"
         except Exception:
             log.exception("scheduled job %s failed for slot %s", job.name, slot.isoformat())
             failed_at = now + timedelta(seconds=time.monotonic() - started)
@@ -194,6 +206,21 @@ class Scheduler:
             log.exception("scheduled job %s: ran slot %s but could not record it", job.name, slot.isoformat())
             return "failed"
         return "ran"
+
+    def _database_down(self, exc: BaseException) -> None:
+        """One WARNING when the database stops answering the scheduler (not a traceback per job and second);
+        the rest at DEBUG until `_database_back`."""
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+            text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+            log.warning("scheduler: database unavailable (%s); jobs wait for it", text[0][:200] if text else exc)
+        else:
+            log.debug("scheduler: database still unavailable: %s", exc)
+
+    def _database_back(self) -> None:
+        if self._down_since is not None:
+            log.info("scheduler: database back after %.1f s", time.monotonic() - self._down_since)
+            self._down_since = None
 
     def _ensure_rows(self) -> None:
         if self._rows_ready:

@@ -28,11 +28,22 @@ def as_utc(ts: datetime | None) -> datetime | None:
     return ts.replace(tzinfo=UTC) if ts.tzinfo is None else ts.astimezone(UTC)
 
 
-def make_engine(url: str, **kwargs: object) -> Engine:
+CONNECT_TIMEOUT_S = 5
+STATEMENT_TIMEOUT_S = 300
+TCP_USER_TIMEOUT_S = 30
+
+
+def make_engine(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
+                statement_timeout_s: float = STATEMENT_TIMEOUT_S, **kwargs: object) -> Engine:
     """An engine with the settings Watchkeeper relies on.
 
     SQLite gets WAL and a busy timeout so the review page and the daemon can share the file; foreign keys on.
-    Postgres gets pre-ping so a restarted server is noticed instead of failing the next batch.
+    Postgres gets pre-ping so a restarted server is noticed instead of failing the next batch, and bounds on
+    every wait so that a database that goes silent (packets dropped, no reset) is noticed within seconds, not
+    after the kernel's 15-minute retransmission limit: a connect timeout, TCP keepalives (idle 10 s, then 3
+    probes 5 s apart), ``tcp_user_timeout`` (unacknowledged data for 30 s drops the connection) and a
+    server-side ``statement_timeout``. A timed-out call raises an OperationalError, which the pipeline treats
+    as "database unavailable": it waits and retries.
     """
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
@@ -48,7 +59,14 @@ def make_engine(url: str, **kwargs: object) -> Engine:
         return engine
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    connect_args: dict[str, Any] = {
+        "connect_timeout": max(1, round(connect_timeout_s)),
+        "keepalives": 1, "keepalives_idle": 10, "keepalives_interval": 5, "keepalives_count": 3,
+        "tcp_user_timeout": TCP_USER_TIMEOUT_S * 1000,
+        "options": f"-c statement_timeout={int(statement_timeout_s * 1000)}",
+    }
+    connect_args.update(kwargs.pop("connect_args", None) or {})  # type: ignore[call-overload]
+    return create_engine(url, pool_pre_ping=True, connect_args=connect_args, **kwargs)
 
 
 def alembic_config(url: str) -> AlembicConfig:

@@ -106,7 +106,9 @@ dead_letters = Table(
     Column("raw", LargeBinary, comment="the message value exactly as received"),
     Column("reason", Text, nullable=False),
     Column("received_at", Ts, nullable=False),
-    UniqueConstraint("topic", "partition", "offset"),
+    Column("digest", String(32), nullable=False, server_default="",
+           comment="hash of the message key and value: new vs replayed"),
+    UniqueConstraint("topic", "partition", "offset", "digest"),
     Index(None, "received_at"),
 )
 

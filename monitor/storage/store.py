@@ -1,7 +1,7 @@
 """The batch writer: everything a batch produced goes to the database in ONE transaction.
 
 Idempotent by construction: every insert is ``ON CONFLICT DO NOTHING`` on the row's natural key
-(``records.id``, ``(record_id, detector)``, dead letters' ``(topic, partition, offset)``…), so a batch
+(``records.id``, ``(record_id, detector)``, dead letters' ``(topic, partition, offset, digest)``…), so a batch
 replayed after a crash stores nothing twice. Large inserts on Postgres use binary ``COPY`` straight into the
 table under a savepoint; only when that meets a row already stored (a replay) do they go through a
 transaction-local staging table and ``INSERT … SELECT … ON CONFLICT DO NOTHING``.
@@ -9,6 +9,7 @@ transaction-local staging table and ``INSERT … SELECT … ON CONFLICT DO NOTHI
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from operator import itemgetter
@@ -17,14 +18,14 @@ from typing import TYPE_CHECKING, Any
 import orjson
 import psycopg
 from psycopg.types.json import set_json_dumps
-from sqlalchemy import Connection, Engine, Table, exc, func
+from sqlalchemy import Connection, Engine, Table, exc, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from detectors.annotation import Annotation
 from detectors.base import Detection
 from detectors.redact import seal
 from monitor.storage.db import insert_ignore
-from monitor.storage.schema import dead_letters, detections, records
+from monitor.storage.schema import consumer_progress, dead_letters, detections, records
 
 if TYPE_CHECKING:  # the store writes what the ingest chain built; it needs only the shapes
     from monitor.ingest.batch import Batch
@@ -108,6 +109,19 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, .
     return row
 
 
+def letter_digest(key: bytes | None, raw: bytes | None) -> str:
+    """The hash that tells a new dead letter from a replayed one at the same (topic, partition, offset): a
+    broker restarted empty or a recreated topic reuses offsets, the bytes differ. Hex, 32 characters."""
+    h = hashlib.blake2b(digest_size=16)
+    for part in (key, raw):
+        if part is None:
+            h.update(b"\xff")
+        else:
+            h.update(len(part).to_bytes(8, "big"))
+            h.update(bytes(part))
+    return h.hexdigest()
+
+
 def detection_row(record_id: str, detection: Detection) -> dict[str, Any]:
     return {
         "record_id": record_id,
@@ -143,7 +157,7 @@ class Store:
                 )
         letter_rows = [
             {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key, "raw": d.raw,
-             "reason": seal(d.reason), "received_at": now}
+             "reason": seal(d.reason), "received_at": now, "digest": letter_digest(d.key, d.raw)}
             for d in batch.dead_letters
         ]
         try:
@@ -162,6 +176,32 @@ class Store:
             raise TransientStorageError(_short(e)) from e
         except (exc.IntegrityError, exc.DataError, psycopg.IntegrityError, psycopg.DataError) as e:
             raise PermanentStorageError(_short(e)) from e
+        except exc.StatementError as e:
+            # A value the driver could not even send (SQLAlchemy wraps the client-side error): the data's fault.
+            if isinstance(e.orig, TypeError | ValueError | OverflowError | RecursionError):
+                raise PermanentStorageError(f"value not sendable: {type(e.orig).__name__}") from e
+            raise
+
+    def read_positions(self, group_id: str) -> dict[tuple[str, int], int]:
+        """``consumer_progress.committed`` of ``group_id`` per (topic, partition): the offset after the last
+        batch stored, as stored with it."""
+        t = consumer_progress.c
+        try:
+            with self.engine.connect() as conn:
+                return {(topic, partition): int(committed) for topic, partition, committed in conn.execute(
+                    select(t.topic, t.partition, t.committed).where(t.group_id == group_id))}
+        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError) as e:
+            raise TransientStorageError(_short(e)) from e
+
+    def stored_at(self, record_id: str) -> tuple[str, int, int] | None:
+        """Where the stored record ``record_id`` came from (topic, partition, offset), or None if not stored."""
+        r = records.c
+        try:
+            with self.engine.connect() as conn:
+                row = conn.execute(select(r.topic, r.partition, r.offset).where(r.id == record_id)).first()
+        except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError) as e:
+            raise TransientStorageError(_short(e)) from e
+        return None if row is None else (row[0], int(row[1]), int(row[2]))
 
     # -- dialect-specific idempotent writes ------------------------------------------------------------
 

@@ -92,6 +92,8 @@ class ConsumerLag(Rule):
                    f" (worst {worst[0]}[{worst[1]}]: {worst[2]:,})")
         if stuck:
             summary += f"; no progress for {human_duration(stalled_s)}"
+        else:
+            summary += f"; catching up (progress {human_duration(max(stalled_s, 0))} ago)"
         return {GLOBAL: Evidence(
             summary=summary, value=total, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
             sample_size=len(lagging), after={"lag": total, "stalled_s": stalled_s},
@@ -105,12 +107,25 @@ class NoTraffic(Rule):
     """A scope that used to have traffic (``min_samples`` records in the ``baseline`` before its last
     record) has received nothing for ``window``. ``fetch`` gives ``{scope: (last_ts, n_before)}``; the
     count is only taken for scopes already quiet. Looks back at most ``lookback`` for the last record.
-    Both come from `stream_minutes`: the baseline count starts on the minute holding its start."""
+    Both come from `stream_minutes`: the baseline count starts on the minute holding its start.
+
+    Quiet by event time is not enough: while the daemon catches up a backlog (after an outage, a restart),
+    every scope looks quiet although its records wait in Kafka. So nothing fires while this daemon's group
+    is catching up: lag on a partition (``consumer_progress``: high-water mark above the committed offset)
+    with progress recorded within ``window``; `ConsumerLag` watches that, not "nothing arrives". A consumer
+    that is behind and *stuck* (no progress for ``window``) does not silence the rule: its alerts fire and
+    are inhibited by the lag alert that explains them."""
 
     kind = "no_traffic"
     lookback: ClassVar[timedelta] = timedelta(days=7)
 
     def fetch(self, conn: Connection, now: datetime) -> dict[str, tuple[datetime, int]]:
+        t = consumer_progress.c
+        behind = conn.scalar(select(func.count()).where(
+            t.group_id == self.group_id, t.highwater.is_not(None), t.highwater > t.committed,
+            t.updated_at >= now - self.window)) or 0
+        if behind:
+            return {}  # catching up: the records of a quiet-looking scope may be in the backlog
         last = _minute_sums(conn, self.config.scope, [func.max(_sm.last_ts)],
                             _sm.minute >= minute_of(now - self.lookback))
         baseline = self.config.baseline or timedelta(hours=1)

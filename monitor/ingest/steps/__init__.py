@@ -18,7 +18,12 @@ Partition = tuple[str, int]
 class Step:
     """One stage of the chain. Contract:
 
-    * `process` adds to the batch in place (rows, upserts, increments, annotations); it does no database I/O;
+    * `process` adds to the batch in place (rows, upserts, increments, annotations); it never writes to the
+      database (reads are allowed: the aggregate step looks up which ids are stored);
+    * `process` may raise: the pipeline then discards what it added, calls it again once per record (batches
+      of one record, without offsets; a record it still raises on becomes a dead letter) and once with the
+      batch's offsets and no records. Records handed to it are bounded (`monitor.ingest.record.MAX_DEPTH`,
+      `MAX_NUMBER`), so a step may recurse over a record's metadata;
     * state kept across batches (online detectors) must be put into ``batch.upserts`` so it is checkpointed
       atomically with the batch it reflects;
     * `on_assigned` / `on_revoked` are called on rebalance, on the consumer's thread, for the partitions that

@@ -165,3 +165,36 @@ def test_scheduler_config_takes_human_durations() -> None:
     config = Config.model_validate({"scheduler": {"tick": "30s"}, "reports": {"reference_window": "2w"}})
     assert config.scheduler.tick == timedelta(seconds=30)
     assert config.reports.reference_window == timedelta(days=14)
+
+
+def test_a_database_that_resets_connections_costs_one_log_line_not_a_traceback_per_attempt(
+        postgres_url: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The network to Postgres is cut: every lease claim fails, every second, for as long as it lasts. The
+    log says so once (WARNING), then once more when the database is back (INFO), and the job runs again."""
+    from sqlalchemy import make_url
+
+    from tests.tcp_proxy import TcpProxy
+
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    engine = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                         connect_timeout_s=2)
+    try:
+        metadata.create_all(engine)
+        ran = Recorder()
+        scheduler = Scheduler(engine, [Job("rollups", HOURLY, ran)], owner="daemon-a")
+        assert scheduler.run_due(T0) == {"rollups": "ran"}
+        proxy.cut()
+        with caplog.at_level(logging.DEBUG, logger="monitor.jobs.scheduler"):
+            outcomes = [scheduler.run_due(T0 + HOURLY * (1 + i)) for i in range(5)]
+            proxy.restore()
+            assert scheduler.run_due(T0 + HOURLY * 7) == {"rollups": "ran"}
+        assert outcomes == [{"rollups": "failed"}] * 5
+        lines = [r for r in caplog.records if r.name == "monitor.jobs.scheduler" and r.levelno >= logging.INFO]
+        warnings = [r.getMessage() for r in lines if r.levelno >= logging.WARNING]
+        assert len(warnings) == 1 and "database unavailable" in warnings[0]
+        assert len([r for r in lines if "database back" in r.getMessage()]) == 1
+        assert all(r.exc_info is None for r in caplog.records if r.name == "monitor.jobs.scheduler")
+    finally:
+        engine.dispose()
+        proxy.close()
