@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from monitor.alerts import jobs as alert_jobs
 from monitor.config import Config
-from monitor.jobs import reports, retention, rollups
+from monitor.jobs import drift, reports, retention, rollups
 from monitor.jobs.scheduler import Job, Scheduler
 from monitor.shadow.worker import ShadowWorker
 
@@ -27,6 +27,7 @@ def build_jobs(config: Config, engine: Engine) -> tuple[list[Job], list[object]]
         *reports.build_jobs(config),
         *rollups.build_jobs(config),
         *retention.build_jobs(config),
+        *drift.build_jobs(config),
     ]
     owners: list[object] = []
     if config.shadow.references:
