@@ -470,10 +470,14 @@ class DriftConfig(Section):
     margin: Annotated[float, Field(ge=0, le=5)] = 1.0
     """Standard errors of warm-up estimation error the calibration absorbs."""
     bucket_s: Annotated[float, Field(gt=0, le=60)] = 2.0
-    """Length of a statistics bucket (ingest time). Detection comes at most about bucket_s + grace_s +
-    fold_every_s after the data is stored."""
-    grace_s: Annotated[float, Field(ge=0, le=60)] = 2.0
-    """How long after a bucket ends the fold waits for batches still being stored into it."""
+    """Length of a statistics bucket (event time). On live traffic a change is detected about bucket_s +
+    grace_s + fold_every_s + settle_s after its records' time."""
+    grace_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    """Buckets are event time: how long after a bucket ends (by the clock, and by the newest record stored
+    from every partition that is behind) the fold waits for records still on their way into it."""
+    late_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """Records stored up to this long after their bucket was folded are still fed to the detectors (at the
+    current position); later ones are kept in `drift_buckets` but not watched."""
     fold_every_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     """How often the fold job runs (on one daemon: the scheduler's lease)."""
     settle_s: Annotated[float, Field(ge=0, le=300)] = 2.0

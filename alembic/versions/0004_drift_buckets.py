@@ -27,13 +27,17 @@ def upgrade() -> None:
     op.create_table(
         "drift_buckets",
         sa.Column("bucket_ms", sa.BigInteger(), nullable=False,
-                  comment="start of the bucket, epoch milliseconds of ingest time ([drift] bucket_s long)"),
+                  comment="start of the bucket: epoch milliseconds of the records' event time (ts)"),
         sa.Column("stream", sa.String(400), nullable=False, comment="*, model=M, app=A or model=M,app=A"),
         sa.Column("signal", sa.String(64), nullable=False, comment="e.g. response_chars, latency_ms, toxic"),
         sa.Column("n", sa.BigInteger(), nullable=False, comment="records with a value of this signal"),
         sa.Column("total", sa.Float(), nullable=False,
                   comment="sum of the values (log1p of lengths, latency and tokens); events for rates"),
         sa.Column("total_sq", sa.Float(), nullable=False, comment="sum of the squared values"),
+        sa.Column("folded_n", sa.BigInteger(), nullable=False, server_default="0",
+                  comment="how much of n the fold job has fed to the detectors (n - folded_n arrived late)"),
+        sa.Column("folded_total", sa.Float(), nullable=False, server_default="0"),
+        sa.Column("folded_sq", sa.Float(), nullable=False, server_default="0"),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("bucket_ms", "stream", "signal"),
         comment=("Sufficient statistics of every drift signal per short bucket and stream, added by each batch "

@@ -3,8 +3,10 @@
 Every pipeline adds its records' signals to `drift_buckets` (`monitor.ingest.steps.drift`). This job runs
 every ``[drift] fold_every_s`` on one daemon (the scheduler's lease) and, in one transaction:
 
-1. reads the buckets after its cursor that are closed — ended at least ``grace_s`` ago, so batches still
-   being stored into them have landed — in bucket order;
+1. reads the buckets after its cursor that are closed — buckets are event time; one is closed when it
+   ended before the *watermark*: ``grace_s`` before now, held back by every partition of the group that is
+   behind (`DriftFold.watermark`) — in bucket order; what was added to a folded bucket since (a late
+   record, within ``late_s``) is fed at the current position, so no record goes unwatched;
 2. feeds each (stream, signal) its bucket (`detectors.drift.buckets`: the calibrated self-starting CUSUM
    by default, or a river detector chosen in ``[drift.river]``);
 3. when a detector fires, waits ``settle_s`` and then **attributes** the change to the narrowest stream that
@@ -17,8 +19,9 @@ every ``[drift] fold_every_s`` on one daemon (the scheduler's lease) and, in one
    detected twice and nothing is skipped. The row is written only if no other run wrote it since this run
    read it (a run that outlived its lease loses, and rolls back).
 
-Detection latency: a record is folded ``bucket_s + grace_s`` (plus up to ``fold_every_s``) after it was
-stored, and reported ``settle_s`` after its detector fired: about 5–7 s with the defaults.
+Detection latency: on live traffic a record is folded about ``bucket_s + grace_s`` (plus up to
+``fold_every_s``) after its event time, and reported ``settle_s`` (of event time) after its detector fired:
+about 5–7 s with the defaults.
 
 False alarms: every detector is calibrated to ``arl0 × signals`` records, so a stream raises at most one
 false alarm per ``arl0`` of its records, its 9 signals together; a record feeds four streams (global, its
@@ -37,7 +40,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, delete, func, insert, select, update
+from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from detectors.drift.buckets import BucketBernoulli, BucketChange, BucketChart, BucketCUSUM, RiverBuckets
 from detectors.drift.signals import SCALAR_SIGNALS, Signal
@@ -45,7 +48,7 @@ from monitor.config import Config, DriftConfig
 from monitor.ingest.steps.drift import GLOBAL
 from monitor.jobs.scheduler import Job
 from monitor.storage.db import as_utc
-from monitor.storage.schema import detector_state, drift_buckets, drift_events
+from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +58,8 @@ SHIFTED_Z = 3.0
 """A child stream counts as changed when its values since the change lie this many standard errors away from
 its reference (in the change's direction); the others, pooled, must lie less than this away."""
 MAX_ROWS = 200_000
+STALE_S = 300.0
+"""A partition whose progress row is older than this has no consumer: it does not hold the watermark back."""
 
 
 def parse_stream(stream: str) -> tuple[str | None, str | None]:
@@ -134,12 +139,14 @@ def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, f
 class DriftFold:
     """The fold job's state and its ``run(engine, slot)`` (a `monitor.jobs.scheduler.Job` callable).
 
-    ``clock`` gives the current epoch seconds (buckets are ingest time). State is cached between runs and
-    re-read when another instance wrote it since.
+    ``group_id`` is the consumer group whose progress (`consumer_progress`) holds the watermark back;
+    ``clock`` gives the current epoch seconds. State is cached between runs and re-read when another
+    instance wrote it since.
     """
 
-    def __init__(self, config: DriftConfig, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, config: DriftConfig, group_id: str, clock: Callable[[], float] = time.time) -> None:
         self.config = config
+        self.group_id = group_id
         self.clock = clock
         self.width = max(round(config.bucket_s * 1000), 1)
         self.signals: dict[str, Signal] = {s.name: s for s in SCALAR_SIGNALS}
@@ -151,6 +158,7 @@ class DriftFold:
         self.charts: dict[str, dict[str, BucketChart]] = {}
         self.last_seen: dict[str, int] = {}
         self.pending: list[Alarm] = []
+        self.late = 0.0  # records folded after their bucket (see `run`)
 
     # -- detectors -----------------------------------------------------------------------------------------
 
@@ -178,14 +186,20 @@ class DriftFold:
     # -- the job ------------------------------------------------------------------------------------------
 
     def run(self, engine: Engine, slot: datetime | None = None) -> int:
-        """Fold every closed bucket not folded yet; return how many drift events were written."""
+        """Fold late additions and every closed bucket not folded yet; return how many events were written."""
         now_ms = int(self.clock() * 1000)
-        closed_before = now_ms - round(self.config.grace_s * 1000) - self.width  # buckets starting before
         with engine.begin() as conn:
             version = self._load(conn)
+            watermark = self.watermark(conn, now_ms)
             t = drift_buckets.c
-            query = select(t.bucket_ms, t.stream, t.signal, t.n, t.total, t.total_sq).where(
-                t.bucket_ms < closed_before).order_by(t.bucket_ms).limit(MAX_ROWS)
+            columns = (t.bucket_ms, t.stream, t.signal, t.n, t.total, t.total_sq, t.folded_n, t.folded_total,
+                       t.folded_sq)
+            late: list[Any] = []
+            if self.cursor is not None:
+                late = conn.execute(select(*columns).where(
+                    t.bucket_ms <= self.cursor, t.bucket_ms > self.cursor - round(self.config.late_s * 1000),
+                    t.n > t.folded_n)).all()
+            query = select(*columns).where(t.bucket_ms <= watermark - self.width).order_by(t.bucket_ms).limit(MAX_ROWS)
             if self.cursor is not None:
                 query = query.where(t.bucket_ms > self.cursor)
             rows = conn.execute(query).all()
@@ -193,35 +207,69 @@ class DriftFold:
                 last = rows[-1][0]
                 rows = [r for r in rows if r[0] != last] or rows
             events: list[dict[str, Any]] = []
+            if late:
+                # Added to buckets already folded (a partition that was behind, a record long in transit):
+                # fed now, at the current position, so that no record goes unwatched.
+                self.late += sum(r.n - r.folded_n for r in late)
+                for r in late:
+                    self._feed(r.signal, r.stream, r.n - r.folded_n, r.total - r.folded_total,
+                               r.total_sq - r.folded_sq, self.cursor)  # type: ignore[arg-type]
             i = 0
             while i < len(rows):
                 bucket = rows[i][0]
                 while i < len(rows) and rows[i][0] == bucket:
-                    _, stream, signal, n, total, total_sq = rows[i]
+                    r = rows[i]
                     i += 1
-                    if signal not in self.signals:
-                        continue
-                    self.last_seen[stream] = bucket
-                    change = self.chart(signal, stream).update_bucket(n, total, total_sq, at=bucket)
-                    if change is not None:
-                        self.pending.append(self._alarm(signal, stream, change, bucket))
+                    self._feed(r.signal, r.stream, r.n - r.folded_n, r.total - r.folded_total,
+                               r.total_sq - r.folded_sq, bucket)
                 self.cursor = bucket
                 events.extend(self._decide(conn, bucket))
-            if not rows and self.cursor is None:
+            if self.cursor is None:
                 return 0
-            if not rows:
-                # An idle stream's settling alarm is decided once enough time has passed.
-                events.extend(self._decide(conn, max(self.cursor or 0, closed_before - self.width)))
+            events.extend(self._decide(conn, max(self.cursor, watermark - self.width)))
+            if not rows and not late and not events:
+                return 0
             self._evict()
             if events:
                 conn.execute(insert(drift_events), events)
+            folded = [{"b_bucket": r.bucket_ms, "b_stream": r.stream, "b_signal": r.signal, "b_n": r.n,
+                       "b_total": r.total, "b_sq": r.total_sq} for r in [*late, *rows]]
+            if folded:
+                conn.execute(update(drift_buckets).where(
+                    t.bucket_ms == bindparam("b_bucket"), t.stream == bindparam("b_stream"),
+                    t.signal == bindparam("b_signal")).values(
+                    folded_n=bindparam("b_n"), folded_total=bindparam("b_total"), folded_sq=bindparam("b_sq")),
+                    folded)
             self._save(conn, version)
-            keep_from = (self.cursor or 0) - round(self.config.keep_buckets_s * 1000)
-            conn.execute(delete(drift_buckets).where(drift_buckets.c.bucket_ms < keep_from))
+            keep_from = self.cursor - round(self.config.keep_buckets_s * 1000)
+            conn.execute(delete(drift_buckets).where(t.bucket_ms < keep_from))
         for event in events:
             log.info("drift on %s: %s %s (%s)", event["stream"], event["signal"],
                      event["details"].get("direction"), ", ".join(event["details"].get("explains", [])) or "alone")
         return len(events)
+
+    def watermark(self, conn: Connection, now_ms: int) -> int:
+        """Event time (epoch ms) up to which every record is taken to be stored: ``grace_s`` before now, held
+        back by any partition of this consumer group that is behind (its newest stored event time, less
+        ``grace_s``). A partition whose progress was not refreshed for `STALE_S` (no consumer) holds nothing."""
+        grace = round(self.config.grace_s * 1000)
+        mark = now_ms - grace
+        t = consumer_progress.c
+        stale = datetime.fromtimestamp(now_ms / 1000 - STALE_S, UTC)
+        for committed, highwater, last_ts, updated_at in conn.execute(
+                select(t.committed, t.highwater, t.last_record_ts, t.updated_at).where(t.group_id == self.group_id)):
+            if highwater is None or highwater <= committed or last_ts is None or as_utc(updated_at) < stale:
+                continue
+            mark = min(mark, int(as_utc(last_ts).timestamp() * 1000) - grace)
+        return mark
+
+    def _feed(self, signal: str, stream: str, n: float, total: float, total_sq: float, bucket: int) -> None:
+        if signal not in self.signals or n <= 0:
+            return
+        self.last_seen[stream] = bucket
+        change = self.chart(signal, stream).update_bucket(n, total, total_sq, at=bucket)
+        if change is not None:
+            self.pending.append(self._alarm(signal, stream, change, bucket))
 
     def _alarm(self, signal: str, stream: str, change: BucketChange, bucket: int) -> Alarm:
         return Alarm(signal, stream, change.direction, int(change.start if change.start is not None else bucket),
@@ -308,12 +356,13 @@ class DriftFold:
         self.charts = {signal: {stream: BucketChart.from_state(s) for stream, s in by_stream.items()}
                        for signal, by_stream in data["charts"].items()}
         self.last_seen = dict(data["last_seen"])
+        self.late = data.get("late", 0.0)
         self.pending = [Alarm(**a) for a in data["pending"]]
         self._version = version
         return version
 
     def _save(self, conn: Connection, version: datetime | None) -> None:
-        data = {"format": STATE_FORMAT, "cursor": self.cursor, "last_seen": self.last_seen,
+        data = {"format": STATE_FORMAT, "cursor": self.cursor, "last_seen": self.last_seen, "late": self.late,
                 "pending": [asdict(a) for a in self.pending],
                 "charts": {signal: {stream: c.state() for stream, c in by_stream.items()}
                            for signal, by_stream in self.charts.items()}}
@@ -348,5 +397,5 @@ def build_jobs(config: Config) -> list[Job]:
     """The fold job, when drift detection is on."""
     if not config.drift.enabled:
         return []
-    fold = DriftFold(config.drift)
+    fold = DriftFold(config.drift, config.kafka.group_id)
     return [Job("drift-fold", timedelta(seconds=config.drift.fold_every_s), fold.run, lease=timedelta(minutes=2))]

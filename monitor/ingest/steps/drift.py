@@ -4,10 +4,13 @@ Drift is watched per **stream** — the global stream ``*``, each model (``model
 and each pair (``model=M,app=A``; ``app=-`` for records without an app) — not per Kafka partition: a
 stream's detectors must see all of its records whichever partition carried them and whichever daemon
 consumed them. So this step does not detect. It adds each record's signals to the sufficient statistics of a
-short bucket of ingest time (``[drift] bucket_s``), one `drift_buckets` row per (bucket, stream, signal):
+short bucket of its event time (``ts``; ``[drift] bucket_s`` long), one `drift_buckets` row per (bucket,
+stream, signal):
 the count, the sum and the sum of squares of the value (``log1p`` of lengths, latency and tokens; feedback
 as is; 0/1 for the error, refusal and toxic rates). The rows are increments stored with the batch, in its
 transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bucket order, on one daemon.
+Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
+daemons or in which order a backlog was read.
 
 Each record is added once although Kafka delivers at least once, as the per-minute counters are
 (`monitor.ingest.steps.aggregate`): the pipeline stores ``consumer_progress.committed`` in the same
@@ -17,8 +20,7 @@ transaction as each batch, so a record below it was added with its batch and is 
 from __future__ import annotations
 
 import logging
-import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -31,6 +33,7 @@ from detectors.drift.signals import SCALAR_SIGNALS
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
+from monitor.storage.db import as_utc
 from monitor.storage.schema import consumer_progress, drift_buckets
 
 log = logging.getLogger(__name__)
@@ -114,18 +117,19 @@ def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation |
     return columns
 
 
-def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | None], bucket_ms: int,
+def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | None], bucket_s: float,
                 now: datetime, toxic_at: float = TOXIC_AT) -> list[dict[str, Any]]:
-    """The `drift_buckets` increments of ``records``, all in the bucket starting at ``bucket_ms``.
+    """The `drift_buckets` increments of ``records``, each in the bucket of its event time.
 
-    Sums are computed per (model, app) pair with one ``bincount`` per signal, then added up into the model,
-    app and global streams, so a batch costs a few numpy calls per signal, not work per record and stream.
+    Sums are computed per (bucket, model, app) with one ``bincount`` per signal, then added up into the
+    model, app and global streams, so a batch costs a few numpy calls per signal, not work per record and
+    stream.
     """
     if not records:
         return []
-    pairs: dict[tuple[str, str | None], int] = {}
-    code = np.fromiter((pairs.setdefault((r.model, r.app or None), len(pairs)) for r in records), dtype=np.intp,
-                       count=len(records))
+    pairs: dict[tuple[int, str, str | None], int] = {}
+    code = np.fromiter((pairs.setdefault((bucket_of(as_utc(r.ts).timestamp(), bucket_s), r.model, r.app or None),
+                                         len(pairs)) for r in records), dtype=np.intp, count=len(records))
     columns = signal_columns(records, annotations, toxic_at)
     per_pair: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for signal in SCALAR_SIGNALS:
@@ -140,36 +144,32 @@ def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | No
         per_pair[signal.name] = (np.bincount(at, minlength=len(pairs)).astype(float),
                                  np.bincount(at, weights=values, minlength=len(pairs)),
                                  np.bincount(at, weights=values * values, minlength=len(pairs)))
-    sums: dict[tuple[str, str], list[float]] = {}
-    for (model, app), j in pairs.items():
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    for (bucket, model, app), j in pairs.items():
         names = streams_of(model, app)
         for signal, (n, total, total_sq) in per_pair.items():
             if not n[j]:
                 continue
             for stream in names:
-                row = sums.get((stream, signal))
+                row = sums.get((bucket, stream, signal))
                 if row is None:
-                    sums[(stream, signal)] = [n[j], total[j], total_sq[j]]
+                    sums[(bucket, stream, signal)] = [n[j], total[j], total_sq[j]]
                 else:
                     row[0] += n[j]
                     row[1] += total[j]
                     row[2] += total_sq[j]
-    return [{"bucket_ms": bucket_ms, "stream": stream, "signal": signal, "n": int(n), "total": float(total),
+    return [{"bucket_ms": bucket, "stream": stream, "signal": signal, "n": int(n), "total": float(total),
              "total_sq": float(total_sq), "updated_at": now}
-            for (stream, signal), (n, total, total_sq) in sums.items()]
+            for (bucket, stream, signal), (n, total, total_sq) in sums.items()]
 
 
 class DriftStep(Step):
-    """`Step` that adds every record's drift signals to the current bucket of its four streams, once.
-
-    ``clock`` gives the ingest time (epoch seconds) that picks the bucket: the fold job waits ``grace_s``
-    after a bucket ends, so a batch must be stored within that long of being processed to be watched (a
-    batch stored later is kept in `drift_buckets` but its bucket was already folded: it is missed by the
-    detectors, and logged by the fold). Positions work as in `monitor.ingest.steps.aggregate.AggregateStep`,
-    with the same assumptions (one consumer group per database, a record id at one offset).
+    """`Step` that adds every record's drift signals to the bucket of its event time, in its four streams,
+    once. Positions work as in `monitor.ingest.steps.aggregate.AggregateStep`, with the same assumptions
+    (one consumer group per database, a record id at one offset).
 
     >>> from monitor.ingest.record import decode
-    >>> step = DriftStep(engine=None, group_id="watchkeeper", clock=lambda: 1000.5)
+    >>> step = DriftStep(engine=None, group_id="watchkeeper")
     >>> record = decode(b'{"id": "r1", "ts": 0, "model": "m", "app": "a", "prompt": "p", "response": "hello"}')
     >>> first, again = Batch(records=[record], next_offsets={("", 0): 1}), Batch(records=[record])
     >>> step.process(first), step.process(again)
@@ -180,13 +180,12 @@ class DriftStep(Step):
     []
     """
 
-    def __init__(self, engine: Engine | None, group_id: str, *, bucket_s: float = 2.0, toxic_at: float = TOXIC_AT,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, engine: Engine | None, group_id: str, *, bucket_s: float = 2.0,
+                 toxic_at: float = TOXIC_AT) -> None:
         self.engine = engine
         self.group_id = group_id
         self.bucket_s = bucket_s
         self.toxic_at = toxic_at
-        self.clock = clock
         self._positions: dict[Partition, int] = {}
 
     def on_assigned(self, partitions: Iterable[Partition]) -> None:
@@ -225,8 +224,7 @@ class DriftStep(Step):
         if len(keep) < len(records):
             records = [records[i] for i in keep]
             annotations = [annotations[i] for i in keep]
-        rows = bucket_rows(records, annotations, bucket_of(self.clock(), self.bucket_s), datetime.now(UTC),
-                           self.toxic_at)
+        rows = bucket_rows(records, annotations, self.bucket_s, datetime.now(UTC), self.toxic_at)
         batch.increments[drift_buckets].extend(rows)
 
     def close(self) -> None:
