@@ -480,7 +480,7 @@ class DriftConfig(Section):
     current position); later ones are kept in `drift_buckets` but not watched."""
     fold_every_s: Annotated[float, Field(gt=0, le=60)] = 1.0
     """How often the fold job runs (on one daemon: the scheduler's lease)."""
-    settle_s: Annotated[float, Field(ge=0, le=300)] = 2.0
+    settle_s: Annotated[float, Field(ge=0, le=300)] = 4.0
     """After a detector fires, how long the fold gathers data before attributing the change to a stream."""
     keep_buckets_s: Annotated[float, Field(gt=0)] = 3600.0
     """Folded buckets older than this are deleted (attribution reads the recent ones)."""

@@ -360,13 +360,12 @@ class BucketBernoulli(BucketChart):
         n = self.calibrated_n = self.warm_n
         p = (self.warm_s + 0.5) / (n + 1)  # never exactly 0 or 1
         self.p0 = p
-        # Wilson bounds at twice the margin: with a handful of events the normal interval is far too narrow
-        # (no error in 1,000 records happens 0.7% of the time when the true rate is 0.5%).
-        zz = 2 * self.margin
-        centre = (self.warm_s + zz * zz / 2) / (n + zz * zz)
-        half = zz * math.sqrt(self.warm_s * (n - self.warm_s) / n + zz * zz / 4) / (n + zz * zz)
-        h_up, u1, u0 = self._side(p, min(centre + half, 1 - 1e-9), self.odds_ratio)
-        h_down, d1, d0 = self._side(p, max(centre - half, 0.0), 1 / self.odds_ratio)
+        # The base rate may be twice ``margin`` standard errors on the unlucky side: a rate estimated from a
+        # handful of events is far less certain than a mean, and an error of one standard error happens
+        # one time in six. The self-starting reference shrinks this as it grows.
+        se = math.sqrt(p * (1 - p) / n)
+        h_up, u1, u0 = self._side(p, min(p + 2 * self.margin * se, 1 - 1e-9), self.odds_ratio)
+        h_down, d1, d0 = self._side(p, max(p - 2 * self.margin * se, 0.0), 1 / self.odds_ratio)
         self.up.h, self.down.h = h_up, h_down
         self.steps = (u1, u0, d1, d0)
 

@@ -57,6 +57,9 @@ STATE_FORMAT = 1
 SHIFTED_Z = 3.0
 """A child stream counts as changed when its values since the change lie this many standard errors away from
 its reference (in the change's direction); the others, pooled, must lie less than this away."""
+REST_Z = 2.0
+"""Within a stream that contains a candidate, the candidate's siblings pooled count as changed from this many
+standard errors (see `attribute`)."""
 MAX_ROWS = 200_000
 STALE_S = 300.0
 """A partition whose progress row is older than this has no consumer: it does not hold the watermark back."""
@@ -104,33 +107,48 @@ def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, f
 
     A stream is *changed* when its detector fired, or when its values since the change (``sums``: count and
     sum per stream) lie `SHIFTED_Z` standard errors from its detector's reference in the change's
-    direction. A stream *explains* the change when it is changed and no stream that shares no record with
-    it is: a change of one model across its apps is explained by ``model=M`` (its apps' streams are
-    changed too, but each shares records with other models that did not change, and the model's pairs
-    each leave out a sibling pair that did change), a change confined to one (model, app) by that pair, a
-    change of one app across models by ``app=A``. Of the streams that explain it, the narrowest wins (a
-    pair, then a model or an app — the one further from its reference —, then the global stream, which
-    explains everything).
+    direction. A changed stream *explains* the change when nothing outside it changed: no changed stream is
+    disjoint from it, and within each stream that contains it, the rest (its other (model, app) pairs,
+    pooled) lie less than `REST_Z` standard errors from their references — a lower bar, because the rest
+    of a model-wide change may still hold few records when its first app's detector fires. So a change of
+    one model across its apps is explained by ``model=M`` (each of its pairs leaves out siblings that
+    changed too), a change confined to one (model, app) by that pair, a change of one app across models by
+    ``app=A``. The narrowest that explains it wins (a pair, then a model or an app — the one further from its
+    reference —, then the global stream, which explains everything).
     """
     sign = 1.0 if direction == "up" else -1.0
     streams = set(sums) | fired | {GLOBAL}
     parsed = {s: parse_stream(s) for s in streams}
 
-    def z(stream: str) -> float:
+    def deviation(stream: str) -> tuple[float, float]:
         n, total = sums.get(stream, (0.0, 0.0))
         chart = charts.get(stream)
         if chart is None or n <= 0:
-            return math.nan
-        return sign * chart.deviation(n, total) / math.sqrt(n)
+            return math.nan, 0.0
+        return sign * chart.deviation(n, total), n
 
-    scores = {s: z(s) for s in streams}
+    dev = {s: deviation(s) for s in streams}
+    scores = {s: d / math.sqrt(n) if n else math.nan for s, (d, n) in dev.items()}
     changed = {s for s in streams if s in fired or scores[s] >= SHIFTED_Z}
+    pairs = [s for s, (m, a) in parsed.items() if m is not None and a is not None and not math.isnan(dev[s][0])]
 
     def width(stream: str) -> int:
         model, app = parsed[stream]
         return (model is None) + (app is None)
 
-    candidates = [s for s in changed if not any(not overlaps(s, other) for other in changed)]
+    def rest_changed(stream: str) -> bool:
+        model, app = parsed[stream]
+        parents = [GLOBAL] + ([f"model={model}"] if model is not None and app is not None else []) \
+            + ([f"app={app}"] if model is not None and app is not None else [])
+        for parent in parents if stream != GLOBAL else []:
+            rest = [p for p in pairs if overlaps(p, parent) and not overlaps(p, stream)]
+            n = sum(dev[p][1] for p in rest)
+            if n and sum(dev[p][0] for p in rest) / math.sqrt(n) >= REST_Z:
+                return True
+        return False
+
+    candidates = [s for s in changed
+                  if not any(not overlaps(s, other) for other in changed) and not rest_changed(s)]
     if not candidates:
         return GLOBAL
     return min(candidates, key=lambda s: (width(s), -(scores[s] if not math.isnan(scores[s]) else 0.0), s))
@@ -285,7 +303,9 @@ class DriftFold:
                 return events
             first = min(due, key=lambda a: (a.fired, a.start))
             same = [a for a in self.pending if a.signal == first.signal and a.direction == first.direction]
-            start = min(a.start for a in same)
+            # Where the change began: the latest excursion start among the alarms (an earlier one is a
+            # detector whose excursion had begun on noise, and would dilute the evidence).
+            start = max(min(a.start, a.fired) for a in same)
             sums = self._sums(conn, first.signal, start, bucket)
             charts = self.charts.get(first.signal, {})
             fired = {a.stream for a in same}
@@ -315,7 +335,7 @@ class DriftFold:
         n, total = sums.get(target, (0.0, 0.0))
         before = own.before if own is not None else chart.reference()
         after = chart.describe(n, total) if n else (own.after if own else {})
-        start = min(a.start for a in explained)
+        start = max(min(a.start, a.fired) for a in explained)
         details = {"direction": direction, "records_since": n, "explains": sorted({a.stream for a in explained}),
                    "fired_on": explained[0].stream, "start_bucket_ms": start, "bucket_ms": bucket,
                    **({"river": own.details["river"]} if own and "river" in own.details else {})}
