@@ -418,4 +418,6 @@ def build_jobs(config: Config) -> list[Job]:
     if not config.drift.enabled:
         return []
     fold = DriftFold(config.drift, config.kafka.group_id)
-    return [Job("drift-fold", timedelta(seconds=config.drift.fold_every_s), fold.run, lease=timedelta(minutes=2))]
+    # A short lease: after a daemon dies, another takes the fold over within it (a run takes well under it).
+    lease = timedelta(seconds=max(15.0, 20 * config.drift.fold_every_s))
+    return [Job("drift-fold", timedelta(seconds=config.drift.fold_every_s), fold.run, lease=lease)]
