@@ -177,6 +177,7 @@ class DriftFold:
         self.last_seen: dict[str, int] = {}
         self.pending: list[Alarm] = []
         self.late = 0.0  # records folded after their bucket (see `run`)
+        self.rearmed: dict[str, int] = {}  # "signal|stream" -> bucket its detector last re-armed at
 
     # -- detectors -----------------------------------------------------------------------------------------
 
@@ -228,8 +229,12 @@ class DriftFold:
             if late:
                 # Added to buckets already folded (a partition that was behind, a record long in transit):
                 # fed now, at the current position, so that no record goes unwatched.
-                self.late += sum(r.n - r.folded_n for r in late)
+                # A detector re-armed after the late record's bucket learns the new level: the late record
+                # belongs to the old one and is left out of it.
                 for r in late:
+                    if self.rearmed.get(f"{r.signal}|{r.stream}", -1) >= r.bucket_ms:
+                        continue
+                    self.late += r.n - r.folded_n
                     self._feed(r.signal, r.stream, r.n - r.folded_n, r.total - r.folded_total,
                                r.total_sq - r.folded_sq, self.cursor)  # type: ignore[arg-type]
             i = 0
@@ -287,6 +292,7 @@ class DriftFold:
         self.last_seen[stream] = bucket
         change = self.chart(signal, stream).update_bucket(n, total, total_sq, at=bucket)
         if change is not None:
+            self.rearmed[f"{signal}|{stream}"] = bucket
             self.pending.append(self._alarm(signal, stream, change, bucket))
 
     def _alarm(self, signal: str, stream: str, change: BucketChange, bucket: int) -> Alarm:
@@ -320,6 +326,7 @@ class DriftFold:
             for stream, chart in charts.items():
                 if overlaps(stream, target) and chart.armed:
                     chart.rearm()
+                    self.rearmed[f"{first.signal}|{stream}"] = bucket
 
     def _sums(self, conn: Connection, signal: str, start: int, end: int) -> dict[str, tuple[float, float]]:
         t = drift_buckets.c
@@ -377,12 +384,14 @@ class DriftFold:
                        for signal, by_stream in data["charts"].items()}
         self.last_seen = dict(data["last_seen"])
         self.late = data.get("late", 0.0)
+        self.rearmed = dict(data.get("rearmed", {}))
         self.pending = [Alarm(**a) for a in data["pending"]]
         self._version = version
         return version
 
     def _save(self, conn: Connection, version: datetime | None) -> None:
         data = {"format": STATE_FORMAT, "cursor": self.cursor, "last_seen": self.last_seen, "late": self.late,
+                "rearmed": self.rearmed,
                 "pending": [asdict(a) for a in self.pending],
                 "charts": {signal: {stream: c.state() for stream, c in by_stream.items()}
                            for signal, by_stream in self.charts.items()}}
