@@ -87,7 +87,7 @@ class AgreementDrift:
     def from_config(cls, config: DriftConfig, engine: Engine, reference_model: str) -> AgreementDrift:
         """Calibrated as ``[drift]`` says (``arl0``, ``odds_ratio``, ``margin``), warm-up capped at
         `MAX_WARMUP` comparisons."""
-        return cls(engine, reference_model, arl0=config.arl0, warmup=min(config.rate_warmup, MAX_WARMUP),
+        return cls(engine, reference_model, arl0=config.arl0, warmup=min(config.warmup, MAX_WARMUP),
                    odds_ratio=config.odds_ratio, margin=config.margin)
 
     def update(self, now: datetime | None = None) -> list[DriftEvent]:
