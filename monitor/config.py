@@ -535,29 +535,80 @@ class AlertsConfig(Section):
         return self
 
 
+RiverDetector = Literal["ADWIN", "PageHinkley", "KSWIN"]
+DRIFT_SIGNALS = ("prompt_chars", "response_chars", "latency_ms", "tokens_in", "tokens_out", "feedback_score",
+                 "error", "refusal", "toxic")
+"""The scalar signals watched per stream (`monitor.ingest.steps.drift`); ``prompt_topic`` is watched apart."""
+
+
+class RiverChoice(Section):
+    """A river detector for one signal instead of the calibrated chart: ``river.drift.<detector>(**options)``,
+    fed one value per bucket (the bucket's mean). Its false-alarm rate is river's, not calibrated."""
+
+    detector: RiverDetector
+    options: dict[str, float | int | str | bool] = {}
+
+
 class DriftConfig(Section):
-    """Online drift detection on every stream (global and per model/app) and signal."""
+    """Drift detection per stream (global, per model, per app, per model × app) and signal.
+
+    Every pipeline adds each record's signals to short buckets (`drift_buckets`); one fold job, under the
+    scheduler's lease, feeds them in bucket order to one detector per (stream, signal). False-alarm budget:
+    ``arl0`` records per false alarm **per stream**, shared by its signals (each detector gets
+    ``arl0 × signals``), for each of the four kinds of stream.
+    """
 
     enabled: bool = True
     arl0: Annotated[float, Field(ge=1000)] = 1_000_000
     """Records per false alarm per stream on stationary traffic, all its signals together."""
-    warmup: Annotated[int, Field(ge=100)] = 5000
-    """Records a detector learns its reference from before it may fire (again after each detection)."""
+    warmup: Annotated[int, Field(ge=20, le=100_000)] = 500
+    """Records a continuous signal's detector learns its reference from before it may fire (again after each
+    detection). The bucket that completes it is taken whole."""
+    rate_warmup: Annotated[int, Field(ge=20, le=100_000)] = 1000
+    """The same for rates (errors, refusals, toxic answers): rare events need more records."""
     k: Annotated[float, Field(gt=0, le=2)] = 0.125
     """Continuous signals: reference value in standard deviations; charts are tuned to shifts of 2k."""
     odds_ratio: Annotated[float, Field(gt=1)] = 3.0
     """Rate signals: the change in odds the charts are tuned to (3: 1% -> about 3%)."""
     margin: Annotated[float, Field(ge=0, le=5)] = 1.0
     """Standard errors of warm-up estimation error the calibration absorbs."""
+    bucket_s: Annotated[float, Field(gt=0, le=60)] = 2.0
+    """Length of a statistics bucket (event time). On live traffic a change is detected about bucket_s +
+    grace_s + fold_every_s + settle_s after its records' time."""
+    grace_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    """Buckets are event time: how long after a bucket ends (by the clock, and by the newest record stored
+    from every partition that is behind) the fold waits for records still on their way into it."""
+    late_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
+    """Records stored up to this long after their bucket was folded are still fed to the detectors (at the
+    current position); later ones are kept in `drift_buckets` but not watched."""
+    fold_every_s: Annotated[float, Field(gt=0, le=60)] = 1.0
+    """How often the fold job runs (on one daemon: the scheduler's lease)."""
+    settle_s: Annotated[float, Field(ge=0, le=300)] = 4.0
+    """After a detector fires, how long the fold gathers data before attributing the change to a stream."""
+    keep_buckets_s: Annotated[float, Field(gt=0)] = 3600.0
+    """Folded buckets older than this are deleted (attribution reads the recent ones)."""
+    max_streams: Annotated[int, Field(ge=1)] = 1000
+    """Most streams watched; the one idle longest is dropped first."""
+    river: dict[str, RiverChoice] = {}
+    """Per signal, a river detector instead of the calibrated chart: ``[drift.river.latency_ms]
+    detector = "ADWIN"``."""
     topics: Annotated[int, Field(ge=2, le=64)] = 8
     topic_warmup: Annotated[int, Field(ge=200)] = 4000
     """Embedded prompts the topic detector learns from (half to cluster, half for the shares)."""
     topic_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.25
-    """Fraction of records whose prompt is embedded for topic drift (0 turns topic drift off)."""
-    max_streams: Annotated[int, Field(ge=1)] = 200
-    """Most (model, app) streams per partition; the one idle longest is dropped first."""
+    """Fraction of records whose prompt is embedded for topic drift (0 turns topic drift off). Topic drift is
+    still watched per partition (`monitor.ingest.steps.topic_drift`)."""
     checkpoint_every_s: Annotated[float, Field(gt=0)] = 30.0
-    """How often detector state is stored with a batch (and always on shutdown and partition revocation)."""
+    """How often the per-partition topic detectors' state is stored with a batch."""
+
+    @field_validator("river")
+    @classmethod
+    def _river_signals(cls, value: dict[str, RiverChoice]) -> dict[str, RiverChoice]:
+        unknown = sorted(set(value) - set(DRIFT_SIGNALS))
+        if unknown:
+            raise ValueError(f"unknown signal(s) {unknown}; choose among {', '.join(DRIFT_SIGNALS)}")
+        return value
+
 
 class Config(Section):
     """The whole configuration. ``source`` says which file it came from, for error messages."""

@@ -12,7 +12,7 @@ from sqlalchemy import Engine
 
 from monitor.alerts import jobs as alert_jobs
 from monitor.config import Config
-from monitor.jobs import compare, reference_health, reports, retention, rollups
+from monitor.jobs import compare, drift, reference_health, reports, retention, rollups
 from monitor.jobs.scheduler import Job, Scheduler
 from monitor.shadow.worker import ShadowWorker
 
@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 def build_jobs(config: Config, engine: Engine) -> tuple[list[Job], list[object]]:
     """The periodic jobs this configuration asks for, and the objects that own resources to close."""
-
     jobs = [
         *alert_jobs.build_jobs(config),
         *reports.build_jobs(config),
         *rollups.build_jobs(config),
         *retention.build_jobs(config),
+        *drift.build_jobs(config),
         *compare.build_jobs(config),
         *reference_health.build_jobs(config),
     ]

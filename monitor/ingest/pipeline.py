@@ -28,7 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -58,6 +58,7 @@ class Source(Protocol):
     def mark_durable(self, next_offsets: dict[tuple[str, int], int]) -> None: ...
     def commit(self, only: set[tuple[str, int]] | None = None) -> bool: ...
     def highwater(self, topic: str, partition: int) -> int | None: ...
+    def positions(self, skip: Iterable[tuple[str, int]] = ()) -> dict[tuple[str, int], int]: ...
     def pause(self) -> None: ...
     def resume(self) -> None: ...
 
@@ -392,6 +393,12 @@ class Pipeline:
         self._positions.update(batch.next_offsets)
         due = time.monotonic() - self._last_progress >= self.progress_every_s
         keys = set(self._positions) if due else set(batch.next_offsets)
+        # Assigned partitions not read from yet are reported too (no event time yet), so whoever reads
+        # `consumer_progress` — the drift fold's watermark — knows they are behind, not absent.
+        unread = self.source.positions(skip=self._positions)
+        for key, position in unread.items():
+            self._positions.setdefault(key, position)
+            keys.add(key)
         now = datetime.now(UTC)
         lag = 0
         for topic, partition in sorted(keys):

@@ -136,6 +136,20 @@ class KafkaSource:
         else:
             log.debug("Kafka still unavailable: %s", exc)
 
+    def positions(self, skip: Iterable[tuple[str, int]] = ()) -> dict[tuple[str, int], int]:
+        """Next offset to read of each assigned partition not in ``skip`` (asks the broker when not yet known,
+        for at most a second; a partition whose position is still unknown is left out)."""
+        known: dict[tuple[str, int], int] = {}
+        skipped = set(skip)
+        for tp in self._consumer.assignment():
+            if (tp.topic, tp.partition) in skipped:
+                continue
+            try:
+                known[(tp.topic, tp.partition)] = int(self._consumer.position(tp, timeout_ms=1000))
+            except Exception as exc:  # noqa: BLE001 - a position not known yet is asked for again next batch
+                log.debug("position of %s[%d] not known yet: %s", tp.topic, tp.partition, exc)
+        return known
+
     def highwater(self, topic: str, partition: int) -> int | None:
         """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers)."""
         return self._consumer.highwater(TopicPartition(topic, partition))

@@ -131,6 +131,27 @@ drift_events = Table(
     Index(None, "stream", "signal"),
 )
 
+drift_buckets = Table(
+    "drift_buckets",
+    metadata,
+    Column("bucket_ms", BigInteger, nullable=False,
+           comment="start of the bucket: epoch milliseconds of the records' event time (ts)"),
+    Column("stream", String(400), nullable=False, comment="*, model=M, app=A or model=M,app=A"),
+    Column("signal", String(64), nullable=False, comment="e.g. response_chars, latency_ms, toxic"),
+    Column("n", BigInteger, nullable=False, comment="records with a value of this signal"),
+    Column("total", Float, nullable=False,
+           comment="sum of the values (log1p of lengths, latency and tokens); events for rates"),
+    Column("total_sq", Float, nullable=False, comment="sum of the squared values"),
+    Column("folded_n", BigInteger, nullable=False, server_default="0",
+           comment="how much of n the fold job has fed to the detectors (n - folded_n arrived late)"),
+    Column("folded_total", Float, nullable=False, server_default="0"),
+    Column("folded_sq", Float, nullable=False, server_default="0"),
+    Column("updated_at", Ts, nullable=False, info={"merge": "replace"}),
+    PrimaryKeyConstraint("bucket_ms", "stream", "signal"),
+    comment=("Sufficient statistics of every drift signal per short bucket and stream, added by each batch "
+             "(each record counted once); the drift fold job reads them in bucket order."),
+)
+
 consumer_progress = Table(
     "consumer_progress",
     metadata,

@@ -27,6 +27,38 @@ def stream_scope(stream: str, scope: str) -> str:
     return f"{scope}={value}"
 
 
+def describe_change(stream: str, signal: str, before: Any, after: Any, details: Any = None) -> str:
+    """One line a human reads: where (model, app), what (signal), before → after, and records since.
+
+    >>> describe_change("model=m1", "response_chars", {"mean": 1000.0}, {"mean": 1500.0, "n": 262},
+    ...                 {"records_since": 262, "direction": "up"})
+    'response_chars on model m1 (all apps): 1,000 → 1,500 (+50%), 262 records since the change'
+    >>> describe_change("model=m1,app=chat", "toxic", {"rate": 0.01}, {"rate": 0.05}, {})
+    'toxic on model m1, app chat: 1.00% → 5.00%'
+    """
+    parts = dict(part.split("=", 1) for part in stream.split(",") if "=" in part)
+    model, app = parts.get("model"), parts.get("app")
+    if model and app:
+        where = f"model {model}, app {app}"
+    elif model:
+        where = f"model {model} (all apps)"
+    elif app:
+        where = f"app {app} (all models)"
+    else:
+        where = "all traffic"
+    text = f"{signal} on {where}"
+    b, a = _numbers(before) or {}, _numbers(after) or {}
+    if "rate" in b and "rate" in a:
+        text += f": {b['rate']:.2%} → {a['rate']:.2%}"
+    elif "mean" in b and "mean" in a:
+        change = f" ({a['mean'] / b['mean'] - 1:+.0%})" if b["mean"] else ""
+        text += f": {b['mean']:,.0f} → {a['mean']:,.0f}{change}"
+    since = details.get("records_since") if isinstance(details, Mapping) else None
+    if isinstance(since, int | float) and since:
+        text += f", {since:,.0f} records since the change"
+    return text
+
+
 def _numbers(stats: Any) -> dict[str, float] | None:
     if not isinstance(stats, Mapping):
         return None
@@ -36,14 +68,15 @@ def _numbers(stats: Any) -> dict[str, float] | None:
 @register
 class Drift(Rule):
     """Fires for a scope while drift events were detected in it within the window. ``fetch`` gives rows
-    ``(stream, signal, detector, record_id, before, after)``, newest first."""
+    ``(stream, signal, detector, record_id, before, after, details)``, newest first. The summary leads with
+    the latest change: which model and app, the signal, before → after, and how many records since."""
 
     kind = "drift"
     max_rows: ClassVar[int] = 1000
 
     def fetch(self, conn: Connection, now: datetime) -> list[tuple[Any, ...]]:
         t = drift_events.c
-        stmt = (select(t.stream, t.signal, t.detector, t.record_id, t.before, t.after)
+        stmt = (select(t.stream, t.signal, t.detector, t.record_id, t.before, t.after, t.details)
                 .where(t.created_at > now - self.window).order_by(t.id.desc()).limit(self.max_rows))
         return [tuple(row) for row in conn.execute(stmt)]
 
@@ -55,12 +88,13 @@ class Drift(Rule):
         for scope, events in by_scope.items():
             if len(events) <= cfg.threshold:
                 continue
-            stream, signal, detector, _, before, after = events[0]
+            stream, signal, detector, _, before, after, *rest = events[0]
             signals = sorted({e[1] for e in events})
             since = _since(now, cfg.window) if now else "<window start>"
             firing[scope] = Evidence(
-                summary=(f"{len(events)} drift event(s) in the last {human_duration(cfg.window.total_seconds())}"
-                         f" on {', '.join(signals)}; latest: {signal} on {stream} ({detector})"),
+                summary=(f"{describe_change(stream, signal, before, after, rest[0] if rest else None)} "
+                         f"({detector}); {len(events)} drift event(s) in the last "
+                         f"{human_duration(cfg.window.total_seconds())} on {', '.join(signals)}"),
                 value=len(events), threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
                 sample_size=len(events), before=_numbers(before), after=_numbers(after),
                 examples=tuple(dict.fromkeys(e[3] for e in events if e[3]))[:EXAMPLES],

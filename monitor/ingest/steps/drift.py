@@ -1,54 +1,67 @@
-"""The drift step: feeds every record's signals to the calibrated detectors and stores what they find.
+"""The drift step: every record's signals added to per-stream buckets, for the fold job to watch.
 
-One `DriftBank` per Kafka partition, so detector state follows the data through a rebalance: the state of
-partition *p* is the row ``drift/<topic>/<p>`` of `detector_state`, written with a batch every
-``checkpoint_every_s`` (atomically with that batch's rows and before its offsets are committed), and
-directly when the partition is revoked or the daemon stops. A partition that is (re)assigned resumes from
-its row: warm-ups are not reopened and a CUSUM that was climbing keeps climbing. The state records the next
-offset it reflects, so a batch that is redelivered after a crash is not counted twice.
+Drift is watched per **stream** — the global stream ``*``, each model (``model=M``), each app (``app=A``)
+and each pair (``model=M,app=A``; ``app=-`` for records without an app) — not per Kafka partition: a
+stream's detectors must see all of its records whichever partition carried them and whichever daemon
+consumed them. So this step does not detect. It adds each record's signals to the sufficient statistics of a
+short bucket of its event time (``ts``; ``[drift] bucket_s`` long), one `drift_buckets` row per (bucket,
+stream, signal):
+the count, the sum and the sum of squares of the value (``log1p`` of lengths, latency and tokens; feedback
+as is; 0/1 for the error, refusal and toxic rates). The rows are increments stored with the batch, in its
+transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bucket order, on one daemon.
+Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
+daemons or in which order a backlog was read.
 
-Each partition carries a random share of every (model, app) stream, so each bank watches a uniform
-subsample; with several partitions per daemon a change is detected once per partition (the stream and
-signal are the same, the alert layer groups them) and, counted in all records of the stream, a little later.
-
-Wiring: ``DriftStep.from_config(config.drift, engine)`` in the chain after the detect step; the daemon
-calls ``on_assigned``/``on_revoked`` on rebalance and ``close`` at shutdown.
+Each record is added once although Kafka delivers at least once, as the per-minute counters are
+(`monitor.ingest.steps.aggregate`): the pipeline stores ``consumer_progress.committed`` in the same
+transaction as each batch, so a record below it was added with its batch and is skipped.
 """
 
 from __future__ import annotations
 
 import logging
-import math
-import time
-import zlib
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-import orjson
-from sqlalchemy import Engine, delete, insert, select
+from sqlalchemy import Engine, select
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
-from detectors.drift.bank import Columns, DriftBank, DriftEvent, stream_name
-from detectors.drift.embedding import PromptEmbedder, sampled
-from monitor.config import DriftConfig
+from detectors.drift.signals import SCALAR_SIGNALS
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
-from monitor.storage.schema import detector_state, drift_events
+from monitor.storage.db import as_utc
+from monitor.storage.schema import consumer_progress, drift_buckets
 
 log = logging.getLogger(__name__)
 
-STATE_FORMAT = 1
 Partition = tuple[str, int]
+GLOBAL = "*"
 
 
-def state_key(topic: str, partition: int) -> str:
-    """The `detector_state` key of one partition's drift bank."""
-    return f"drift/{topic}/{partition}"
+def streams_of(model: str, app: str | None) -> tuple[str, str, str, str]:
+    """The four streams a record of ``model`` and ``app`` belongs to, broadest first.
+
+    >>> streams_of("m1", "chat")
+    ('*', 'model=m1', 'app=chat', 'model=m1,app=chat')
+    >>> streams_of("m1", None)[2:]
+    ('app=-', 'model=m1,app=-')
+    """
+    a = app if app else "-"
+    return GLOBAL, f"model={model}", f"app={a}", f"model={model},app={a}"
+
+
+def bucket_of(seconds: float, bucket_s: float) -> int:
+    """Start of the bucket holding ``seconds`` (epoch), in epoch milliseconds.
+
+    >>> bucket_of(1000.7, 2.0), bucket_of(1001.99, 2.0), bucket_of(1002.0, 0.5)
+    (1000000, 1000000, 1002000)
+    """
+    width = max(round(bucket_s * 1000), 1)
+    return int(seconds * 1000) // width * width
 
 
 def _rates(annotation: Annotation | None) -> tuple[float | None, bool | None]:
@@ -104,196 +117,118 @@ def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation |
     return columns
 
 
-def _clean(value: Any) -> Any:
-    """JSON for the database: NaN and infinities become null (Postgres JSONB rejects them)."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_clean(v) for v in value]
-    return value
+def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | None], bucket_s: float,
+                now: datetime, toxic_at: float = TOXIC_AT) -> list[dict[str, Any]]:
+    """The `drift_buckets` increments of ``records``, each in the bucket of its event time.
 
-
-def event_row(event: DriftEvent, partition: Partition, now: datetime) -> dict[str, Any]:
-    """A `drift_events` row."""
-    return {
-        "stream": event.stream, "signal": event.signal, "detector": event.detector,
-        "detected_at": event.detected_at, "created_at": now, "record_id": event.record_id,
-        "before": _clean(event.before), "after": _clean(event.after),
-        "details": _clean({**event.details, "direction": event.direction, "topic": partition[0],
-                           "partition": partition[1]}),
-    }
-
-
-@dataclass
-class _Held:
-    bank: DriftBank
-    next_offset: int = 0
-    dirty: bool = False
+    Sums are computed per (bucket, model, app) with one ``bincount`` per signal, then added up into the
+    model, app and global streams, so a batch costs a few numpy calls per signal, not work per record and
+    stream.
+    """
+    if not records:
+        return []
+    pairs: dict[tuple[int, str, str | None], int] = {}
+    code = np.fromiter((pairs.setdefault((bucket_of(as_utc(r.ts).timestamp(), bucket_s), r.model, r.app or None),
+                                         len(pairs)) for r in records), dtype=np.intp, count=len(records))
+    columns = signal_columns(records, annotations, toxic_at)
+    per_pair: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    for signal in SCALAR_SIGNALS:
+        column = columns[signal.name]
+        present = ~np.isnan(column)
+        if not present.any():
+            continue
+        values = column[present]
+        if signal.kind == "continuous" and signal.transform == "log":
+            values = np.log1p(np.maximum(values, 0.0))
+        at = code[present]
+        per_pair[signal.name] = (np.bincount(at, minlength=len(pairs)).astype(float),
+                                 np.bincount(at, weights=values, minlength=len(pairs)),
+                                 np.bincount(at, weights=values * values, minlength=len(pairs)))
+    sums: dict[tuple[int, str, str], list[float]] = {}
+    for (bucket, model, app), j in pairs.items():
+        names = streams_of(model, app)
+        for signal, (n, total, total_sq) in per_pair.items():
+            if not n[j]:
+                continue
+            for stream in names:
+                row = sums.get((bucket, stream, signal))
+                if row is None:
+                    sums[(bucket, stream, signal)] = [n[j], total[j], total_sq[j]]
+                else:
+                    row[0] += n[j]
+                    row[1] += total[j]
+                    row[2] += total_sq[j]
+    return [{"bucket_ms": bucket, "stream": stream, "signal": signal, "n": int(n), "total": float(total),
+             "total_sq": float(total_sq), "updated_at": now}
+            for (bucket, stream, signal), (n, total, total_sq) in sums.items()]
 
 
 class DriftStep(Step):
-    """Pipeline step: per-partition drift banks, their events into ``drift_events``, their state checkpointed.
+    """`Step` that adds every record's drift signals to the bucket of its event time, in its four streams,
+    once. Positions work as in `monitor.ingest.steps.aggregate.AggregateStep`, with the same assumptions
+    (one consumer group per database, a record id at one offset).
 
-    ``make_bank`` builds a fresh bank for a partition never seen before; ``engine`` (optional) is used only
-    outside ``process``: to load state on assignment and to save it on revocation and close. ``embedder``
-    embeds the sampled prompts for topic drift (None: no topic drift).
+    >>> from monitor.ingest.record import decode
+    >>> step = DriftStep(engine=None, group_id="watchkeeper")
+    >>> record = decode(b'{"id": "r1", "ts": 0, "model": "m", "app": "a", "prompt": "p", "response": "hello"}')
+    >>> first, again = Batch(records=[record], next_offsets={("", 0): 1}), Batch(records=[record])
+    >>> step.process(first), step.process(again)
+    (None, None)
+    >>> sorted(r["stream"] for r in first.increments[drift_buckets] if r["signal"] == "response_chars")
+    ['*', 'app=a', 'model=m', 'model=m,app=a']
+    >>> again.increments[drift_buckets]
+    []
     """
 
-    def __init__(self, make_bank: Callable[[], DriftBank], *, engine: Engine | None = None,
-                 embedder: PromptEmbedder | None = None, topic_sample_rate: float = 0.25,
-                 checkpoint_every_s: float = 30.0, clock: Callable[[], float] = time.monotonic,
+    def __init__(self, engine: Engine | None, group_id: str, *, bucket_s: float = 2.0,
                  toxic_at: float = TOXIC_AT) -> None:
-        self.make_bank = make_bank
-        self.toxic_at = toxic_at
         self.engine = engine
-        self.embedder = embedder
-        self.topic_sample_rate = topic_sample_rate if embedder is not None else 0.0
-        self.checkpoint_every_s = checkpoint_every_s
-        self.clock = clock
-        self.held: dict[Partition, _Held] = {}
-        self._names: dict[tuple[str, str | None], str] = {}
-        self._last_checkpoint = clock()
+        self.group_id = group_id
+        self.bucket_s = bucket_s
+        self.toxic_at = toxic_at
+        self._positions: dict[Partition, int] = {}
 
-    @classmethod
-    def from_config(cls, config: DriftConfig, engine: Engine | None = None, toxic_at: float = TOXIC_AT) -> DriftStep:
-        def make_bank() -> DriftBank:
-            return DriftBank(arl0=config.arl0, warmup=config.warmup, k=config.k, odds_ratio=config.odds_ratio,
-                             margin=config.margin, topics=config.topics, topic_warmup=config.topic_warmup,
-                             topic_sample_rate=config.topic_sample_rate, max_streams=config.max_streams)
+    def on_assigned(self, partitions: Iterable[Partition]) -> None:
+        """Read where each newly assigned partition's adding stopped (0: never added)."""
+        wanted = set(partitions)
+        if not wanted:
+            return
+        found: dict[Partition, int] = {}
+        if self.engine is not None:
+            t = consumer_progress.c
+            with self.engine.connect() as conn:
+                for topic, partition, committed in conn.execute(
+                        select(t.topic, t.partition, t.committed).where(t.group_id == self.group_id)):
+                    if (topic, partition) in wanted:
+                        found[(topic, partition)] = int(committed)
+        for key in wanted:
+            self._positions[key] = found.get(key, 0)
 
-        embedder = PromptEmbedder() if config.topic_sample_rate > 0 else None
-        return cls(make_bank, engine=engine, embedder=embedder, topic_sample_rate=config.topic_sample_rate,
-                   checkpoint_every_s=config.checkpoint_every_s, toxic_at=toxic_at)
-
-    # -- the Step contract -------------------------------------------------------------------------------
+    def on_revoked(self, partitions: Iterable[Partition]) -> None:
+        """Forget revoked partitions: their next owner reads the committed position."""
+        for key in partitions:
+            self._positions.pop(key, None)
 
     def process(self, batch: Batch) -> None:
-        """Feed the batch to its partitions' banks. The signal columns and the sampled prompts' embeddings
-        are built once for the whole batch (no per-record objects) and sliced per partition."""
+        unknown = set(batch.next_offsets) - self._positions.keys()
+        unknown |= {(r.topic, r.partition) for r in batch.records} - self._positions.keys()
+        if unknown:
+            self.on_assigned(unknown)
         records = batch.records
-        if not records:
+        keep = [i for i, r in enumerate(records) if r.offset >= self._positions[(r.topic, r.partition)]]
+        for key, next_offset in batch.next_offsets.items():
+            self._positions[key] = max(self._positions.get(key, 0), next_offset)
+        if not keep:
             return
-        by_partition: dict[Partition, list[int]] = {}
-        for i, record in enumerate(records):
-            key = (record.topic, record.partition)
-            rows = by_partition.get(key)
-            if rows is None:
-                rows = by_partition[key] = []
-            held = self.held.get(key)
-            if held is not None and record.offset < held.next_offset:
-                continue  # already reflected in the restored state
-            rows.append(i)
         annotations: Sequence[Annotation | None] = batch.annotations or [None] * len(records)
-        columns = signal_columns(records, annotations, self.toxic_at)
-        streams = self._stream_names(records)
-        chosen = np.zeros(len(records), dtype=bool)
-        embeddings = np.zeros((0, 0), dtype=np.float32)
-        if self.embedder is not None:
-            rate = self.topic_sample_rate
-            for rows in by_partition.values():
-                for i in rows:
-                    chosen[i] = sampled(records[i].id, rate)
-            picked = np.flatnonzero(chosen)
-            embeddings = self.embedder.embed([records[i].prompt for i in picked])
-        embedding_row = np.cumsum(chosen) - 1  # record -> its row in `embeddings`
-        now = datetime.now(UTC)
-        for key, rows in by_partition.items():
-            if not rows:
-                continue
-            held = self.held.get(key)
-            if held is None:
-                held = self.held[key] = _Held(self.make_bank())
-            index = np.asarray(rows)
-            if len(rows) == len(records):
-                part = Columns([r.id for r in records], [r.ts for r in records], streams, columns)
-            else:
-                part = Columns([records[i].id for i in rows], [records[i].ts for i in rows],
-                               [streams[i] for i in rows], {name: v[index] for name, v in columns.items()})
-            embedded = np.flatnonzero(chosen[index])
-            if embedded.size:
-                part.embeddings, part.embedded = embeddings[embedding_row[index[embedded]]], embedded
-            for event in held.bank.update_columns(part):
-                batch.rows[drift_events].append(event_row(event, key, now))
-            held.next_offset = max(held.next_offset, max(records[i].offset for i in rows) + 1)
-            held.dirty = True
-        if self.clock() - self._last_checkpoint >= self.checkpoint_every_s:
-            batch.upserts[detector_state].extend(self.checkpoint_rows(now))
-            self._last_checkpoint = self.clock()
+        if len(keep) < len(records):
+            records = [records[i] for i in keep]
+            annotations = [annotations[i] for i in keep]
+        rows = bucket_rows(records, annotations, self.bucket_s, datetime.now(UTC), self.toxic_at)
+        batch.increments[drift_buckets].extend(rows)
 
     def close(self) -> None:
-        self.save(set(self.held))
+        """Nothing to release: positions live in the database."""
 
-    # -- rebalance and restart ---------------------------------------------------------------------------
 
-    def on_assigned(self, partitions: set[Partition]) -> None:
-        """Resume newly assigned partitions from their stored state."""
-        new = [p for p in partitions if p not in self.held]
-        if not new or self.engine is None:
-            return
-        keys = {state_key(*p): p for p in new}
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(detector_state.c.key, detector_state.c.state)
-                                .where(detector_state.c.key.in_(list(keys)))).all()
-        for key, state in rows:
-            self.restore(keys[key], bytes(state))
-
-    def on_revoked(self, partitions: set[Partition]) -> None:
-        """Hand revoked partitions over: store their state, then forget them."""
-        self.save({p for p in partitions if p in self.held})
-        for p in partitions:
-            self.held.pop(p, None)
-
-    def restore(self, partition: Partition, state: bytes) -> None:
-        """Continue ``partition`` from checkpointed ``state`` (a `detector_state.state` value)."""
-        data = orjson.loads(zlib.decompress(state))
-        if data.get("format") != STATE_FORMAT:
-            log.warning("ignoring drift state of %s in unknown format %r", partition, data.get("format"))
-            return
-        bank = self.make_bank()
-        bank.restore(data["bank"])
-        self.held[partition] = _Held(bank, int(data["next_offset"]))
-
-    def checkpoint_rows(self, now: datetime | None = None) -> list[dict[str, Any]]:
-        """`detector_state` rows for every partition whose state changed since its last checkpoint."""
-        now = now or datetime.now(UTC)
-        rows = []
-        for (topic, partition), held in self.held.items():
-            if held.dirty:
-                rows.append({"key": state_key(topic, partition), "state": self._encode(held), "updated_at": now})
-                held.dirty = False
-        return rows
-
-    def save(self, partitions: Iterable[Partition]) -> None:
-        """Write the state of ``partitions`` now (outside a batch: revocation and shutdown)."""
-        if self.engine is None:
-            return
-        now = datetime.now(UTC)
-        rows = [{"key": state_key(*p), "state": self._encode(self.held[p]), "updated_at": now}
-                for p in partitions if p in self.held]
-        if not rows:
-            return
-        with self.engine.begin() as conn:
-            conn.execute(delete(detector_state).where(detector_state.c.key.in_([r["key"] for r in rows])))
-            conn.execute(insert(detector_state), rows)
-
-    # -- internals ---------------------------------------------------------------------------------------
-
-    def _stream_names(self, records: Sequence[Record]) -> list[str]:
-        names = self._names
-        if len(names) > 10_000:  # a flood of distinct (model, app) pairs: the bank caps them, so do we
-            names.clear()
-        out = []
-        for record in records:
-            key = (record.model, record.app)
-            name = names.get(key)
-            if name is None:
-                name = names[key] = stream_name(record.model, record.app)
-            out.append(name)
-        return out
-
-    @staticmethod
-    def _encode(held: _Held) -> bytes:
-        data = {"format": STATE_FORMAT, "next_offset": held.next_offset, "bank": held.bank.state()}
-        return zlib.compress(orjson.dumps(data), 6)
+__all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of"]

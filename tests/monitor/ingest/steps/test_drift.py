@@ -1,22 +1,30 @@
-"""The drift step in the pipeline: generated incidents become `drift_events`, state survives restarts."""
+"""Drift through Kafka and the real daemon: a change is reported once, on the stream that explains it, whatever
+the partitions, daemons and crashes; and the per-partition topic-drift step (prompt embeddings)."""
 
 from __future__ import annotations
 
+import signal
+import time
+import uuid
+import zlib
+from collections.abc import Callable
 from datetime import UTC, datetime
 
+import orjson
 import pytest
 from sqlalchemy import select
 
 from monitor.config import DriftConfig
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record, decode
-from monitor.ingest.steps.drift import DriftStep, state_key
+from monitor.ingest.steps.topic_drift import TopicDriftStep, state_key
+from monitor.jobs.drift import STATE_KEY
 from monitor.storage.db import make_engine
-from monitor.storage.schema import detector_state, drift_events, metadata
+from monitor.storage.schema import consumer_progress, detector_state, drift_events
 from monitor.storage.schema import records as records_table
-from monitor.storage.store import Store, text_policy
+from monitor.synthetic.broker import create_topic
 from monitor.synthetic.generator import Incident, TrafficGenerator
-from tests.helpers import DaemonThread, config_for, count, produce, wait_for, write_config
+from tests.helpers import DaemonThread, config_for, count, produce, start_daemon_process, wait_for, write_config
 
 SMALL = DriftConfig(arl0=100_000, warmup=1000, topic_sample_rate=0.0, checkpoint_every_s=60)
 SLOWDOWN = Incident("latency_shift", start=6000, duration=100_000, magnitude=0.5)  # 50% slower
@@ -42,7 +50,7 @@ class Clock:
         return self.now
 
 
-def _feed(step: DriftStep, records: list[Record], size: int = 500) -> list[Batch]:
+def _feed(step: TopicDriftStep, records: list[Record], size: int = 500) -> list[Batch]:
     batches = []
     for i in range(0, len(records), size):
         batch = Batch(records=records[i:i + size])
@@ -51,26 +59,9 @@ def _feed(step: DriftStep, records: list[Record], size: int = 500) -> list[Batch
     return batches
 
 
-def test_a_latency_regression_in_generated_traffic_becomes_a_drift_event_after_it_starts():
-    step = DriftStep.from_config(SMALL)
-    records = _generated(9000, [SLOWDOWN])
-    rows = [row for b in _feed(step, records) for row in b.rows.get(drift_events, [])]
-    latency = [r for r in rows if r["signal"] == "latency_ms" and r["stream"] == "*"]
-    assert latency, f"no latency drift on the global stream; got {[(r['stream'], r['signal']) for r in rows]}"
-    first = latency[0]
-    index = next(i for i, r in enumerate(records) if r.id == first["record_id"])
-    assert 6000 <= index < 7000
-    assert first["detector"] == "cusum" and first["details"]["direction"] == "up"
-    assert first["after"]["mean"] > 1.3 * first["before"]["mean"]
-    assert first["detected_at"] == records[index].ts
-    # Nothing but the slowdown (and what follows from it, e.g. other streams' latency) was reported.
-    assert {r["signal"] for r in rows} == {"latency_ms"}
-
-
-
 def test_new_subjects_in_prompts_are_caught_from_embedded_samples_of_two_partitions_in_one_batch():
     config = DriftConfig(arl0=100_000, warmup=1000, topics=4, topic_warmup=800, topic_sample_rate=0.5)
-    step = DriftStep.from_config(config)
+    step = TopicDriftStep.from_config(config)
     records = _generated(9000, [Incident("topic_shift", start=5000, duration=100_000, magnitude=0.4)])
     for i, record in enumerate(records):  # the producer spread the records over two partitions
         record.partition, record.offset = i % 2, i // 2
@@ -85,7 +76,7 @@ def test_new_subjects_in_prompts_are_caught_from_embedded_samples_of_two_partiti
 
 def test_state_is_checkpointed_with_a_batch_once_per_interval():
     clock = Clock()
-    step = DriftStep(lambda: DriftStep.from_config(SMALL).make_bank(), checkpoint_every_s=30, clock=clock)
+    step = TopicDriftStep(lambda: TopicDriftStep.from_config(SMALL).make_bank(), checkpoint_every_s=30, clock=clock)
     records = _generated(1500, [])
     first = _feed(step, records[:500])[0]
     assert detector_state not in first.upserts
@@ -95,66 +86,136 @@ def test_state_is_checkpointed_with_a_batch_once_per_interval():
     assert detector_state not in _feed(step, records[1000:])[0].upserts
 
 
-def test_a_restart_mid_incident_still_detects_it_and_does_not_count_a_replayed_batch_twice(tmp_path):
-    url = f"sqlite:///{tmp_path / 'wk.db'}"
-    engine = make_engine(url)
-    metadata.create_all(engine)
-    store = Store(engine, text_policy("none"))
-    records = _generated(9000, [SLOWDOWN])
-    clock = Clock()
-    before = DriftStep.from_config(SMALL, engine)
-    before.clock = clock
-    # Run until just after the slowdown began, checkpointing with the last batch, as the pipeline would.
-    for batch in _feed(before, records[:6000]):
-        store.write(batch)
-    clock.now = 1e9
-    last = Batch(records=records[6000:6040])
-    before.process(last)
-    assert not last.rows.get(drift_events) and last.upserts[detector_state]
-    store.write(last)
-    # ... and crash: no close(), no revocation. A new daemon is assigned the partition.
-    after = DriftStep.from_config(SMALL, engine)
-    after.on_assigned({("llm-logs", 0)})
-    assert after.held[("llm-logs", 0)].next_offset == 6040
-    assert not after.held[("llm-logs", 0)].bank.detectors["*"]["latency_ms"].warming_up
-    replayed = Batch(records=records[6000:6040])  # redelivered: already in the state, ignored
-    after.process(replayed)
-    assert not replayed.rows.get(drift_events)
-    events = [r for b in _feed(after, records[6040:]) for r in b.rows.get(drift_events, [])]
-    detected = [r for r in events if (r["stream"], r["signal"]) == ("*", "latency_ms")]
-    assert detected
-    index = next(i for i, r in enumerate(records) if r.id == detected[0]["record_id"])
-    assert index < 7000  # not a fresh warm-up (1000 records) plus a detection
-    after.on_revoked({("llm-logs", 0)})
-    assert not after.held
-    with engine.connect() as conn:
-        assert conn.execute(select(detector_state.c.key)).scalars().all() == [state_key("llm-logs", 0)]
-    engine.dispose()
+
+
+# -- through Kafka and the daemon: drift per stream -------------------------------------------------------
+
+MODELS = ("gpt-4o-mini-2024-07", "llama-3.1-8b-instruct")
+APPS = ("support-bot", "code-assistant", "travel-planner")
+LLAMA = "llama-3.1-8b-instruct"
+LONGER = Incident("response_length_shift", start=7000, duration=100_000, model=LLAMA, magnitude=1.2)
+FAST_DRIFT = """
+[scheduler]
+tick = "1s"
+
+[drift]
+bucket_s = 1.0
+grace_s = 1.0
+fold_every_s = 0.25
+topic_sample_rate = 0.0
+"""
+
+
+def _traffic(n: int = 10_000) -> list[bytes]:
+    """Two models × three apps; from record 7,000 one model's answers are 1.2 sd longer in every app."""
+    gen = TrafficGenerator(seed=5, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC),
+                           incidents=[LONGER])
+    return [item.value for item in gen.generate(n)]
+
+
+def _four_partitions(kafka_broker: str) -> str:
+    name = f"llm-logs-{uuid.uuid4().hex[:8]}"
+    create_topic(kafka_broker, name, partitions=4)
+    return name
+
+
+def _fold_done(db_url: str, last_ts_ms: int) -> Callable[[], bool]:
+    """Whether the fold job has folded every bucket up to the last record's."""
+    engine = make_engine(db_url)
+
+    def done() -> bool:
+        with engine.connect() as conn:
+            state = conn.execute(select(detector_state.c.state).where(detector_state.c.key == STATE_KEY)).scalar()
+        if state is None:
+            return False
+        cursor = orjson.loads(zlib.decompress(bytes(state)))["cursor"]
+        return cursor is not None and cursor >= last_ts_ms - 1000
+
+    return done
+
+
+def _drift(db_url: str) -> list[tuple[str, str]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [(r.stream, r.signal) for r in conn.execute(select(drift_events).order_by(drift_events.c.id))]
+    finally:
+        engine.dispose()
+
+
+def _assert_one_model_change(found: list[tuple[str, str]]) -> None:
+    """The story every test below tells: the one model that changed, one event per signal, nothing else."""
+    assert [e for e in found if e[1] == "response_chars"] == [(f"model={LLAMA}", "response_chars")], found
+    assert {stream for stream, _ in found} == {f"model={LLAMA}"}, found  # tokens_out/latency follow lengths
+    assert len(set(found)) == len(found), f"duplicate events: {found}"
+
+
+def _last_ts_ms(values: list[bytes]) -> int:
+    return int(max(decode(v).ts for v in values).timestamp()) * 1000
 
 
 @pytest.mark.slow
-def test_a_slowdown_sent_through_kafka_is_stored_as_a_drift_event(migrated_db_url, kafka_broker, topic, tmp_path):
-    gen = TrafficGenerator(seed=22, start=datetime(2026, 4, 2, tzinfo=UTC),
-                           incidents=[Incident("latency_shift", start=7500, duration=10_000, magnitude=0.6)])
-    items = list(gen.generate(15_000))
-    produce(kafka_broker, topic, [item.value for item in items])
+def test_a_model_wide_change_on_a_4_partition_topic_with_3_apps_is_reported_once_on_the_model(
+        migrated_db_url, kafka_broker, tmp_path):
+    values = _traffic()
+    topic = _four_partitions(kafka_broker)
+    produce(kafka_broker, topic, values)
     config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra="\n[drift]\nwarmup = 1000\ntopic_sample_rate = 0.0\n"))
-    engine = make_engine(migrated_db_url)
-
-    def latency_events() -> list:
-        with engine.connect() as conn:
-            return conn.execute(select(drift_events).where(drift_events.c.signal == "latency_ms")).all()
-
-    with DaemonThread(config, steps=[DriftStep.from_config(config.drift, engine)]) as daemon:
-        wait_for(lambda: bool(latency_events()), 120, "a latency drift event")
-        wait_for(lambda: count(migrated_db_url, records_table) == len(items), 120, "every record")
+                                     topic=topic, extra=FAST_DRIFT))
+    with DaemonThread(config) as daemon:
+        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
         assert daemon.stop() == 0
-    index = {item.truth.id: item.truth.index for item in items}
-    events = latency_events()
-    assert all(index[e.record_id] >= 7500 for e in events)
-    assert any(e.stream == "*" for e in events)
-    with engine.connect() as conn:  # shutdown stored every partition's state
-        keys = set(conn.execute(select(detector_state.c.key)).scalars())
-    assert {state_key(topic, p) for p in range(3)} <= keys
-    engine.dispose()
+    _assert_one_model_change(_drift(migrated_db_url))
+
+
+@pytest.mark.slow
+def test_a_daemon_killed_mid_stream_and_restarted_neither_loses_nor_repeats_a_detection(
+        migrated_db_url, kafka_broker, tmp_path):
+    values = _traffic()
+    topic = _four_partitions(kafka_broker)
+    produce(kafka_broker, topic, values)
+    path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic,
+                        extra=FAST_DRIFT)
+    first = start_daemon_process(path, tmp_path / "first.log")
+    try:
+        wait_for(lambda: count(migrated_db_url, records_table) >= 7500, 120, "the change to be under way")
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait(30)
+    second = start_daemon_process(path, tmp_path / "second.log")
+    try:
+        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
+    finally:
+        second.send_signal(signal.SIGTERM)
+        second.wait(30)
+    _assert_one_model_change(_drift(migrated_db_url))
+
+
+@pytest.mark.slow
+def test_two_daemons_in_one_group_detect_exactly_as_one_does(migrated_db_url, kafka_broker, tmp_path):
+    values = _traffic()
+    topic = _four_partitions(kafka_broker)
+    path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic,
+                        extra=FAST_DRIFT)
+    daemons = [start_daemon_process(path, tmp_path / f"{name}.log") for name in ("a", "b")]
+    try:
+        time.sleep(8)  # both in the group before the traffic arrives, so each reads its share
+        produce(kafka_broker, topic, values)
+        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
+        engine = make_engine(migrated_db_url)
+        with engine.connect() as conn:
+            owners = set(conn.execute(select(records_table.c.partition)).scalars())
+            progress = conn.execute(select(consumer_progress.c.partition)).scalars().all()
+        engine.dispose()
+        assert owners == {0, 1, 2, 3} and len(progress) == 4
+    finally:
+        for daemon in daemons:
+            daemon.send_signal(signal.SIGTERM)
+        for daemon in daemons:
+            daemon.wait(30)
+    logs = [(tmp_path / f"{name}.log").read_text() for name in ("a", "b")]
+    assert all(f"partitions assigned: [('{topic}'" in log for log in logs), "a daemon read no partition"
+    _assert_one_model_change(_drift(migrated_db_url))
