@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 from monitor.ingest.batch import Batch, DeadLetter, Message
+from monitor.ingest.formats import Decoder, decode_foreign
 from monitor.ingest.record import RecordError, decode
 from monitor.ingest.steps import Step
 from monitor.storage.schema import consumer_progress
@@ -53,15 +54,24 @@ class Counters:
     messages: int = 0
     records: int = 0
     dead_letters: int = 0
+    skipped: int = 0
+    """Items of foreign-format messages that are not LLM calls (non-GenAI spans), skipped by design."""
     batches: int = 0
     storage_retries: int = 0
     lag: int | None = None
 
 
-def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None) -> Batch:
-    """The decode step: valid records into ``batch.records``, the rest into ``batch.dead_letters``."""
+def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None,
+                    decoders: Mapping[str, Decoder] | None = None) -> Batch:
+    """The decode step: valid records into ``batch.records``, the rest into ``batch.dead_letters``.
+
+    A topic in ``decoders`` is read by its format's decoder (`monitor.ingest.formats`: one message, any
+    number of records); every other topic is our JSON record, one per message."""
     batch = Batch(received_at=datetime.now(UTC))
     for message in messages:
+        if decoders and message.topic in decoders:
+            decode_foreign(decoders[message.topic], message, batch)
+            continue
         try:
             record = decode(message.value, fields)
         except RecordError as exc:
@@ -91,6 +101,7 @@ class Pipeline:
         batch_size: int = 2000,
         batch_timeout_ms: int = 500,
         fields: Mapping[str, str] | None = None,
+        decoders: Mapping[str, Decoder] | None = None,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 30.0,
         progress_every_s: float = 5.0,
@@ -103,6 +114,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
         self.fields = dict(fields or {})
+        self.decoders = dict(decoders or {})
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.progress_every_s = progress_every_s
@@ -125,7 +137,7 @@ class Pipeline:
             if time.monotonic() - self._last_progress >= self.progress_every_s:
                 self._persist(Batch(received_at=datetime.now(UTC)), stop)
             return 0
-        batch = decode_messages(messages, self.fields)
+        batch = decode_messages(messages, self.fields, self.decoders)
         for step in self.steps:
             step.process(batch)
         self._persist(batch, stop)
@@ -135,6 +147,7 @@ class Pipeline:
         c.messages += len(messages)
         c.records += len(batch.records)
         c.dead_letters += len(batch.dead_letters)
+        c.skipped += batch.skipped
         c.batches += 1
         return len(messages)
 
