@@ -126,6 +126,8 @@ def _json_span(span: Any) -> dict[str, Any]:
 def _json_spans(request: Any) -> Iterator[dict[str, Any]]:
     if not isinstance(request, dict):
         raise ValueError(f"an OTLP JSON export request must be an object, got {type(request).__name__}")
+    if request.keys() - {"resourceSpans"}:  # e.g. one of our JSON records sent to an otlp topic by mistake
+        raise ValueError("not an OTLP JSON export request: it has keys other than 'resourceSpans'")
     for rs in request.get("resourceSpans") or []:
         resource = _json_attrs((rs.get("resource") or {}).get("attributes"))
         for ss in rs.get("scopeSpans") or []:

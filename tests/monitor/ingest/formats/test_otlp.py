@@ -132,6 +132,7 @@ def test_other_spans_are_skipped_and_one_bad_genai_span_costs_its_siblings_nothi
     (b"\x0a\xff\xff\xff\xff\x0f", "not OTLP protobuf"),
     (b'{"resourceSpans": "nope"}', "not an OTLP JSON export request"),
     (b'{"resourceSpans": [', "not valid OTLP JSON"),
+    (b'{"id": "r1", "ts": 0, "model": "m", "prompt": "p", "response": "r"}', "not an OTLP JSON export request"),
     (b"", "empty message"),
 ])
 def test_a_message_that_is_not_an_export_batch_is_one_dead_letter(raw, reason):
