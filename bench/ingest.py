@@ -4,6 +4,12 @@
     python bench/ingest.py --runs 3        # three daemon runs, each between two ceiling measurements
     python bench/ingest.py --workers 1 -n 50000 --db sqlite
     python bench/ingest.py --config "$(printf '[detectors.toxicity]\nenabled = false')"   # extra TOML
+    python bench/ingest.py --format otlp   # OTLP trace batches (50 GenAI spans per message, otlp_proto)
+
+With ``--format otlp`` (or ``litellm``) the same generated records are reshaped (`monitor.synthetic.formats`),
+the daemon runs with ``[kafka] format`` set, and the bare consumer parses each message as that format does
+(protobuf ``ExportTraceServiceRequest.ParseFromString`` for OTLP, ``json.loads`` otherwise); both rates are
+in records (GenAI spans) per second.
 
 Both sides read the same topic on the same local broker:
   (a) ceiling: a bare KafkaConsumer in a group that only `json.loads` each value;
@@ -40,16 +46,20 @@ from sqlalchemy import create_engine, func, select, text
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
+
 from monitor.storage.db import make_engine, upgrade  # noqa: E402
 from monitor.storage.schema import consumer_progress  # noqa: E402
 from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402
+from monitor.synthetic.formats import reshape  # noqa: E402
 from monitor.synthetic.generator import TrafficGenerator  # noqa: E402
 from monitor.synthetic.produce import produce_to_kafka  # noqa: E402
 
 PG_ADMIN = os.environ.get("WATCHKEEPER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 
-def bare_consumer_rate(bootstrap: str, topic: str, n: int) -> float:
+def bare_consumer_rate(bootstrap: str, topic: str, n: int, parse=json.loads) -> float:  # type: ignore[no-untyped-def]
+    """Messages per second of a bare group consumer that only parses each value."""
     consumer = KafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=f"bench-bare-{uuid.uuid4().hex[:6]}",
         auto_offset_reset="earliest", enable_auto_commit=False, session_timeout_ms=6000,
@@ -62,7 +72,7 @@ def bare_consumer_rate(bootstrap: str, topic: str, n: int) -> float:
             if first is None:
                 first = time.perf_counter()
             for message in messages:
-                json.loads(message.value)
+                parse(message.value)
             seen += len(messages)
     elapsed = time.perf_counter() - (first or time.perf_counter())
     consumer.close(autocommit=False)
@@ -70,8 +80,8 @@ def bare_consumer_rate(bootstrap: str, topic: str, n: int) -> float:
 
 
 def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, workers: int, extra_config: str,
-                workdir: Path) -> tuple[float, float]:
-    """Run the real daemon until lag is zero; returns (records/s, peak RSS MiB)."""
+                workdir: Path, fmt: str = "watchkeeper") -> tuple[float, float]:
+    """Run the real daemon until lag is zero (``n`` messages committed); returns (messages/s, peak RSS MiB)."""
     config = workdir / "monitor.toml"
     if "[pipeline]" in extra_config:  # one [pipeline] table: the extra config's, with the workers added
         extra_config, pipeline = extra_config.replace("[pipeline]", f"[pipeline]\nworkers = {workers}", 1), ""
@@ -79,7 +89,8 @@ def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, workers: int, e
         pipeline = f"\n[pipeline]\nworkers = {workers}\n"
     config.write_text(
         f'[database]\nurl = "{db_url}"\n\n[kafka]\nbootstrap_servers = ["{bootstrap}"]\n'
-        f'topics = ["{topic}"]\ngroup_id = "bench-wk-{uuid.uuid4().hex[:6]}"\nsession_timeout_ms = 6000\n'
+        f'topics = ["{topic}"]\nformat = "{fmt}"\n'
+        f'group_id = "bench-wk-{uuid.uuid4().hex[:6]}"\nsession_timeout_ms = 6000\n'
         f'{pipeline}{extra_config}\n'
     )
     engine = make_engine(db_url)
@@ -135,25 +146,35 @@ def main() -> None:
     parser.add_argument("--partitions", type=int, default=None, help="topic partitions (default 3 per worker)")
     parser.add_argument("--runs", type=int, default=1, help="daemon runs, each between two ceilings (default 1)")
     parser.add_argument("--config", default="", help="extra TOML appended to the daemon's config")
+    parser.add_argument("--format", dest="fmt", choices=["watchkeeper", "otlp", "litellm"], default="watchkeeper",
+                        help="message format on the topic (default watchkeeper)")
+    parser.add_argument("--spans-per-message", type=int, default=50, help="with --format otlp (default 50)")
     args = parser.parse_args()
     partitions = args.partitions or 3 * max(args.workers, 1)
     if args.workers > 1 and partitions % args.workers:
         print(f"note: {partitions} partitions do not split evenly over {args.workers} workers")
 
-    values = [g.value for g in TrafficGenerator(seed=7).generate(args.n)]
+    generated = TrafficGenerator(seed=7).generate(args.n)
+    values = [g.value for g in reshape(generated, args.fmt, per_message=args.spans_per_message)]
     mean_bytes = sum(len(v or b"") for v in values) / len(values)
+    n_messages, per_message = len(values), args.n / len(values)
+    parse = json.loads
+    if args.fmt == "otlp":
+        def parse(raw: bytes) -> None:
+            ExportTraceServiceRequest().ParseFromString(raw)
     runs = []
     with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
         topic = "bench"
         create_topic(broker.bootstrap_servers, topic, partitions)
         t = time.perf_counter()
         produce_to_kafka(broker.bootstrap_servers, topic, values)
-        print(f"produced {args.n} records (mean {mean_bytes:.0f} B, {partitions} partitions) "
+        print(f"produced {args.n} records as {n_messages} {args.fmt} messages (mean {mean_bytes:.0f} B, "
+              f"{partitions} partitions) "
               f"in {time.perf_counter() - t:.1f} s")
         del values
 
-        ceilings = [bare_consumer_rate(broker.bootstrap_servers, topic, args.n)]
-        print(f"(a) bare kafka-python consumer + json.loads: {ceilings[-1]:,.0f} records/s")
+        ceilings = [bare_consumer_rate(broker.bootstrap_servers, topic, n_messages, parse) * per_message]
+        print(f"(a) bare kafka-python consumer + parse: {ceilings[-1]:,.0f} records/s")
         for i in range(args.runs):
             pg_name = None
             if args.db == "postgres":
@@ -162,22 +183,23 @@ def main() -> None:
                 db_url = f"sqlite:///{Path(tmp) / f'bench-{i}.db'}"
             try:
                 upgrade(db_url)
-                rate, rss = daemon_rate(broker.bootstrap_servers, topic, args.n, db_url, args.workers,
-                                        args.config, Path(tmp))
+                rate, rss = daemon_rate(broker.bootstrap_servers, topic, n_messages, db_url, args.workers,
+                                        args.config, Path(tmp), args.fmt)
+                rate *= per_message
             finally:
                 if pg_name:
                     drop_postgres(pg_name)
             print(f"(b) watchkeeper run, {args.workers} worker(s) -> {args.db}: {rate:,.0f} records/s, "
                   f"peak RSS {rss:,.0f} MiB")
-            ceilings.append(bare_consumer_rate(broker.bootstrap_servers, topic, args.n))
-            print(f"(a) bare kafka-python consumer + json.loads: {ceilings[-1]:,.0f} records/s")
+            ceilings.append(bare_consumer_rate(broker.bootstrap_servers, topic, n_messages, parse) * per_message)
+            print(f"(a) bare kafka-python consumer + parse: {ceilings[-1]:,.0f} records/s")
             around = ceilings[-2:]
             runs.append({"watchkeeper_rps": round(rate), "ceiling_rps": [round(c) for c in around],
                          "ratio": round(rate / (sum(around) / 2), 3), "ratio_vs_higher": round(rate / max(around), 3),
                          "peak_rss_mib": round(rss)})
             print(f"ratio b/a = {runs[-1]['ratio']:.2f} (against the higher ceiling {runs[-1]['ratio_vs_higher']:.2f})")
     ratios = sorted(r["ratio"] for r in runs)
-    result = {"n": args.n, "db": args.db, "workers": args.workers, "partitions": partitions,
+    result = {"n": args.n, "format": args.fmt, "db": args.db, "workers": args.workers, "partitions": partitions,
               "mean_bytes": round(mean_bytes), "config": args.config, "runs": runs,
               "ratio_min": ratios[0], "ratio_median": ratios[len(ratios) // 2]}
     if args.runs > 1:
@@ -185,7 +207,8 @@ def main() -> None:
               f"(min {ratios[0]:.2f}, median {result['ratio_median']:.2f})")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / f"ingest-{args.db}.json").write_text(json.dumps(result, indent=2))
+    suffix = "" if args.fmt == "watchkeeper" else f"-{args.fmt}"
+    (out / f"ingest-{args.db}{suffix}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 
 

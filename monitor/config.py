@@ -76,6 +76,19 @@ class KafkaConfig(Section):
     sasl_username: str | None = None
     sasl_password: SecretStr | None = None
     client_id: str = "watchkeeper"
+    format: Literal["watchkeeper", "otlp", "litellm"] = "watchkeeper"
+    """What the messages on the topics are (docs/record-format.md): our JSON record, OpenTelemetry traces as the
+    Collector's kafka exporter writes them (``otlp_proto`` or ``otlp_json``, recognised from the bytes), or
+    LiteLLM's ``StandardLoggingPayload``. ``WATCHKEEPER_KAFKA_FORMAT`` overrides it."""
+    formats: dict[str, Literal["watchkeeper", "otlp", "litellm"]] = {}
+    """Per-topic overrides of ``format`` (``[kafka.formats] otlp_spans = "otlp"``), for a daemon that reads
+    several topics."""
+    otlp_app: str | None = None
+    """The ``app`` of every OTLP record; when unset, each span's resource ``service.name``."""
+
+    def format_of(self, topic: str) -> str:
+        """The format of ``topic``'s messages: its override, else ``format``."""
+        return self.formats.get(topic, self.format)
 
 
 class PipelineConfig(Section):
@@ -648,6 +661,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": ("kafka", "bootstrap_servers"),
     "WATCHKEEPER_KAFKA_TOPICS": ("kafka", "topics"),
     "WATCHKEEPER_KAFKA_GROUP_ID": ("kafka", "group_id"),
+    "WATCHKEEPER_KAFKA_FORMAT": ("kafka", "format"),
     "SLACK_WEBHOOK_URL": ("alerts", "slack_webhook_url"),
     "SLACK_BOT_TOKEN": ("alerts", "slack_bot_token"),
     "SLACK_CHANNEL": ("alerts", "slack_channel"),

@@ -24,6 +24,7 @@ from sqlalchemy.exc import InterfaceError, OperationalError, ProgrammingError
 from monitor.app.services import Services
 from monitor.config import Config
 from monitor.ingest.chain import build_steps
+from monitor.ingest.formats import decoders_for
 from monitor.ingest.pipeline import Pipeline, StoppedDuringOutage
 from monitor.ingest.source import KafkaSource
 from monitor.ingest.steps import Step
@@ -106,6 +107,8 @@ class Daemon:
             batch_size=config.pipeline.batch_size,
             batch_timeout_ms=config.pipeline.batch_timeout_ms,
             fields=config.record.fields,
+            decoders=decoders_for(config.kafka.topics, config.kafka.format, config.kafka.formats,
+                                  app=config.kafka.otlp_app),
             retry_initial_s=config.database.retry_initial_s,
             retry_max_s=config.database.retry_max_s,
         )

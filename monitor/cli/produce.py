@@ -57,9 +57,17 @@ def _incidents(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, .
               help="Seconds to wait for the broker before giving up.")
 @click.option("--compression", type=click.Choice(["gzip", "snappy", "lz4", "zstd"]), default=None,
               help="Producer compression codec (snappy/lz4/zstd need their Python packages).")
+@click.option("--format", "fmt", type=click.Choice(["watchkeeper", "otlp", "litellm"]), default="watchkeeper",
+              show_default=True, help="Message format: our JSON record, OpenTelemetry GenAI trace batches (as the "
+                                      "Collector's kafka exporter writes them) or LiteLLM payloads.")
+@click.option("--otlp-encoding", type=click.Choice(["proto", "json"]), default="proto", show_default=True,
+              help="With --format otlp: otlp_proto or otlp_json.")
+@click.option("--spans-per-message", type=click.IntRange(min=1), default=50, show_default=True,
+              help="With --format otlp: records per export batch (one Kafka message).")
 def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, seed: int,
             malformed_share: float, incidents: list[Incident], out: Path | None, truth: Path | None,
-            replay: Path | None, connect_timeout: float, compression: str | None) -> None:
+            replay: Path | None, connect_timeout: float, compression: str | None, fmt: str,
+            otlp_encoding: str, spans_per_message: int) -> None:
     """Produce synthetic LLM traffic (with incidents and malformed messages) or replay a JSONL file."""
     from monitor.synthetic.generator import TrafficGenerator, write_jsonl
     from monitor.synthetic.produce import Counting, read_lines
@@ -68,6 +76,8 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
         raise click.UsageError("--file replays into Kafka; it cannot be combined with --out")
     if truth and not out:
         raise click.UsageError("--truth is written next to --out; give --out too")
+    if fmt != "watchkeeper" and (out or replay):
+        raise click.UsageError("--format otlp/litellm writes synthetic traffic to Kafka; not with --out or --file")
     topic = topic or _default_topic()
     started = time.monotonic()
     if replay:
@@ -82,7 +92,10 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
         n = write_jsonl(out, counted, truth_path=truth)
         where = f"to {out}" + (f" (truth in {truth})" if truth else "")
     else:
-        n = _send(bootstrap_servers, topic, counted, rate, compression, connect_timeout)
+        from monitor.synthetic.formats import reshape
+
+        shaped = reshape(counted, fmt, per_message=spans_per_message, encoding=otlp_encoding)
+        n = _send(bootstrap_servers, topic, shaped, rate, compression, connect_timeout)
         where = f"to {topic} at {bootstrap_servers}"
     elapsed = time.monotonic() - started
     click.echo(f"produced {n} messages ({counted.malformed} malformed, {len(incidents)} incidents) {where} "

@@ -70,6 +70,8 @@ class Batch:
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> offset of the batch's first message there: where offsets going backwards show."""
     received_at: datetime | None = None
+    skipped: int = 0
+    """Items of foreign-format messages that are not LLM calls (spans that are not GenAI), counted not stored."""
     raw: dict[str, bytes | None] = field(default_factory=dict)
     """Record id -> the message bytes it came from, kept so a record the database rejects can still be
     dead-lettered with its raw bytes."""

@@ -36,6 +36,7 @@ from typing import Any, Protocol
 from sqlalchemy import exc as sa_exc
 
 from monitor.ingest.batch import Batch, DeadLetter, Message
+from monitor.ingest.formats import Decoder, decode_foreign
 from monitor.ingest.record import RecordError, decode
 from monitor.ingest.steps import Step
 from monitor.storage.schema import consumer_progress
@@ -74,6 +75,8 @@ class Counters:
     messages: int = 0
     records: int = 0
     dead_letters: int = 0
+    skipped: int = 0
+    """Items of foreign-format messages that are not LLM calls (non-GenAI spans), skipped by design."""
     batches: int = 0
     storage_retries: int = 0
     lag: int | None = None
@@ -85,13 +88,24 @@ def failure_reason(where: str, exc: BaseException) -> str:
     return f"{where} failed on this message: {type(exc).__name__}"
 
 
-def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None) -> Batch:
+def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | None = None,
+                    decoders: Mapping[str, Decoder] | None = None) -> Batch:
     """The decode step: valid records into ``batch.records``, the rest into ``batch.dead_letters``.
-    Never raises because of a message: whatever decoding one raises makes it a dead letter."""
+    Never raises because of a message: whatever decoding one raises makes it a dead letter.
+
+    A topic in ``decoders`` is read by its format's decoder (`monitor.ingest.formats`: one message, any
+    number of records); every other topic is our JSON record, one per message."""
     batch = Batch(received_at=datetime.now(UTC))
     for message in messages:
+        decoder = decoders.get(message.topic) if decoders else None
         try:
-            record = decode(message.value, fields)
+            if decoder is not None:
+                decode_foreign(decoder, message, batch)
+            else:
+                record = decode(message.value, fields)
+                record.topic, record.partition, record.offset = message.topic, message.partition, message.offset
+                batch.records.append(record)
+                batch.raw[record.id] = message.value
         except Exception as exc:  # noqa: BLE001 - one message must not stop the others
             reason = str(exc) if isinstance(exc, RecordError) else failure_reason("decode", exc)
             if not isinstance(exc, RecordError):
@@ -100,10 +114,6 @@ def decode_messages(messages: Sequence[Message], fields: Mapping[str, str] | Non
             batch.dead_letters.append(DeadLetter(
                 message.topic, message.partition, message.offset, message.key, message.value, reason
             ))
-        else:
-            record.topic, record.partition, record.offset = message.topic, message.partition, message.offset
-            batch.records.append(record)
-            batch.raw[record.id] = message.value
         key = (message.topic, message.partition)
         if message.offset + 1 > batch.next_offsets.get(key, -1):
             batch.next_offsets[key] = message.offset + 1
@@ -125,6 +135,7 @@ class Pipeline:
         batch_size: int = 2000,
         batch_timeout_ms: int = 500,
         fields: Mapping[str, str] | None = None,
+        decoders: Mapping[str, Decoder] | None = None,
         retry_initial_s: float = 0.5,
         retry_max_s: float = 5.0,
         progress_every_s: float = 5.0,
@@ -137,6 +148,7 @@ class Pipeline:
         self.batch_size = batch_size
         self.batch_timeout_ms = batch_timeout_ms
         self.fields = dict(fields or {})
+        self.decoders = dict(decoders or {})
         self.retry_initial_s = retry_initial_s
         self.retry_max_s = retry_max_s
         self.progress_every_s = progress_every_s
@@ -165,7 +177,7 @@ class Pipeline:
             return 0
         delay = self.retry_initial_s
         while True:
-            batch = decode_messages(messages, self.fields)
+            batch = decode_messages(messages, self.fields, self.decoders)
             try:
                 self._check_offsets(batch)
                 for step in self.steps:
@@ -182,6 +194,7 @@ class Pipeline:
         c.messages += len(messages)
         c.records += len(batch.records)
         c.dead_letters += len(batch.dead_letters)
+        c.skipped += batch.skipped
         c.batches += 1
         return len(messages)
 

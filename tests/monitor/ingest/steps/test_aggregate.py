@@ -51,6 +51,9 @@ class PartitionLog:
         self.committed.update(self._durable)
         return True
 
+    def positions(self, skip: object = ()) -> dict[tuple[str, int], int]:
+        return {}  # every partition of this log is read from its first message on
+
     def highwater(self, topic: str, partition: int) -> int | None:
         return 1 + max((m.offset for m in self.messages if (m.topic, m.partition) == (topic, partition)), default=-1)
 
