@@ -285,9 +285,9 @@ class DriftFold:
         stale = datetime.fromtimestamp(now_ms / 1000 - STALE_S, UTC)
         for committed, highwater, last_ts, updated_at in conn.execute(
                 select(t.committed, t.highwater, t.last_record_ts, t.updated_at).where(t.group_id == self.group_id)):
-            if highwater is None or highwater <= committed or as_utc(updated_at) < stale:
-                continue
-            if last_ts is None:  # assigned and behind, but nothing read yet: its records' times are unknown
+            if (highwater is not None and highwater <= committed) or as_utc(updated_at) < stale:
+                continue  # caught up, or no consumer
+            if last_ts is None:  # assigned, not known to be caught up, nothing read yet: times unknown
                 return UNKNOWN_MARK
             mark = min(mark, int(as_utc(last_ts).timestamp() * 1000) - grace)
         return mark
