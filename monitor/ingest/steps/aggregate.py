@@ -45,10 +45,10 @@ from monitor.storage.db import as_utc
 from monitor.storage.schema import (
     STREAM_LATENCY_BOUNDS_MS,
     STREAM_LATENCY_COLUMNS,
-    consumer_progress,
     records,
     stream_minutes,
 )
+from monitor.storage.store import committed_positions
 
 log = logging.getLogger(__name__)
 
@@ -221,14 +221,7 @@ class AggregateStep(Step):
         wanted = set(partitions)
         if not wanted:
             return
-        found: dict[Partition, int] = {}
-        if self.engine is not None:
-            t = consumer_progress.c
-            with self.engine.connect() as conn:
-                for topic, partition, committed in conn.execute(
-                        select(t.topic, t.partition, t.committed).where(t.group_id == self.group_id)):
-                    if (topic, partition) in wanted:
-                        found[(topic, partition)] = int(committed)
+        found = committed_positions(self.engine, self.group_id) if self.engine is not None else {}
         for key in wanted:
             self._positions[key] = found.get(key, 0)
 

@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
@@ -34,7 +34,8 @@ from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
 from monitor.storage.db import as_utc
-from monitor.storage.schema import consumer_progress, drift_buckets
+from monitor.storage.schema import drift_buckets
+from monitor.storage.store import committed_positions
 
 log = logging.getLogger(__name__)
 
@@ -193,14 +194,7 @@ class DriftStep(Step):
         wanted = set(partitions)
         if not wanted:
             return
-        found: dict[Partition, int] = {}
-        if self.engine is not None:
-            t = consumer_progress.c
-            with self.engine.connect() as conn:
-                for topic, partition, committed in conn.execute(
-                        select(t.topic, t.partition, t.committed).where(t.group_id == self.group_id)):
-                    if (topic, partition) in wanted:
-                        found[(topic, partition)] = int(committed)
+        found = committed_positions(self.engine, self.group_id) if self.engine is not None else {}
         for key in wanted:
             self._positions[key] = found.get(key, 0)
 
