@@ -579,8 +579,16 @@ class DriftConfig(Section):
     detection). The bucket that completes it is taken whole."""
     rate_warmup: Annotated[int, Field(ge=20, le=100_000)] = 1000
     """The same for rates (errors, refusals, toxic answers): rare events need more records."""
-    k: Annotated[float, Field(gt=0, le=2)] = 0.125
-    """Continuous signals: reference value in standard deviations; charts are tuned to shifts of 2k."""
+    k: Annotated[list[Annotated[float, Field(gt=0, le=2)]], Field(min_length=1, max_length=4)] = [0.125, 0.375]
+    """Continuous signals: reference values in standard deviations, one chart each (tuned to shifts of 2k;
+    the budget is split between them). A single number is accepted too."""
+    clip: Annotated[float, Field(gt=0)] = 5.0
+    """Continuous signals: a bucket's mean moves the charts by at most this many standard errors."""
+
+    @field_validator("k", mode="before")
+    @classmethod
+    def _one_k(cls, value: Any) -> Any:
+        return [value] if isinstance(value, int | float) else value
     odds_ratio: Annotated[float, Field(gt=1)] = 3.0
     """Rate signals: the change in odds the charts are tuned to (3: 1% -> about 3%)."""
     margin: Annotated[float, Field(ge=0, le=5)] = 1.0
@@ -598,6 +606,9 @@ class DriftConfig(Section):
     """How often the fold job runs (on one daemon: the scheduler's lease)."""
     settle_s: Annotated[float, Field(ge=0, le=300)] = 4.0
     """After a detector fires, how long the fold gathers data before attributing the change to a stream."""
+    max_settle_s: Annotated[float, Field(ge=0, le=600)] = 30.0
+    """... and at most how long it waits when the streams beside the one that fired hold too few records yet
+    to tell whether they changed too."""
     keep_buckets_s: Annotated[float, Field(gt=0)] = 3600.0
     """Folded buckets older than this are deleted (attribution reads the recent ones)."""
     max_streams: Annotated[int, Field(ge=1)] = 1000

@@ -43,6 +43,7 @@ from __future__ import annotations
 import base64
 import math
 import pickle
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
@@ -135,7 +136,19 @@ class BucketChart:
         self.armed = False
         self.calibrated_n = 0.0
         self.warm_n = self.warm_s = self.warm_ss = 0.0
-        self.up, self.down = _Side(), _Side()
+        self.sides = [_Side() for _ in range(2 * self._pairs())]
+
+    def _pairs(self) -> int:
+        """How many (up, down) pairs of one-sided charts run side by side (``sides[2i]`` up, ``[2i+1]`` down)."""
+        return 1
+
+    @property
+    def up(self) -> _Side:
+        return self.sides[0]
+
+    @property
+    def down(self) -> _Side:
+        return self.sides[1]
 
     @property
     def warming_up(self) -> bool:
@@ -165,17 +178,18 @@ class BucketChart:
                 self.armed = True
             return None
 
-        up, down = self._increments(n, total)
-        self.up.step(up, n, total, total_sq, at)
-        self.down.step(down, n, total, total_sq, at)
-        side, direction = (self.up, "up") if self.up.s > self.up.h else (self.down, "down")
-        if side.s > side.h:
+        for side, y in zip(self.sides, self._increments(n, total), strict=True):
+            side.step(y, n, total, total_sq, at)
+        crossed = [(side.s / side.h, i) for i, side in enumerate(self.sides) if side.s > side.h]
+        if crossed:
+            i = max(crossed)[1]
+            side, direction = self.sides[i], ("up", "down")[i % 2]
             change = BucketChange(direction, side.start, self.reference(), self._describe(side),
                                   {"threshold": side.h, "statistic": side.s})
             self.drift_detected = True
             self.rearm()
             return change
-        if self.warm_n < REFERENCE_MAX and self.up.s < self.up.h / 2 and self.down.s < self.down.h / 2:
+        if self.warm_n < REFERENCE_MAX and all(side.s < side.h / 2 for side in self.sides):
             # Self-starting: in-control buckets keep refining the reference (not those of an excursion
             # on its way to a detection), and the threshold is recalibrated each time it doubled.
             self.warm_n += n
@@ -217,7 +231,8 @@ class BucketChart:
     def _calibrate(self) -> None:
         raise NotImplementedError
 
-    def _increments(self, n: float, total: float) -> tuple[float, float]:
+    def _increments(self, n: float, total: float) -> Sequence[float]:
+        """One bucket's increment for each of `sides`, in order."""
         raise NotImplementedError
 
     def _describe(self, side: _Side) -> dict[str, float]:
@@ -229,14 +244,14 @@ class BucketChart:
                                                                               *self._params)},
                 "seen": self.seen, "armed": self.armed,
                 "warm": [self.warm_n, self.warm_s, self.warm_ss, self.calibrated_n],
-                "sides": [self.up.state(), self.down.state()], "prev": self.prev, "own": self._own()}
+                "sides": [side.state() for side in self.sides], "prev": self.prev, "own": self._own()}
 
     @staticmethod
     def from_state(state: dict[str, Any]) -> BucketChart:
         chart = BucketChart._registry[state["kind"]](**state["params"])
         chart.seen, chart.armed = state["seen"], state["armed"]
         chart.warm_n, chart.warm_s, chart.warm_ss, chart.calibrated_n = state["warm"]
-        chart.up, chart.down = (_Side.load(s) for s in state["sides"])
+        chart.sides = [_Side.load(s) for s in state["sides"]]
         chart.prev = state.get("prev")
         chart._load(state["own"])
         return chart
@@ -249,23 +264,40 @@ class BucketChart:
 
 
 class BucketCUSUM(BucketChart):
-    """Two-sided Gaussian CUSUM on bucket sums of (transformed) values, self-starting from ``warmup`` values.
+    """Two-sided Gaussian CUSUMs on bucket sums of (transformed) values, self-starting from ``warmup`` values.
 
-    ``k`` is the reference value in standard deviations (tuned to shifts of ``2k``); ``transform`` is what
-    `update` applies to a raw value (`update_bucket` takes sums of already transformed values).
+    ``k`` holds the reference values in standard deviations, one pair of one-sided charts per value (each
+    tuned to shifts of ``2k``): a small ``k`` is quickest on small shifts, a larger one on large shifts, and
+    the first to cross its threshold reports. The false-alarm budget is split evenly between them (a
+    Bonferroni split: the charts are correlated, so the real rate is lower). ``transform`` is what `update`
+    applies to a raw value (`update_bucket` takes sums of already transformed values).
+
+    A bucket's standardised mean is clipped to ``±clip`` before it moves the charts (a Huber-type CUSUM):
+    real traffic is a mixture — refusals and cut-off answers are a few very short ones among long ones — and
+    one small bucket holding several of them would otherwise cross a large-``k`` chart's threshold alone,
+    where the Gaussian calibration assumed it could not. A real shift moves bucket after bucket, so clipping
+    costs it little; clipping only lowers increments, so the calibrated run length stays a lower bound.
     """
 
     kind: ClassVar[str] = "bucket_cusum"
-    _params: ClassVar[tuple[str, ...]] = ("k", "transform")
+    _params: ClassVar[tuple[str, ...]] = ("k", "transform", "clip")
 
-    def __init__(self, arl0: float = 1e7, warmup: int = 500, margin: float = 1.0, k: float = 0.125,
-                 transform: Transform = "log") -> None:
-        if k <= 0:
+    def __init__(self, arl0: float = 1e7, warmup: int = 500, margin: float = 1.0,
+                 k: float | Sequence[float] = (0.125, 0.375), transform: Transform = "log",
+                 clip: float = 5.0) -> None:
+        ks = [float(k)] if isinstance(k, int | float) else [float(v) for v in k]
+        if not ks or min(ks) <= 0:
             raise ValueError("k must be positive")
-        self.k, self.transform = float(k), transform
+        if clip <= 0:
+            raise ValueError("clip must be positive")
+        self.k: list[float] = ks
+        self.transform, self.clip = transform, float(clip)
         self.mu = self.sigma = math.nan
-        self.k_used = self.k
+        self.k_used = list(self.k)
         super().__init__(arl0, warmup, margin)
+
+    def _pairs(self) -> int:
+        return len(self.k)
 
     def _one(self, x: float) -> tuple[float, float]:
         t = transform(x, self.transform)
@@ -277,19 +309,23 @@ class BucketCUSUM(BucketChart):
         self.sigma = max(math.sqrt(max(self.warm_ss / n - self.mu ** 2, 0.0)), 1e-9)
         shift = self.margin / math.sqrt(n)               # the mean may be this far on the unlucky side
         stretch = 1 + self.margin / math.sqrt(2 * n)     # and the spread this much wider
-        self.k_used = self.k
-        while True:
-            try:
-                h = threshold(_GRID * stretch + shift - self.k_used, _GRID_P, 2 * self.arl0)
-                break
-            except ValueError:  # k too small for this warm-up's uncertainty: aim at larger shifts
-                self.k_used *= 1.5
-        self.up.h = self.down.h = h
+        self.k_used = []
+        for i, k in enumerate(self.k):
+            while True:
+                try:
+                    h = threshold(_GRID * stretch + shift - k, _GRID_P, 2 * len(self.k) * self.arl0)
+                    break
+                except ValueError:  # k too small for this warm-up's uncertainty: aim at larger shifts
+                    k *= 1.5
+            self.k_used.append(k)
+            self.sides[2 * i].h = self.sides[2 * i + 1].h = h
 
-    def _increments(self, n: float, total: float) -> tuple[float, float]:
+    def _increments(self, n: float, total: float) -> list[float]:
         # Predictive standardisation: the reference mean is itself uncertain by sigma / sqrt(warm_n).
         z = (total - n * self.mu) / (self.sigma * math.sqrt(1 + n / self.warm_n))
-        return z - n * self.k_used, -z - n * self.k_used
+        bound = self.clip * math.sqrt(n)
+        z = min(max(z, -bound), bound)
+        return [y for k in self.k_used for y in (z - n * k, -z - n * k)]
 
     def _reference_params(self) -> list[float]:
         return [self.mu, self.sigma]
@@ -325,7 +361,8 @@ class BucketCUSUM(BucketChart):
     def _load(self, own: dict[str, Any]) -> None:
         self.mu = math.nan if own["mu"] is None else own["mu"]
         self.sigma = math.nan if own["sigma"] is None else own["sigma"]
-        self.k_used = own["k_used"]
+        k_used = own["k_used"]
+        self.k_used = [k_used] if isinstance(k_used, int | float) else list(k_used)
 
 
 def _with_odds(p: float, ratio: float) -> float:

@@ -60,6 +60,9 @@ its reference (in the change's direction); the others, pooled, must lie less tha
 REST_Z = 2.0
 """Within a stream that contains a candidate, the candidate's siblings pooled count as changed from this many
 standard errors (see `attribute`)."""
+BOUND_Z = 2.0
+"""... and as unchanged only once their shift's upper bound (this many standard errors above their mean)
+lies below half the candidate's: until then the attribution waits for more records (up to `max_settle_s`)."""
 MAX_ROWS = 200_000
 STALE_S = 300.0
 """A partition whose progress row is older than this has no consumer: it does not hold the watermark back."""
@@ -104,7 +107,7 @@ class Alarm:
 
 
 def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, float]],
-              charts: Mapping[str, BucketChart]) -> str:
+              charts: Mapping[str, BucketChart], final: bool = True) -> str | None:
     """The narrowest stream that explains a change seen on the ``fired`` streams.
 
     A stream is *changed* when its detector fired, or when its values since the change (``sums``: count and
@@ -117,6 +120,11 @@ def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, f
     changed too), a change confined to one (model, app) by that pair, a change of one app across models by
     ``app=A``. The narrowest that explains it wins (a pair, then a model or an app — the one further from its
     reference —, then the global stream, which explains everything).
+
+    A quick detector fires on few records, and then a sibling that changed as much may not show it yet. So
+    the rest counts as unchanged only when it has enough records to tell: the upper bound of its shift
+    (`BOUND_Z` standard errors above its mean) lies below half the candidate's shift. Until then the answer
+    is None (decide later) unless ``final``, when the rule above decides alone.
     """
     sign = 1.0 if direction == "up" else -1.0
     streams = set(sums) | fired | {GLOBAL}
@@ -138,19 +146,32 @@ def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, f
         model, app = parsed[stream]
         return (model is None) + (app is None)
 
+    undecided = False
+
     def rest_changed(stream: str) -> bool:
+        nonlocal undecided
         model, app = parsed[stream]
         parents = [GLOBAL] + ([f"model={model}"] if model is not None and app is not None else []) \
             + ([f"app={app}"] if model is not None and app is not None else [])
+        own, own_n = dev[stream]
+        effect = own / own_n if own_n and not math.isnan(own) else math.nan
         for parent in parents if stream != GLOBAL else []:
             rest = [p for p in pairs if overlaps(p, parent) and not overlaps(p, stream)]
             n = sum(dev[p][1] for p in rest)
-            if n and sum(dev[p][0] for p in rest) / math.sqrt(n) >= REST_Z:
+            if not n:
+                continue
+            z = sum(dev[p][0] for p in rest) / math.sqrt(n)
+            if z >= REST_Z:
                 return True
+            if effect > 0 and (z + BOUND_Z) / math.sqrt(n) >= effect / 2:
+                undecided = True
         return False
 
     candidates = [s for s in changed
                   if not any(not overlaps(s, other) for other in changed) and not rest_changed(s)]
+    narrow = [s for s in candidates if s != GLOBAL]
+    if undecided and not final and narrow:
+        return None
     if not candidates:
         return GLOBAL
     return min(candidates, key=lambda s: (width(s), -(scores[s] if not math.isnan(scores[s]) else 0.0), s))
@@ -195,7 +216,7 @@ class DriftFold:
                                 transform=signal.transform if signal.kind == "continuous" else "identity")
         if signal.kind == "rate":
             return BucketBernoulli(share, warmup, cfg.margin, odds_ratio=cfg.odds_ratio)
-        return BucketCUSUM(share, warmup, cfg.margin, k=cfg.k, transform=signal.transform)
+        return BucketCUSUM(share, warmup, cfg.margin, k=cfg.k, transform=signal.transform, clip=cfg.clip)
 
     def chart(self, signal: str, stream: str) -> BucketChart:
         by_stream = self.charts.setdefault(signal, {})
@@ -308,9 +329,11 @@ class DriftFold:
     def _decide(self, conn: Connection, bucket: int) -> list[dict[str, Any]]:
         """Attribute the alarms that have settled by the end of ``bucket``; return their events."""
         settle = round(self.config.settle_s * 1000)
+        max_settle = max(settle, round(self.config.max_settle_s * 1000))
         events = []
+        waiting: set[str] = set()
         while True:
-            due = [a for a in self.pending if a.fired + settle <= bucket]
+            due = [a for a in self.pending if a.fired + settle <= bucket and a.signal not in waiting]
             if not due:
                 return events
             first = min(due, key=lambda a: (a.fired, a.start))
@@ -321,7 +344,11 @@ class DriftFold:
             sums = self._sums(conn, first.signal, start, bucket)
             charts = self.charts.get(first.signal, {})
             fired = {a.stream for a in same}
-            target = attribute(first.direction, fired, sums, charts)
+            target = attribute(first.direction, fired, sums, charts,
+                               final=first.fired + max_settle <= bucket)
+            if target is None:  # too few records yet to tell which stream changed: decide at a later bucket
+                waiting.add(first.signal)
+                continue
             explained = [a for a in same if overlaps(a.stream, target)]
             if not explained:  # cannot happen (the global stream contains all), kept for safety
                 explained = [first]
@@ -349,13 +376,17 @@ class DriftFold:
         before = own.before if own is not None else chart.reference()
         after = chart.describe(n, total) if n else (own.after if own else {})
         start = max(min(a.start, a.fired) for a in explained)
+        # detected_at is event time: the end of the bucket where the first of these detectors fired (the
+        # evidence was complete then); the report waited settle_s more for attribution (see created_at).
+        fired = min(a.fired for a in explained)
         details = {"direction": direction, "records_since": n, "explains": sorted({a.stream for a in explained}),
-                   "fired_on": explained[0].stream, "start_bucket_ms": start, "bucket_ms": bucket,
+                   "fired_on": explained[0].stream, "start_bucket_ms": start, "fired_bucket_ms": fired,
+                   "bucket_ms": bucket,
                    **({"river": own.details["river"]} if own and "river" in own.details else {})}
         detector = chart.kind if chart.kind != "river" else f"river:{chart.detector}"  # type: ignore[attr-defined]
         now = datetime.now(UTC)
         return {"stream": target, "signal": signal, "detector": detector,
-                "detected_at": datetime.fromtimestamp((bucket + self.width) / 1000, UTC), "created_at": now,
+                "detected_at": datetime.fromtimestamp((fired + self.width) / 1000, UTC), "created_at": now,
                 "record_id": None, "before": _clean(before), "after": _clean(after), "details": _clean(details)}
 
     def _evict(self) -> None:

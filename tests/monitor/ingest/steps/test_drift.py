@@ -18,7 +18,7 @@ from monitor.config import DriftConfig
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record, decode
 from monitor.ingest.steps.topic_drift import TopicDriftStep, state_key
-from monitor.jobs.drift import STATE_KEY
+from monitor.jobs.drift import STATE_KEY, overlaps
 from monitor.storage.db import make_engine
 from monitor.storage.schema import consumer_progress, detector_state, drift_events
 from monitor.storage.schema import records as records_table
@@ -219,3 +219,31 @@ def test_two_daemons_in_one_group_detect_exactly_as_one_does(migrated_db_url, ka
     logs = [(tmp_path / f"{name}.log").read_text() for name in ("a", "b")]
     assert all(f"partitions assigned: [('{topic}'" in log for log in logs), "a daemon read no partition"
     _assert_one_model_change(_drift(migrated_db_url))
+
+
+@pytest.mark.slow
+def test_a_deployment_that_chooses_rivers_adwin_for_a_signal_gets_rivers_detections_through_the_daemon(
+        migrated_db_url, kafka_broker, tmp_path):
+    """``[drift.river.response_chars] detector = "ADWIN"``: that signal is watched by river's own ADWIN (fed
+    bucket means) on every stream, the others by the calibrated charts; its events say so."""
+    values = _traffic()
+    topic = _four_partitions(kafka_broker)
+    produce(kafka_broker, topic, values)
+    river = FAST_DRIFT + '[drift.river.response_chars]\ndetector = "ADWIN"\noptions = { clock = 4 }\n'
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
+                                     topic=topic, extra=river))
+    with DaemonThread(config) as daemon:
+        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
+        assert daemon.stop() == 0
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        rows = conn.execute(select(drift_events.c.stream, drift_events.c.signal, drift_events.c.detector,
+                                   drift_events.c.detected_at)).all()
+    engine.dispose()
+    change = decode(values[7000]).ts
+    lengths = [r for r in rows if r.signal == "response_chars"]
+    assert lengths and all(r.detector == "river:ADWIN" for r in lengths), rows
+    assert any(overlaps(r.stream, f"model={LLAMA}") and r.detected_at.replace(tzinfo=UTC) >= change
+               for r in lengths), rows
+    assert all(r.detector != "river:ADWIN" for r in rows if r.signal != "response_chars")
