@@ -332,10 +332,10 @@ class ShadowConfig(Section):
     refusal_mismatch_disagrees: bool = True
     boost_disagreements: bool = True
     """Put each disagreement in the review queue (``samples`` reason ``shadow_disagreement``)."""
-    guest: bool = False
+    guest: bool = True
     """Be a good guest (`inference.guest.GuestLimit`): fewer replays in flight while the reference queues
-    requests or slows down, back up to ``max_concurrent`` when it is calm. Off by default for now: inside the
-    daemon's shadow worker it stalled replay in tests/monitor/shadow/test_replay.py (not yet understood)."""
+    requests or slows down, back up to ``max_concurrent`` when it is calm. (What looked like a stall inside
+    the daemon was the first run's model loading eating its replay window; it no longer counts.)"""
     guest_max_waiting: Annotated[float, Field(ge=0)] = 0.0
     """Back off when the reference reports more queued requests than this (``vllm:num_requests_waiting``)."""
     guest_latency_factor: Annotated[float, Field(gt=1)] = 2.0

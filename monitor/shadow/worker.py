@@ -80,12 +80,12 @@ class ShadowWorker:
         del engine, slot  # the scheduler's arguments; the worker keeps its own engine
         if not self.enabled:
             return {}
+        if not self._replayers:  # loading the comparer's models must not eat the first run's replay window
+            self._submit(self._build())
         deadline = time.monotonic() + 0.9 * self.config.shadow.interval.total_seconds()
         return self._submit(self._run(deadline))
 
     async def _run(self, deadline: float) -> dict[str, ReplayStats]:
-        if not self._replayers:
-            await self._build()
         results = await asyncio.gather(*(self._run_one(r, deadline) for r in self._replayers))
         return {r.backend.name: s for r, s in zip(self._replayers, results, strict=True) if s is not None}
 
