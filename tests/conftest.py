@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -144,9 +146,12 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
 
     if _vllm_problem:
         pytest.fail(f"VLLM SERVER UNAVAILABLE: {_vllm_problem[0]}", pytrace=False)
-    server = VllmServer(vllm_env, log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+    server = _early.pop("server", None)
     try:
-        server.start()
+        if server is None:
+            server = VllmServer(vllm_env, log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+            server.launch()
+        server.wait_ready()
     except RuntimeError as exc:
         _vllm_problem.append(str(exc))
         pytest.fail(f"VLLM SERVER UNAVAILABLE: {exc}", pytrace=False)
@@ -156,5 +161,40 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
     """Browser tests last: pytest-playwright keeps an event loop running in the main thread for the rest of
-    the session, which would break later tests that call asyncio.run() (the shadow CLI does)."""
-    items.sort(key=lambda item: item.get_closest_marker("browser") is not None)
+    the session, which would break later tests that call asyncio.run() (the shadow CLI does). Real-vLLM tests
+    just before them, so that vLLM's start-up (launched when collection ends) overlaps the rest of the suite."""
+    items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
+                                 item.get_closest_marker("vllm") is not None))
+
+
+_early: dict[str, Any] = {}
+"""What `pytest_collection_finish` started ahead of the tests that need it: the vLLM server (``server``) and
+the in-process run (``inprocess``: the process and its output file)."""
+
+
+def pytest_collection_finish(session):  # type: ignore[no-untyped-def]
+    """When real-vLLM tests were selected, build (or reuse) the env and launch the session's vLLM server and
+    the in-process run now, without waiting: their start-up (minutes of torch.compile on two cores) then runs
+    while the other tests do. A failure here is left to the fixtures, which report it on the tests."""
+    import tempfile
+
+    from tests.inference.vllm_server import SKIP_ENV, VllmServer, build_env
+
+    wanted = {item.path.name for item in session.items if item.get_closest_marker("vllm")}
+    if not wanted or os.environ.get(SKIP_ENV) == "1" or session.config.option.collectonly:
+        return
+    try:
+        env = build_env()
+    except RuntimeError:
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="wk-vllm-"))
+    if any(name != "test_vllm_inprocess.py" for name in wanted):
+        server = VllmServer(env, log_path=workdir / "server.log")
+        server.launch()
+        session.config.add_cleanup(server.stop)
+        _early["server"] = server
+    if "test_vllm_inprocess.py" in wanted:
+        from tests.inference.test_vllm_inprocess import launch_inprocess
+
+        _early["inprocess"] = launch_inprocess(env, workdir / "inprocess.out")
+        session.config.add_cleanup(_early["inprocess"][0].kill)

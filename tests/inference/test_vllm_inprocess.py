@@ -17,13 +17,28 @@ pytestmark = [pytest.mark.slow, pytest.mark.vllm]
 SCRIPT = Path(__file__).with_name("vllm_inprocess_run.py")
 
 
+def launch_inprocess(env: VllmEnv, out: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    """Start the in-process run in the vLLM env's python (output, stdout and stderr, to ``out``)."""
+    with open(out, "wb") as sink:
+        proc = subprocess.Popen([str(env.python), str(SCRIPT), str(env.model)], stdout=sink,
+                                stderr=subprocess.STDOUT, env=vllm_environ())
+    return proc, out
+
+
 @pytest.mark.timeout(900)
 def test_vllm_in_process_answers_concurrent_prompts_in_batches_and_rejects_an_overlong_one(
-        vllm_env: VllmEnv) -> None:
-    done = subprocess.run([str(vllm_env.python), str(SCRIPT), str(vllm_env.model)], capture_output=True,
-                          text=True, timeout=840, env=vllm_environ(), check=False)
-    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
-    assert done.returncode == 0 and lines, f"exit {done.returncode}: {done.stderr[-3000:]}"
+        vllm_env: VllmEnv, tmp_path: Path) -> None:
+    from tests.conftest import _early
+
+    proc, out = _early.pop("inprocess", None) or launch_inprocess(vllm_env, tmp_path / "inprocess.out")
+    try:
+        code = proc.wait(timeout=840)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        raise
+    output = out.read_text(errors="replace")
+    lines = [line for line in output.splitlines() if line.startswith("RESULT ")]
+    assert code == 0 and lines, f"exit {code}: {output[-3000:]}"
     result = json.loads(lines[-1].removeprefix("RESULT "))
     first, bread, again, plain, third = result["answers"]
     assert first["text"].strip() and first["text"] == again["text"] == third["text"]  # temperature 0, seed 0

@@ -72,6 +72,7 @@ class VllmServer:
     start_timeout_s: float = 600.0
     max_model_len: int = 2048
     _proc: subprocess.Popen[bytes] | None = None
+    _launched_at: float = 0.0
 
     @property
     def url(self) -> str:
@@ -83,6 +84,11 @@ class VllmServer:
 
     def start(self) -> str:
         """Start and wait until ``/health`` answers 200; returns the base URL."""
+        self.launch()
+        return self.wait_ready()
+
+    def launch(self) -> None:
+        """Start the server process without waiting (its ~2-minute warm-up can overlap other work)."""
         log = open(self.log_path or os.devnull, "ab")  # noqa: SIM115 - owned by the process
         self._proc = subprocess.Popen(
             [str(self.env.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.env.model),
@@ -91,7 +97,12 @@ class VllmServer:
             stdout=log, stderr=subprocess.STDOUT, env=vllm_environ(), start_new_session=True,
         )
         log.close()
-        deadline = time.monotonic() + self.start_timeout_s
+        self._launched_at = time.monotonic()
+
+    def wait_ready(self) -> str:
+        """Wait until the launched server's ``/health`` answers 200 (``start_timeout_s`` from its launch)."""
+        assert self._proc is not None, "launch() first"
+        deadline = self._launched_at + self.start_timeout_s
         while True:
             if self._proc.poll() is not None:
                 raise RuntimeError(f"vLLM exited with {self._proc.returncode} while starting: {self._tail()}")
