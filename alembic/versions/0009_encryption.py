@@ -35,9 +35,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("dead_letters") as batch:
-        batch.drop_column("raw_key")
-        batch.drop_column("raw_encrypted")
-    with op.batch_alter_table("records") as batch:
-        batch.drop_column("text_key")
-        batch.drop_column("text_encrypted")
+    # Plain DROP COLUMN (SQLite 3.35+): a batch copy of `records` would trip over the views that read it.
+    for table, columns in (("dead_letters", ("raw_key", "raw_encrypted")), ("records", ("text_key", "text_encrypted"))):
+        for column in columns:
+            op.execute(f'ALTER TABLE "{table}" DROP COLUMN "{column}"')

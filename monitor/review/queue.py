@@ -207,8 +207,12 @@ class ReviewQueue:
                 select(labels.c.verdict, labels.c.tags, labels.c.note)
                 .where(labels.c.record_id == sample.record_id, labels.c.reviewer_id == reviewer_id)
             ).first()
-        record_dict, full_text = self._opened(dict(record)) if record is not None else (None, self._full_text)
-        record_dict = _sealed(record_dict) if record_dict is not None else None
+        texts: dict[str, Any] = {}
+        full_text = self._full_text
+        record_dict = None
+        if record is not None:
+            record_dict, texts, full_text = self._opened(dict(record))
+            record_dict = _sealed(record_dict)
         findings = [
             Finding(d["detector"], float(d["score"]), bool(d["flagged"]),
                     tuple(sorted(((d["details"] or {}).get("kinds") or {}) if isinstance(d["details"], dict)
@@ -220,8 +224,8 @@ class ReviewQueue:
             record_id=sample.record_id,
             reasons=tuple(reasons),
             record=record_dict,
-            prompt=highlight(record_dict and record_dict["prompt"], "prompt", found, full_text),
-            response=highlight(record_dict and record_dict["response"], "response", found, full_text),
+            prompt=highlight(texts.get("prompt"), "prompt", found, full_text),
+            response=highlight(texts.get("response"), "response", found, full_text),
             findings=findings,
             shadow=_sealed(dict(shadow)) if shadow is not None else None,
             verdict=own.verdict if own else None,
@@ -229,20 +233,22 @@ class ReviewQueue:
             note=(own.note or "") if own else "",
         )
 
-    def _opened(self, record: dict[str, Any]) -> tuple[dict[str, Any], bool]:
-        """The record with its sealed texts opened (never the ciphertext), and whether its prompt and response
-        are raw text (findings masked by position) or redacted (placeholders)."""
+    def _opened(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """The record without its ciphertext, its extras (error, comment, metadata) opened; its prompt and
+        response to highlight; and whether those are raw (findings masked by position) or redacted
+        (placeholders). The record's own prompt and response stay the clear columns, never raw text."""
         token, key = record.pop("text_encrypted", None), record.pop("text_key", None)
+        clear = {"prompt": record.get("prompt"), "response": record.get("response")}
         if token is None:
-            return record, self._full_text
+            return record, clear, self._full_text
         try:
             opened = open_texts(self._cipher, token, key)
         except Undecryptable:
             opened = None
         if opened is None:
-            return record, False  # the clear columns of an encrypted record are redacted
-        record.update({k: v for k, v in opened.items() if k in record})
-        return record, bool(opened.get("full"))
+            return record, clear, False  # the clear columns of an encrypted record are redacted
+        record.update({k: opened.get(k) for k in ("error", "feedback_comment", "metadata")})
+        return record, {"prompt": opened.get("prompt"), "response": opened.get("response")}, bool(opened.get("full"))
 
     def label(self, reviewer_id: int, sample_id: int, verdict: str, tags: Sequence[str] = (),
               note: str = "", now: datetime | None = None) -> bool:
