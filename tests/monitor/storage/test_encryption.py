@@ -19,7 +19,6 @@ from monitor.ingest.steps.detect import DetectStep
 from monitor.review.export import write_labels
 from monitor.review.queue import ReviewQueue
 from monitor.storage.crypto import Cipher, Undecryptable, key_id, new_key, open_texts
-from monitor.storage.db import make_engine
 from monitor.storage.rotation import rotate
 from monitor.storage.schema import dead_letters, records, reviewers, sample_assignments, samples
 from monitor.storage.store import Store, text_policy
