@@ -31,7 +31,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(body)
 
-    def do_GET(self) -> None:  # noqa: N802 - http.server's name
+    def do_GET(self) -> None:
         if self.path == "/v1/models":
             self._send(orjson.dumps({"data": [{"id": "m"}]}))
         elif self.path == "/metrics":
@@ -39,7 +39,7 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._send(b"ok", "text/plain")
 
-    def do_POST(self) -> None:  # noqa: N802
+    def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
         if "chat.postMessage" in self.path:
             self._send(orjson.dumps({"ok": True, "channel": "C1", "ts": "1.0"}))

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from kafka.errors import KafkaError
 from pydantic import SecretStr
 
 from monitor.config import ConfigError, KafkaConfig, load_config
@@ -56,10 +57,10 @@ def test_producer_and_consumer_speak_tls_to_the_broker(tls_broker: tuple[str, Ce
 
 def test_a_broker_whose_certificate_is_not_trusted_is_refused(tls_broker: tuple[str, Certs]) -> None:
     bootstrap, _ = tls_broker
-    with pytest.raises(Exception, match="NoBrokersAvailable|KafkaTimeout|SSL|Connection"):  # noqa: B017
+    with pytest.raises(KafkaError):
         produce_to_kafka(bootstrap, "never", [b"{}"], connect_timeout_s=3,
                          security=_ssl(bootstrap, None).client_options())  # the system's roots: not our CA
-    with pytest.raises(Exception, match="NoBrokersAvailable|KafkaTimeout|Connection"):  # noqa: B017
+    with pytest.raises(KafkaError):
         produce_to_kafka(bootstrap, "never", [b"{}"], connect_timeout_s=3)  # plain TCP to a TLS port
 
 
