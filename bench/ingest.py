@@ -188,7 +188,10 @@ def main() -> None:
         print(f"(a) bare kafka-python consumer + parse: {ceilings[-1]:,.0f} records/s")
         for i in range(args.runs):
             keyed: dict[bool, float] = {}
-            for with_key in ([False, True] if i % 2 == 0 else [True, False]) if args.key_cost else [False]:
+            order = [False]  # with a key? (--key-cost: both, the first alternating between runs)
+            if args.key_cost:
+                order = [False, True] if i % 2 == 0 else [True, False]
+            for with_key in order:
                 pg_name = None
                 if args.db == "postgres":
                     db_url, pg_name = fresh_postgres()

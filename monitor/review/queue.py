@@ -14,6 +14,7 @@ they never see another reviewer's label.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -30,6 +31,8 @@ from monitor.storage.db import as_utc, insert_ignore
 from monitor.storage.schema import detections, labels, records, sample_assignments, samples, shadow_comparisons
 
 MAX_NOTE_CHARS = 4000
+
+log = logging.getLogger(__name__)
 
 
 class LabelError(ValueError):
@@ -243,7 +246,8 @@ class ReviewQueue:
             return record, clear, self._full_text
         try:
             opened = open_texts(self._cipher, token, key)
-        except Undecryptable:
+        except Undecryptable as exc:
+            log.warning("record %s shown redacted: %s", record.get("id"), exc)
             opened = None
         if opened is None:
             return record, clear, False  # the clear columns of an encrypted record are redacted
