@@ -17,7 +17,7 @@ import orjson
 from sqlalchemy import Engine, and_, select
 
 from detectors.redact import seal
-from monitor.storage.crypto import Cipher, Undecryptable, open_texts
+from monitor.storage.crypto import Cipher, open_texts
 from monitor.storage.schema import labels, records, reviewers, samples
 
 Format = Literal["csv", "jsonl"]
@@ -50,10 +50,7 @@ def label_rows(engine: Engine, reviewer_id: int | None = None,
         for row in conn.execute(query):
             *values, token, key = row
             out = dict(zip(COLUMNS, values, strict=True))
-            try:
-                opened = open_texts(cipher, token, key)
-            except Undecryptable:
-                opened = None
+            opened = open_texts(cipher, token, key)
             if opened is not None:
                 out["prompt"], out["response"] = opened.get("prompt"), opened.get("response")
             out["tags"] = list(out["tags"] or [])

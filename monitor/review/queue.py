@@ -14,7 +14,6 @@ they never see another reviewer's label.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -26,13 +25,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from detectors.redact import seal, seal_json
 from monitor.config import ReviewConfig
 from monitor.review.highlight import Segment, highlight
-from monitor.storage.crypto import Cipher, Undecryptable, open_texts
+from monitor.storage.crypto import Cipher, open_texts
 from monitor.storage.db import as_utc, insert_ignore
 from monitor.storage.schema import detections, labels, records, sample_assignments, samples, shadow_comparisons
 
 MAX_NOTE_CHARS = 4000
-
-log = logging.getLogger(__name__)
 
 
 class LabelError(ValueError):
@@ -244,11 +241,7 @@ class ReviewQueue:
         clear = {"prompt": record.get("prompt"), "response": record.get("response")}
         if token is None:
             return record, clear, self._full_text
-        try:
-            opened = open_texts(self._cipher, token, key)
-        except Undecryptable as exc:
-            log.warning("record %s shown redacted: %s", record.get("id"), exc)
-            opened = None
+        opened = open_texts(self._cipher, token, key)
         if opened is None:
             return record, clear, False  # the clear columns of an encrypted record are redacted
         record.update({k: opened.get(k) for k in ("error", "feedback_comment", "metadata")})

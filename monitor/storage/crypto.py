@@ -17,11 +17,14 @@ dead letter's raw bytes. The clear columns of an encrypted record hold only reda
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import orjson
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+
+log = logging.getLogger(__name__)
 
 ENV_VAR = "WATCHKEEPER_ENCRYPTION_KEY"
 CONFIG_KEY = "storage.encryption_key"
@@ -69,8 +72,9 @@ class Cipher:
     def __init__(self, keys: Sequence[str]) -> None:
         if not keys:
             raise ValueError("a cipher needs at least one key")
-        self._multi = MultiFernet([Fernet(k) for k in keys])
-        self._by_id = {key_id(k): Fernet(k) for k in keys}
+        fernets = [Fernet(k) for k in keys]
+        self._multi = MultiFernet(fernets)
+        self._by_id = {key_id(k): f for k, f in zip(keys, fernets, strict=True)}
         self.key_id = key_id(keys[0])
         """Id of the key new ciphertexts are made with."""
         self.key_ids = tuple(self._by_id)
@@ -110,8 +114,13 @@ def seal_texts(cipher: Cipher, texts: Mapping[str, Any]) -> bytes:
 
 
 def open_texts(cipher: Cipher | None, token: bytes | None, made_with: str | None = None) -> dict[str, Any] | None:
-    """The texts `seal_texts` sealed, or None when there is no ciphertext or no cipher to open it with."""
+    """The texts `seal_texts` sealed, or None when there is no ciphertext, no cipher, or no key of the list
+    opens it (logged with the key id): readers then show the record's clear columns, which are redacted."""
     if token is None or cipher is None:
         return None
-    opened: dict[str, Any] = orjson.loads(cipher.decrypt(token, made_with))
+    try:
+        opened: dict[str, Any] = orjson.loads(cipher.decrypt(token, made_with))
+    except Undecryptable as exc:
+        log.warning("sealed text shown redacted: %s", exc)
+        return None
     return opened

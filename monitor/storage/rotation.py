@@ -32,10 +32,11 @@ class RotationReport:
     undecryptable: dict[str, int] = field(default_factory=dict)
 
 
-_SEALED: tuple[tuple[Table, str, str, str], ...] = (
-    (records, "id", "text_encrypted", "text_key"),
-    (dead_letters, "id", "raw_encrypted", "raw_key"),
+_SEALED: tuple[tuple[Table, Column, Column, Column], ...] = (
+    (records, records.c.id, records.c.text_encrypted, records.c.text_key),
+    (dead_letters, dead_letters.c.id, dead_letters.c.raw_encrypted, dead_letters.c.raw_key),
 )
+"""Each table with a ciphertext: (table, its key for paging, the ciphertext, the id of the key that made it)."""
 
 
 def rotate(engine: Engine, cipher: Cipher, chunk: int = 500, pause_s: float = 0.0,
@@ -43,8 +44,7 @@ def rotate(engine: Engine, cipher: Cipher, chunk: int = 500, pause_s: float = 0.
     """Re-encrypt every stored ciphertext not made with ``cipher``'s first key, ``chunk`` rows per transaction
     (``pause_s`` between chunks gives a busy database room), then seal clear dead letters."""
     report = RotationReport()
-    for table, id_name, token_name, key_name in _SEALED:
-        ident, token, key = table.c[id_name], table.c[token_name], table.c[key_name]
+    for table, ident, token, key in _SEALED:
         done, failed = 0, 0
         last = None
         while True:
