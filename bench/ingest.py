@@ -5,6 +5,13 @@
     python bench/ingest.py --workers 1 -n 50000 --db sqlite
     python bench/ingest.py --config "$(printf '[detectors.toxicity]\nenabled = false')"   # extra TOML
     python bench/ingest.py --format otlp   # OTLP trace batches (50 GenAI spans per message, otlp_proto)
+    python bench/ingest.py --key-cost --config "$(printf '[pipeline]\nstore_text = "full"')"   # encryption's cost
+
+With ``--key-cost`` every run is a pair of daemon runs on the same topic, one without and one with an encryption
+key (``WATCHKEEPER_ENCRYPTION_KEY``, a fresh key; the order alternates between runs), and the ratio keyed /
+unkeyed is printed. A key seals raw text, so the cost shows with ``store_text = "full"`` (the raw text is
+sealed and a redacted copy made for the clear columns); in the default ``redacted`` mode it seals dead letters
+only.
 
 With ``--format otlp`` (or ``litellm``) the same generated records are reshaped (`monitor.synthetic.formats`),
 the daemon runs with ``[kafka] format`` set, and the bare consumer parses each message as that format does
@@ -48,6 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
+from monitor.storage.crypto import new_key  # noqa: E402
 from monitor.storage.db import make_engine, upgrade  # noqa: E402
 from monitor.storage.schema import consumer_progress  # noqa: E402
 from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402
@@ -80,7 +88,7 @@ def bare_consumer_rate(bootstrap: str, topic: str, n: int, parse=json.loads) -> 
 
 
 def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, workers: int, extra_config: str,
-                workdir: Path, fmt: str = "watchkeeper") -> tuple[float, float]:
+                workdir: Path, fmt: str = "watchkeeper", key: str | None = None) -> tuple[float, float]:
     """Run the real daemon until lag is zero (``n`` messages committed); returns (messages/s, peak RSS MiB)."""
     config = workdir / "monitor.toml"
     if "[pipeline]" in extra_config:  # one [pipeline] table: the extra config's, with the workers added
@@ -96,7 +104,8 @@ def daemon_rate(bootstrap: str, topic: str, n: int, db_url: str, workers: int, e
     engine = make_engine(db_url)
     committed = select(func.coalesce(func.sum(consumer_progress.c.committed), 0))
     proc = subprocess.Popen([sys.executable, "-m", "monitor", "--log-level", "WARNING", "run",
-                             "--config", str(config)], cwd=workdir)
+                             "--config", str(config)], cwd=workdir,
+                            env={**os.environ, "WATCHKEEPER_ENCRYPTION_KEY": key or ""})
     ps = psutil.Process(proc.pid)
     peak = 0
     first_t = first_n = None
@@ -149,6 +158,8 @@ def main() -> None:
     parser.add_argument("--format", dest="fmt", choices=["watchkeeper", "otlp", "litellm"], default="watchkeeper",
                         help="message format on the topic (default watchkeeper)")
     parser.add_argument("--spans-per-message", type=int, default=50, help="with --format otlp (default 50)")
+    parser.add_argument("--key-cost", action="store_true",
+                        help="each run: the daemon without and with an encryption key, same topic")
     args = parser.parse_args()
     partitions = args.partitions or 3 * max(args.workers, 1)
     if args.workers > 1 and partitions % args.workers:
@@ -176,38 +187,54 @@ def main() -> None:
         ceilings = [bare_consumer_rate(broker.bootstrap_servers, topic, n_messages, parse) * per_message]
         print(f"(a) bare kafka-python consumer + parse: {ceilings[-1]:,.0f} records/s")
         for i in range(args.runs):
-            pg_name = None
-            if args.db == "postgres":
-                db_url, pg_name = fresh_postgres()
-            else:
-                db_url = f"sqlite:///{Path(tmp) / f'bench-{i}.db'}"
-            try:
-                upgrade(db_url)
-                rate, rss = daemon_rate(broker.bootstrap_servers, topic, n_messages, db_url, args.workers,
-                                        args.config, Path(tmp), args.fmt)
-                rate *= per_message
-            finally:
-                if pg_name:
-                    drop_postgres(pg_name)
-            print(f"(b) watchkeeper run, {args.workers} worker(s) -> {args.db}: {rate:,.0f} records/s, "
-                  f"peak RSS {rss:,.0f} MiB")
+            keyed: dict[bool, float] = {}
+            order = [False]  # with a key? (--key-cost: both, the first alternating between runs)
+            if args.key_cost:
+                order = [False, True] if i % 2 == 0 else [True, False]
+            for with_key in order:
+                pg_name = None
+                if args.db == "postgres":
+                    db_url, pg_name = fresh_postgres()
+                else:
+                    db_url = f"sqlite:///{Path(tmp) / f'bench-{i}-{int(with_key)}.db'}"
+                try:
+                    upgrade(db_url)
+                    rate, rss = daemon_rate(broker.bootstrap_servers, topic, n_messages, db_url, args.workers,
+                                            args.config, Path(tmp), args.fmt, key=new_key() if with_key else None)
+                    rate *= per_message
+                finally:
+                    if pg_name:
+                        drop_postgres(pg_name)
+                keyed[with_key] = rate
+                print(f"(b) watchkeeper run, {args.workers} worker(s) -> {args.db}"
+                      f"{' with an encryption key' if with_key else ''}: {rate:,.0f} records/s, "
+                      f"peak RSS {rss:,.0f} MiB")
+            rate = keyed[False]
             ceilings.append(bare_consumer_rate(broker.bootstrap_servers, topic, n_messages, parse) * per_message)
             print(f"(a) bare kafka-python consumer + parse: {ceilings[-1]:,.0f} records/s")
             around = ceilings[-2:]
             runs.append({"watchkeeper_rps": round(rate), "ceiling_rps": [round(c) for c in around],
                          "ratio": round(rate / (sum(around) / 2), 3), "ratio_vs_higher": round(rate / max(around), 3),
                          "peak_rss_mib": round(rss)})
+            if args.key_cost:
+                runs[-1] |= {"keyed_rps": round(keyed[True]), "keyed_ratio": round(keyed[True] / keyed[False], 3)}
+                print(f"with a key / without: {keyed[True]:,.0f} / {keyed[False]:,.0f} records/s = "
+                      f"{runs[-1]['keyed_ratio']:.2f}")
             print(f"ratio b/a = {runs[-1]['ratio']:.2f} (against the higher ceiling {runs[-1]['ratio_vs_higher']:.2f})")
     ratios = sorted(r["ratio"] for r in runs)
     result = {"n": args.n, "format": args.fmt, "db": args.db, "workers": args.workers, "partitions": partitions,
               "mean_bytes": round(mean_bytes), "config": args.config, "runs": runs,
               "ratio_min": ratios[0], "ratio_median": ratios[len(ratios) // 2]}
+    if args.key_cost:
+        keyed_ratios = sorted(r["keyed_ratio"] for r in runs)
+        result["keyed_ratio_median"] = keyed_ratios[len(keyed_ratios) // 2]
     if args.runs > 1:
         print(f"ratios over {args.runs} runs: {', '.join(f'{r:.2f}' for r in ratios)} "
               f"(min {ratios[0]:.2f}, median {result['ratio_median']:.2f})")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     suffix = "" if args.fmt == "watchkeeper" else f"-{args.fmt}"
+    suffix += "-key-cost" if args.key_cost else ""
     (out / f"ingest-{args.db}{suffix}.json").write_text(json.dumps(result, indent=2))
     print(json.dumps(result))
 

@@ -20,6 +20,7 @@ import httpx
 
 from inference.backoff import Backoff
 from inference.base import Answer, PermanentError, Prompt, TransientError
+from inference.tls import client_context
 
 _RETRY_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 
@@ -41,6 +42,8 @@ class EndpointSettings:
     max_retries: int = 3
     retry_initial_s: float = 0.5
     retry_max_s: float = 20.0
+    ca_file: str | None = None
+    """PEM file of the CA that signed an ``https`` server's certificate (default: the system's roots)."""
 
 
 def _base_url(url: str) -> str:
@@ -97,6 +100,7 @@ class OpenAIBackend:
             headers=headers,
             timeout=httpx.Timeout(settings.timeout_s),
             limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            verify=client_context(settings.ca_file),
         )
 
     async def check(self) -> None:

@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -26,6 +26,9 @@ from pydantic import (
 )
 
 from detectors.config import DetectorsConfig
+
+if TYPE_CHECKING:
+    from monitor.storage.crypto import Cipher
 from monitor.durations import parse_duration
 
 Severity = Literal["critical", "warning", "info"]
@@ -72,9 +75,19 @@ class KafkaConfig(Section):
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300_000
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: str | None = None
+    """``SSL``/``SASL_SSL`` encrypt the connection (and check the broker's certificate); ``SASL_*`` log in."""
+    ssl_cafile: str | None = None
+    """PEM file of the CA(s) that signed the brokers' certificates; unset: the system's trusted CAs."""
+    ssl_certfile: str | None = None
+    """PEM client certificate, for brokers that want mutual TLS (with ``ssl_keyfile``)."""
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool = True
+    """Refuse a broker whose certificate does not name the host connected to. Turn off only for testing."""
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
     sasl_username: str | None = None
+    """``WATCHKEEPER_KAFKA_SASL_USERNAME`` overrides it."""
     sasl_password: SecretStr | None = None
+    """Set it through ``WATCHKEEPER_KAFKA_SASL_PASSWORD`` rather than in the file."""
     client_id: str = "watchkeeper"
     format: Literal["watchkeeper", "otlp", "litellm"] = "watchkeeper"
     """What the messages on the topics are (docs/record-format.md): our JSON record, OpenTelemetry traces as the
@@ -89,6 +102,57 @@ class KafkaConfig(Section):
     def format_of(self, topic: str) -> str:
         """The format of ``topic``'s messages: its override, else ``format``."""
         return self.formats.get(topic, self.format)
+
+    @model_validator(mode="after")
+    def _security(self) -> KafkaConfig:
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together: set both, or neither")
+        for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
+            path = getattr(self, key)
+            if path is not None and not Path(path).is_file():
+                raise ValueError(f"{key}: no such file {path!r}")
+        if self.security_protocol.startswith("SASL") and not (
+                self.sasl_mechanism and self.sasl_username and self.sasl_password):
+            raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
+                             "and sasl_password (WATCHKEEPER_KAFKA_SASL_PASSWORD)")
+        return self
+
+    def client_options(self) -> dict[str, Any]:
+        """The kafka-python arguments for TLS and SASL, the same for the consumer, the producer and the admin
+        client. Holds the SASL password in clear: pass it on, never log it."""
+        options: dict[str, Any] = {"security_protocol": self.security_protocol}
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            options.update(ssl_check_hostname=self.ssl_check_hostname, ssl_cafile=self.ssl_cafile,
+                           ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile)
+        if self.security_protocol.startswith("SASL") and self.sasl_password is not None:
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password.get_secret_value())
+        return options
+
+
+class StorageConfig(Section):
+    """Encryption at rest (monitor/storage/crypto.py)."""
+
+    encryption_key: SecretStr | None = None
+    """Comma-separated Fernet keys (``watchkeeper db new-key``); the first encrypts, all decrypt. Set: the
+    text ``store_text`` keeps and dead letters' raw bytes are stored encrypted, the clear text columns hold
+    redacted text only. ``WATCHKEEPER_ENCRYPTION_KEY`` overrides it (prefer it to the file)."""
+
+    @field_validator("encryption_key")
+    @classmethod
+    def _fernet_keys(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and value.get_secret_value().strip():
+            from monitor.storage.crypto import parse_keys
+
+            parse_keys(value.get_secret_value())  # a ValueError names the key's position, never the key
+            return value
+        return None
+
+    def cipher(self) -> Cipher | None:
+        """The cipher of the configured key list; None when storage stays clear."""
+        from monitor.storage.crypto import Cipher
+
+        return Cipher.from_text(self.encryption_key.get_secret_value() if self.encryption_key else None)
 
 
 class PipelineConfig(Section):
@@ -296,6 +360,9 @@ class ReferenceConfig(Section):
     name: str | None = None
     """Label stored with each comparison; defaults to the URL (http) or ``in-process``."""
     api_key: SecretStr | None = None
+    ca_file: str | None = None
+    """PEM file of the CA that signed an ``https`` reference's certificate, for the replays and the ``/health``
+    and ``/metrics`` scrapes (default: the system's trusted roots). Certificates are always verified."""
     max_tokens: Annotated[int, Field(ge=1)] = 256
     temperature: Annotated[float, Field(ge=0)] = 0.0
     seed: int | None = 0
@@ -509,6 +576,9 @@ class AlertsConfig(Section):
     slack_channel: str | None = None
     """Default channel for the bot token (``SLACK_CHANNEL``)."""
     slack_api_url: str = "https://slack.com/api/"
+    slack_ca_file: str | None = None
+    """PEM file of the CA(s) Slack (or a TLS-inspecting proxy on the way) is checked against; default: the
+    system's trusted roots. Certificates are always verified."""
     slack_timeout: Duration = timedelta(seconds=10)
     routes: list[AlertRouteConfig] = []
     """Empty: every alert to Slack when it is configured, else to the console."""
@@ -638,6 +708,7 @@ class Config(Section):
     """The whole configuration. ``source`` says which file it came from, for error messages."""
 
     database: DatabaseConfig = DatabaseConfig()
+    storage: StorageConfig = StorageConfig()
     kafka: KafkaConfig = KafkaConfig()
     pipeline: PipelineConfig = PipelineConfig()
     record: RecordConfig = RecordConfig()
@@ -673,6 +744,9 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "WATCHKEEPER_KAFKA_TOPICS": ("kafka", "topics"),
     "WATCHKEEPER_KAFKA_GROUP_ID": ("kafka", "group_id"),
     "WATCHKEEPER_KAFKA_FORMAT": ("kafka", "format"),
+    "WATCHKEEPER_KAFKA_SASL_USERNAME": ("kafka", "sasl_username"),
+    "WATCHKEEPER_KAFKA_SASL_PASSWORD": ("kafka", "sasl_password"),
+    "WATCHKEEPER_ENCRYPTION_KEY": ("storage", "encryption_key"),
     "SLACK_WEBHOOK_URL": ("alerts", "slack_webhook_url"),
     "SLACK_BOT_TOKEN": ("alerts", "slack_bot_token"),
     "SLACK_CHANNEL": ("alerts", "slack_channel"),

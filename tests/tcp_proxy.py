@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import socket
+import ssl
 import threading
 
 from monitor.synthetic.broker import free_port
@@ -14,8 +15,11 @@ class TcpProxy:
     until `restore()` (a database that resets connections); `blackhole()` keeps every connection open but
     forwards nothing and answers no new one (packets dropped, no reset: a silent database)."""
 
-    def __init__(self, target_host: str, target_port: int) -> None:
+    def __init__(self, target_host: str, target_port: int, tls: ssl.SSLContext | None = None) -> None:
+        """``tls``: a server context to terminate TLS with (clients speak TLS to the proxy, the proxy speaks
+        plain TCP to ``target``), as a TLS load balancer in front of a broker does."""
         self.target = (target_host, target_port)
+        self._tls = tls
         self.port = free_port()
         self._up = threading.Event()
         self._up.set()
@@ -42,15 +46,31 @@ class TcpProxy:
                 with self._lock:
                     self._conns.append(client)
                 continue
-            try:
-                upstream = socket.create_connection(self.target, timeout=5)
-            except OSError:
-                client.close()
-                continue
-            with self._lock:
-                self._conns += [client, upstream]
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+            if self._tls is None:
+                self._connect(client)
+            else:  # the handshake must not hold up the next accept
+                threading.Thread(target=self._handshake, args=(client, self._tls), daemon=True).start()
+
+    def _handshake(self, client: socket.socket, tls: ssl.SSLContext) -> None:
+        try:
+            client.settimeout(5)
+            wrapped = tls.wrap_socket(client, server_side=True)
+            wrapped.settimeout(None)
+        except (OSError, ssl.SSLError):  # a client that does not trust us hangs up: that is the test's point
+            client.close()
+            return
+        self._connect(wrapped)
+
+    def _connect(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=5)
+        except OSError:
+            client.close()
+            return
+        with self._lock:
+            self._conns += [client, upstream]
+        for a, b in ((client, upstream), (upstream, client)):
+            threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
 
     def _pipe(self, src: socket.socket, dst: socket.socket) -> None:
         try:

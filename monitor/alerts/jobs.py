@@ -25,10 +25,11 @@ def build_sinks(config: Config, *, stream: TextIO | None = None) -> dict[str, Si
     timeout = cfg.slack_timeout.total_seconds()
     sinks: dict[str, Sink] = {"console": ConsoleSink(stream)}
     if cfg.slack_webhook_url is not None:
-        sinks["slack-webhook"] = SlackWebhookSink(cfg.slack_webhook_url.get_secret_value(), timeout=timeout)
+        sinks["slack-webhook"] = SlackWebhookSink(cfg.slack_webhook_url.get_secret_value(), timeout=timeout,
+                                                  ca_file=cfg.slack_ca_file)
     if cfg.slack_bot_token is not None:
         sinks["slack-api"] = SlackApiSink(cfg.slack_bot_token.get_secret_value(), base_url=cfg.slack_api_url,
-                                          timeout=timeout)
+                                          timeout=timeout, ca_file=cfg.slack_ca_file)
     return sinks
 
 

@@ -21,6 +21,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 from slack_sdk.webhook import WebhookClient
 
+from inference.tls import client_context
 from monitor.alerts.outbox import DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
@@ -50,8 +51,9 @@ def _http_failure(status: int, what: str, headers: Mapping[str, Any] | None) -> 
 class SlackWebhookSink:
     """Posts to an incoming webhook. No reference comes back, so resolutions are new messages."""
 
-    def __init__(self, url: str, *, timeout: float = 10.0) -> None:
-        self._client = WebhookClient(url, timeout=timeout, retry_handlers=[])  # type: ignore[arg-type]
+    def __init__(self, url: str, *, timeout: float = 10.0, ca_file: str | None = None) -> None:
+        self._client = WebhookClient(url, timeout=timeout, retry_handlers=[],  # type: ignore[arg-type]
+                                     ssl=client_context(ca_file))
 
     def send(self, message: Outgoing) -> str | None:
         payload = message.payload
@@ -67,8 +69,10 @@ class SlackWebhookSink:
 class SlackApiSink:
     """Posts with chat.postMessage and edits in place with chat.update; returns ``channel:ts``."""
 
-    def __init__(self, token: str, *, base_url: str = "https://slack.com/api/", timeout: float = 10.0) -> None:
-        self._client = WebClient(token=token, base_url=base_url, timeout=int(max(1, timeout)), retry_handlers=[])
+    def __init__(self, token: str, *, base_url: str = "https://slack.com/api/", timeout: float = 10.0,
+                 ca_file: str | None = None) -> None:
+        self._client = WebClient(token=token, base_url=base_url, timeout=int(max(1, timeout)), retry_handlers=[],
+                                 ssl=client_context(ca_file))
 
     def send(self, message: Outgoing) -> str | None:
         payload = message.payload

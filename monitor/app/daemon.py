@@ -100,7 +100,9 @@ class Daemon:
             config.kafka, max_poll_records=config.pipeline.batch_size,
             on_assigned=self._on_assigned, on_revoked=self._on_revoked,
         ), (KafkaTimeoutError, KafkaConnectionError), f"Kafka at {','.join(config.kafka.bootstrap_servers)}")
-        store = Store(self.engine, text_policy(config.pipeline.store_text), config.pipeline.store_detections)
+        cipher = config.storage.cipher()
+        store = Store(self.engine, text_policy(config.pipeline.store_text, cipher), config.pipeline.store_detections,
+                      cipher=cipher)
         self.pipeline = Pipeline(
             self.source, self.steps, store,
             group_id=config.kafka.group_id,

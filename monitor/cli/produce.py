@@ -7,9 +7,11 @@ import os
 import time
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
+
+from monitor.cli.options import config_option, load
 
 if TYPE_CHECKING:
     from monitor.synthetic.generator import Generated, Incident
@@ -64,11 +66,13 @@ def _incidents(_ctx: click.Context, _param: click.Parameter, specs: tuple[str, .
               help="With --format otlp: otlp_proto or otlp_json.")
 @click.option("--spans-per-message", type=click.IntRange(min=1), default=50, show_default=True,
               help="With --format otlp: records per export batch (one Kafka message).")
+@config_option
 def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, seed: int,
             malformed_share: float, incidents: list[Incident], out: Path | None, truth: Path | None,
             replay: Path | None, connect_timeout: float, compression: str | None, fmt: str,
-            otlp_encoding: str, spans_per_message: int) -> None:
-    """Produce synthetic LLM traffic (with incidents and malformed messages) or replay a JSONL file."""
+            otlp_encoding: str, spans_per_message: int, config_path: str | None) -> None:
+    """Produce synthetic LLM traffic (with incidents and malformed messages) or replay a JSONL file.
+    TLS and SASL come from the configuration's [kafka] section, as for the daemon."""
     from monitor.synthetic.generator import TrafficGenerator, write_jsonl
     from monitor.synthetic.produce import Counting, read_lines
 
@@ -79,9 +83,10 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
     if fmt != "watchkeeper" and (out or replay):
         raise click.UsageError("--format otlp/litellm writes synthetic traffic to Kafka; not with --out or --file")
     topic = topic or _default_topic()
+    security = {} if out else load(config_path).kafka.client_options()
     started = time.monotonic()
     if replay:
-        n = _send(bootstrap_servers, topic, read_lines(replay), rate, compression, connect_timeout)
+        n = _send(bootstrap_servers, topic, read_lines(replay), rate, compression, connect_timeout, security)
         click.echo(f"replayed {n} lines of {replay} to {topic} at {bootstrap_servers} "
                    f"in {time.monotonic() - started:.1f} s")
         return
@@ -95,7 +100,7 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
         from monitor.synthetic.formats import reshape
 
         shaped = reshape(counted, fmt, per_message=spans_per_message, encoding=otlp_encoding)
-        n = _send(bootstrap_servers, topic, shaped, rate, compression, connect_timeout)
+        n = _send(bootstrap_servers, topic, shaped, rate, compression, connect_timeout, security)
         where = f"to {topic} at {bootstrap_servers}"
     elapsed = time.monotonic() - started
     click.echo(f"produced {n} messages ({counted.malformed} malformed, {len(incidents)} incidents) {where} "
@@ -103,12 +108,12 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
 
 
 def _send(bootstrap_servers: str, topic: str, items: Iterable[Generated | bytes], rate: float,
-          compression: str | None, connect_timeout_s: float) -> int:
+          compression: str | None, connect_timeout_s: float, security: dict[str, Any]) -> int:
     from monitor.synthetic.produce import ProduceError, produce_to_kafka
 
     try:
         return produce_to_kafka(bootstrap_servers, topic, items, rate=rate, compression=compression,
-                                connect_timeout_s=connect_timeout_s)
+                                connect_timeout_s=connect_timeout_s, security=security)
     except ProduceError as exc:
         raise click.ClickException(str(exc)) from None
     except Exception as exc:  # noqa: BLE001 - no broker, a codec whose package is missing: say so in one line

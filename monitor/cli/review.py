@@ -139,10 +139,11 @@ def export_labels(config_path: str | None, fmt: str, out: str | None) -> None:
     """Export all labels with their records' stored text, for analysts or fine-tuning."""
     from monitor.review.export import write_labels
 
-    _, engine = _setup(config_path)
+    config, engine = _setup(config_path)
+    cipher = config.storage.cipher()
     if out is None:
-        count = write_labels(engine, fmt, sys.stdout)  # type: ignore[arg-type]
+        count = write_labels(engine, fmt, sys.stdout, cipher=cipher)  # type: ignore[arg-type]
     else:
         with open(out, "w", encoding="utf-8", newline="") as fh:
-            count = write_labels(engine, fmt, fh)  # type: ignore[arg-type]
+            count = write_labels(engine, fmt, fh, cipher=cipher)  # type: ignore[arg-type]
     click.echo(f"{count} labels exported", err=True)

@@ -41,7 +41,10 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     Sampling comes last because it boosts records the detectors flagged and streams that drifted.
     """
     toxic_at = config.detectors.toxicity.threshold  # the one toxic cut-off: flagged, counters, drift, rule
-    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
+    store_text = config.pipeline.store_text
+    if store_text == "full" and config.storage.encryption_key is not None:
+        store_text = "redacted"  # raw text is sealed; the clear columns get the redacted copy
+    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, store_text)),
                          AggregateStep(engine, config.kafka.group_id, toxic_at)]
     if config.drift.enabled:
         steps.append(DriftStep(engine, config.kafka.group_id, bucket_s=config.drift.bucket_s, toxic_at=toxic_at))

@@ -62,13 +62,8 @@ class KafkaSource:
             "max_poll_records": max_poll_records,
             "fetch_max_bytes": 64 * 1024 * 1024,
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
-            "security_protocol": config.security_protocol,
+            **config.client_options(),
         }
-        if config.sasl_mechanism:
-            options["sasl_mechanism"] = config.sasl_mechanism
-            options["sasl_plain_username"] = config.sasl_username
-            if config.sasl_password is not None:
-                options["sasl_plain_password"] = config.sasl_password.get_secret_value()
         self._consumer = KafkaConsumer(**options)
         self._consumer.subscribe(config.topics, listener=_Listener(self))
         self._durable: dict[tuple[str, int], int] = {}

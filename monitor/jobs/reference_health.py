@@ -23,6 +23,7 @@ import httpx
 from sqlalchemy import Engine
 
 from inference.health import Scrape, gpu_stats, interval, scrape
+from inference.tls import client_context
 from monitor.config import Config, ReferenceConfig
 from monitor.jobs.scheduler import Job
 from monitor.storage.db import insert_ignore
@@ -76,8 +77,8 @@ class ReferenceHealth:
         async def one(w: _Watched) -> Scrape:
             headers = ({"Authorization": f"Bearer {w.reference.api_key.get_secret_value()}"}
                        if w.reference.api_key else {})
-            async with httpx.AsyncClient(base_url=w.base_url, headers=headers,
-                                         timeout=httpx.Timeout(self.timeout_s)) as http:
+            async with httpx.AsyncClient(base_url=w.base_url, headers=headers, timeout=httpx.Timeout(self.timeout_s),
+                                         verify=client_context(w.reference.ca_file)) as http:
                 return await scrape(http, self.timeout_s)
 
         return list(await asyncio.gather(*(one(w) for w in self._watched)))

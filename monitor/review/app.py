@@ -110,7 +110,8 @@ class ReviewApp:
                   else service_secret(engine, "review_session"))
         self.sessions = Sessions(self.registry, secret, review.session_hours * 3600)
         self.login_limit = LoginLimit(LOGIN_FAILURES_ALLOWED, LOGIN_WINDOW_S)
-        self.queue = ReviewQueue(engine, review, full_text=config.pipeline.store_text == "full")
+        self.cipher = config.storage.cipher()
+        self.queue = ReviewQueue(engine, review, full_text=config.pipeline.store_text == "full", cipher=self.cipher)
         env = jinja2.Environment(loader=jinja2.FileSystemLoader(HERE / "templates"), autoescape=True)
         self.templates = Jinja2Templates(env=env)
         self.tag_keys = shortcut_keys(review.tags)
@@ -289,7 +290,7 @@ class ReviewApp:
 
         def render() -> str:
             out = io.StringIO()
-            write_labels(self.engine, fmt, out, reviewer_id=reviewer.id)  # type: ignore[arg-type]
+            write_labels(self.engine, fmt, out, reviewer_id=reviewer.id, cipher=self.cipher)  # type: ignore[arg-type]
             return out.getvalue()
 
         body = await run_in_threadpool(render)

@@ -17,6 +17,7 @@ import orjson
 from sqlalchemy import Engine, and_, select
 
 from detectors.redact import seal
+from monitor.storage.crypto import Cipher, open_texts
 from monitor.storage.schema import labels, records, reviewers, samples
 
 Format = Literal["csv", "jsonl"]
@@ -27,14 +28,16 @@ COLUMNS = (
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def label_rows(engine: Engine, reviewer_id: int | None = None) -> Iterator[dict[str, Any]]:
-    """Labels as flat dicts in label order; only ``reviewer_id``'s when given."""
+def label_rows(engine: Engine, reviewer_id: int | None = None,
+               cipher: Cipher | None = None) -> Iterator[dict[str, Any]]:
+    """Labels as flat dicts in label order; only ``reviewer_id``'s when given. Encrypted texts are opened with
+    ``cipher`` (without it, or the right key, the record's clear columns: redacted text), then sealed."""
     uniform = samples.alias("uniform")
     query = (
         select(labels.c.id, labels.c.record_id, labels.c.sample_id, reviewers.c.name, labels.c.verdict,
                labels.c.tags, labels.c.note, labels.c.labelled_at, samples.c.model, samples.c.app,
                samples.c.ts, samples.c.reason, uniform.c.inclusion_probability, records.c.prompt,
-               records.c.response)
+               records.c.response, records.c.text_encrypted, records.c.text_key)
         .join(reviewers, reviewers.c.id == labels.c.reviewer_id)
         .join(samples, samples.c.id == labels.c.sample_id)
         .outerjoin(uniform, and_(uniform.c.record_id == labels.c.record_id, uniform.c.reason == "uniform"))
@@ -45,7 +48,11 @@ def label_rows(engine: Engine, reviewer_id: int | None = None) -> Iterator[dict[
         query = query.where(labels.c.reviewer_id == reviewer_id)
     with engine.connect() as conn:
         for row in conn.execute(query):
-            out = dict(zip(COLUMNS, row, strict=True))
+            *values, token, key = row
+            out = dict(zip(COLUMNS, values, strict=True))
+            opened = open_texts(cipher, token, key)
+            if opened is not None:
+                out["prompt"], out["response"] = opened.get("prompt"), opened.get("response")
             out["tags"] = list(out["tags"] or [])
             for key in ("note", "prompt", "response"):  # the page's masking rule holds in files too
                 if isinstance(out[key], str):
@@ -64,17 +71,18 @@ def _csv_cell(value: Any) -> Any:
     return value
 
 
-def write_labels(engine: Engine, fmt: Format, out: TextIO, reviewer_id: int | None = None) -> int:
+def write_labels(engine: Engine, fmt: Format, out: TextIO, reviewer_id: int | None = None,
+                 cipher: Cipher | None = None) -> int:
     """Write labels to ``out`` as ``csv`` or ``jsonl``; returns how many."""
     count = 0
     if fmt == "csv":
         writer = csv.writer(out)
         writer.writerow(COLUMNS)
-        for row in label_rows(engine, reviewer_id):
+        for row in label_rows(engine, reviewer_id, cipher):
             writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
             count += 1
     elif fmt == "jsonl":
-        for row in label_rows(engine, reviewer_id):
+        for row in label_rows(engine, reviewer_id, cipher):
             out.write(orjson.dumps(row).decode() + "\n")
             count += 1
     else:

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from detectors.redact import seal, seal_json
 from monitor.config import ReviewConfig
 from monitor.review.highlight import Segment, highlight
+from monitor.storage.crypto import Cipher, open_texts
 from monitor.storage.db import as_utc, insert_ignore
 from monitor.storage.schema import detections, labels, records, sample_assignments, samples, shadow_comparisons
 
@@ -89,10 +90,14 @@ def _sealed(row: dict[str, Any]) -> dict[str, Any]:
 class ReviewQueue:
     """The queue logic behind the review page; every method takes the signed-in reviewer's id."""
 
-    def __init__(self, engine: Engine, config: ReviewConfig, full_text: bool = False) -> None:
+    def __init__(self, engine: Engine, config: ReviewConfig, full_text: bool = False,
+                 cipher: Cipher | None = None) -> None:
+        """``cipher`` opens records stored encrypted; without it (or the right key) the page shows their clear
+        columns, which hold redacted text only."""
         self._engine = engine
         self._config = config
         self._full_text = full_text
+        self._cipher = cipher
 
     def _unlabelled(self, reviewer_id: int):  # type: ignore[no-untyped-def]
         return ~exists().where(labels.c.record_id == samples.c.record_id, labels.c.reviewer_id == reviewer_id)
@@ -202,7 +207,12 @@ class ReviewQueue:
                 select(labels.c.verdict, labels.c.tags, labels.c.note)
                 .where(labels.c.record_id == sample.record_id, labels.c.reviewer_id == reviewer_id)
             ).first()
-        record_dict = _sealed(dict(record)) if record is not None else None
+        texts: dict[str, Any] = {}
+        full_text = self._full_text
+        record_dict = None
+        if record is not None:
+            record_dict, texts, full_text = self._opened(dict(record))
+            record_dict = _sealed(record_dict)
         findings = [
             Finding(d["detector"], float(d["score"]), bool(d["flagged"]),
                     tuple(sorted(((d["details"] or {}).get("kinds") or {}) if isinstance(d["details"], dict)
@@ -214,14 +224,28 @@ class ReviewQueue:
             record_id=sample.record_id,
             reasons=tuple(reasons),
             record=record_dict,
-            prompt=highlight(record_dict and record_dict["prompt"], "prompt", found, self._full_text),
-            response=highlight(record_dict and record_dict["response"], "response", found, self._full_text),
+            prompt=highlight(texts.get("prompt"), "prompt", found, full_text),
+            response=highlight(texts.get("response"), "response", found, full_text),
             findings=findings,
             shadow=_sealed(dict(shadow)) if shadow is not None else None,
             verdict=own.verdict if own else None,
             tags=list(own.tags or []) if own else [],
             note=(own.note or "") if own else "",
         )
+
+    def _opened(self, record: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], bool]:
+        """The record without its ciphertext, its extras (error, comment, metadata) opened; its prompt and
+        response to highlight; and whether those are raw (findings masked by position) or redacted
+        (placeholders). The record's own prompt and response stay the clear columns, never raw text."""
+        token, key = record.pop("text_encrypted", None), record.pop("text_key", None)
+        clear = {"prompt": record.get("prompt"), "response": record.get("response")}
+        if token is None:
+            return record, clear, self._full_text
+        opened = open_texts(self._cipher, token, key)
+        if opened is None:
+            return record, clear, False  # the clear columns of an encrypted record are redacted
+        record.update({k: opened.get(k) for k in ("error", "feedback_comment", "metadata")})
+        return record, {"prompt": opened.get("prompt"), "response": opened.get("response")}, bool(opened.get("full"))
 
     def label(self, reviewer_id: int, sample_id: int, verdict: str, tags: Sequence[str] = (),
               note: str = "", now: datetime | None = None) -> bool:

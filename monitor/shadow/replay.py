@@ -88,7 +88,7 @@ def build_backend(reference: ReferenceConfig) -> Backend:
         url=reference.url, model=reference.model, name=reference.name,
         api_key=reference.api_key.get_secret_value() if reference.api_key else None,
         max_tokens=reference.max_tokens, temperature=reference.temperature, seed=reference.seed,
-        timeout_s=reference.timeout_s, max_retries=reference.max_retries,
+        timeout_s=reference.timeout_s, max_retries=reference.max_retries, ca_file=reference.ca_file,
     ))
 
 

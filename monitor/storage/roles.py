@@ -5,8 +5,10 @@ a new table is not classified). Postgres only: SQLite has no roles. `watchkeeper
 applies it with ``--apply`` (which needs a user allowed to ``CREATE ROLE`` and ``GRANT``).
 
 * **analyst** — ``SELECT`` on what analysts query (docs/tables.md) and the views; never `dead_letters.raw`
-  (a malformed message's bytes, which may hold anything), a reviewer's `token_hash`, the stored session key
-  (`service_secrets`), alert delivery state, or the scheduler's locks. Nothing can be written.
+  (a malformed message's bytes, which may hold anything), any ciphertext (`records.text_encrypted`,
+  `dead_letters.raw_encrypted`: with a key the clear text columns hold redacted text only), a reviewer's
+  `token_hash`, the stored session key (`service_secrets`), alert delivery state, or the scheduler's locks.
+  Nothing can be written.
 * **review server** — what the labelling page needs and nothing else: read records, their detections, shadow
   answers and samples; assign samples and write labels; read reviewers and void their sessions; read/create
   its session key.
@@ -19,7 +21,8 @@ from sqlalchemy import Table
 from monitor.storage.schema import metadata
 
 ANALYST_HIDDEN: dict[str, tuple[str, ...]] = {
-    "dead_letters": ("raw",),
+    "records": ("text_encrypted",),
+    "dead_letters": ("raw", "raw_encrypted"),
     "reviewers": ("token_hash",),
 }
 """Tables analysts read except these columns (granted column by column)."""

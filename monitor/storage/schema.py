@@ -71,9 +71,13 @@ records = Table(
     Column("truncated", Boolean, comment="cut off by the token limit (finish reason or tokens_out at the limit)"),
     Column("prompt_words", Integer, comment="whitespace-separated words, for length drift without a tokenizer"),
     Column("response_words", Integer),
-    # Text as configured by store_text: redacted (default), full, or absent (NULL).
+    # Text as configured by store_text: redacted (default), full, or absent (NULL). With an encryption key
+    # these clear columns hold redacted text only; the text store_text keeps is in text_encrypted.
     Column("prompt", Text),
     Column("response", Text),
+    Column("text_encrypted", LargeBinary,
+           comment="Fernet token of the texts store_text keeps (JSON), when [storage] encryption_key is set"),
+    Column("text_key", String(16), comment="id of the key text_encrypted was made with (never the key)"),
     Column("metadata", Json, comment="unknown top-level fields and the record's metadata object"),
     Column("topic", String(255), nullable=False),
     Column("partition", Integer, nullable=False),
@@ -103,7 +107,9 @@ dead_letters = Table(
     Column("partition", Integer, nullable=False),
     Column("offset", BigInteger, nullable=False),
     Column("key", LargeBinary),
-    Column("raw", LargeBinary, comment="the message value exactly as received"),
+    Column("raw", LargeBinary, comment="the message value exactly as received (NULL when encrypted)"),
+    Column("raw_encrypted", LargeBinary, comment="Fernet token of raw, when [storage] encryption_key is set"),
+    Column("raw_key", String(16), comment="id of the key raw_encrypted was made with (never the key)"),
     Column("reason", Text, nullable=False),
     Column("received_at", Ts, nullable=False),
     Column("digest", String(32), nullable=False, server_default="",

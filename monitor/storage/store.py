@@ -24,6 +24,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from detectors.annotation import Annotation
 from detectors.base import Detection
 from detectors.redact import seal
+from monitor.storage.crypto import Cipher, seal_texts
 from monitor.storage.db import insert_ignore
 from monitor.storage.schema import consumer_progress, dead_letters, detections, records
 
@@ -34,7 +35,8 @@ if TYPE_CHECKING:  # the store writes what the ingest chain built; it needs only
 _COPY_MIN_ROWS = 200
 
 TextPolicy = Callable[["Record", "Annotation | None"], tuple[Any, ...]]
-"""(prompt, response, error, feedback_comment, metadata) as `records` stores them."""
+"""(prompt, response, error, feedback_comment, metadata) as `records` stores them, then optionally
+(text_encrypted, text_key)."""
 
 
 def committed_positions(engine: Engine, group_id: str) -> dict[tuple[str, int], int]:
@@ -54,11 +56,24 @@ class PermanentStorageError(Exception):
     """The database rejected the data itself (a constraint or a value it cannot hold)."""
 
 
-def text_policy(store_text: str) -> TextPolicy:
+def text_policy(store_text: str, cipher: Cipher | None = None) -> TextPolicy:
     """What text `records` keeps, as ``(prompt, response, error, feedback_comment, metadata)`` for `record_row`:
     ``full`` the raw values; ``redacted`` the detect step's redacted values; ``none`` no prompt or response,
     but the error, feedback comment and metadata *redacted* (they are kept, not dropped, and never raw).
-    Never the raw value when redaction is asked for but the record was not redacted: None instead."""
+    Never the raw value when redaction is asked for but the record was not redacted: None instead.
+
+    With a ``cipher``, raw text is never stored in clear: ``full`` keeps the redacted values in the clear
+    columns and the raw ones sealed (`seal_texts`, with ``"full": true``) in ``text_encrypted``. Redacted text
+    is what analysts may read, so ``redacted`` and ``none`` store as without a key."""
+    if store_text == "full" and cipher is not None:
+        clear = text_policy("redacted")
+
+        def sealed(r: Record, a: Annotation | None) -> tuple[Any, ...]:
+            token = seal_texts(cipher, {"prompt": r.prompt, "response": r.response, "error": r.error,
+                                        "feedback_comment": r.feedback_comment, "metadata": r.metadata,
+                                        "full": True})
+            return (*clear(r, a), token, cipher.key_id)
+        return sealed
     if store_text == "full":
         return lambda r, _annotation: (r.prompt, r.response, r.error, r.feedback_comment, r.metadata)  # type: ignore[return-value]
     if store_text == "none":
@@ -80,8 +95,9 @@ def text_policy(store_text: str) -> TextPolicy:
 def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, ...],
                ingested_at: datetime) -> dict[str, Any]:
     """The `records` row for one record: contract fields, lengths, signals, and the texts as the policy
-    (`text_policy`) gives them: ``(prompt, response, error, feedback_comment, metadata)``."""
-    prompt, response, error, comment, metadata = text
+    (`text_policy`) gives them: ``(prompt, response, error, feedback_comment, metadata[, sealed, key id])``."""
+    prompt, response, error, comment, metadata, *sealed = text
+    encrypted, key = sealed or (None, None)
     row: dict[str, Any] = {
         "id": record.id,
         "ts": record.ts,
@@ -108,6 +124,8 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, .
         "secret_count": None,
         "prompt": prompt,
         "response": response,
+        "text_encrypted": encrypted,
+        "text_key": key,
         "metadata": metadata or None,
         "topic": record.topic,
         "partition": record.partition,
@@ -144,8 +162,11 @@ def detection_row(record_id: str, detection: Detection) -> dict[str, Any]:
 class Store:
     """Writes batches. One instance per daemon; thread-compatible, not thread-safe."""
 
-    def __init__(self, engine: Engine, text_policy: TextPolicy, store_detections: str = "flagged") -> None:
+    def __init__(self, engine: Engine, text_policy: TextPolicy, store_detections: str = "flagged",
+                 cipher: Cipher | None = None) -> None:
+        """``cipher`` seals dead letters' raw bytes (records' texts are sealed by ``text_policy``)."""
         self.engine = engine
+        self._cipher = cipher
         self._text_policy = text_policy
         self._all_detections = store_detections == "all"
         self._increment_statements: dict[tuple[str, tuple[str, ...]], Any] = {}
@@ -165,8 +186,9 @@ class Store:
                     detection_row(record.id, d) for d in annotation.detections if d.flagged or self._all_detections
                 )
         letter_rows = [
-            {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key, "raw": d.raw,
-             "reason": seal(d.reason), "received_at": now, "digest": letter_digest(d.key, d.raw)}
+            {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key,
+             **self._raw_columns(d.raw), "reason": seal(d.reason), "received_at": now,
+             "digest": letter_digest(d.key, d.raw)}
             for d in batch.dead_letters
         ]
         try:
@@ -190,6 +212,12 @@ class Store:
             if isinstance(e.orig, TypeError | ValueError | OverflowError | RecursionError):
                 raise PermanentStorageError(f"value not sendable: {type(e.orig).__name__}") from e
             raise
+
+    def _raw_columns(self, raw: bytes | None) -> dict[str, Any]:
+        """A dead letter's bytes as stored: clear, or sealed with the first key."""
+        if self._cipher is None or raw is None:
+            return {"raw": raw, "raw_encrypted": None, "raw_key": None}
+        return {"raw": None, "raw_encrypted": self._cipher.encrypt(bytes(raw)), "raw_key": self._cipher.key_id}
 
     def read_positions(self, group_id: str) -> dict[tuple[str, int], int]:
         """``consumer_progress.committed`` of ``group_id`` per (topic, partition): the offset after the last

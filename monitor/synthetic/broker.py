@@ -53,9 +53,12 @@ class LocalBroker:
     True
     """
 
-    def __init__(self, port: int | None = None, log_path: Path | None = None) -> None:
+    def __init__(self, port: int | None = None, log_path: Path | None = None, advertised: str | None = None) -> None:
+        """``advertised`` (``host:port``) is where clients are told to connect after bootstrap: a proxy in front
+        of the broker (a TLS terminator, say); default the broker's own address."""
         self.port = port or free_port()
         self.bootstrap_servers = f"127.0.0.1:{self.port}"
+        self._advertised = advertised or self.bootstrap_servers
         self._log_path = log_path
         self._proc: subprocess.Popen[bytes] | None = None
 
@@ -63,7 +66,8 @@ class LocalBroker:
         url = f"tcp://127.0.0.1:{self.port}"
         log = open(self._log_path, "ab") if self._log_path else subprocess.DEVNULL  # noqa: SIM115
         self._proc = subprocess.Popen(
-            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url", url,
+            [str(tansu_binary()), "broker", "--listener-url", url, "--advertised-listener-url",
+             f"tcp://{self._advertised}",
              "--storage-engine", "memory://tansu/"],
             stdout=log, stderr=log, start_new_session=True,
         )

@@ -9,8 +9,9 @@ that gets a count back knows that many messages are on the topic.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from kafka import KafkaProducer
 
@@ -28,6 +29,7 @@ def produce_to_kafka(
     rate: float = 0.0,
     compression: str | None = None,
     connect_timeout_s: float = 10.0,
+    security: Mapping[str, Any] | None = None,
 ) -> int:
     """Send ``generated`` to ``topic`` and return how many messages the broker acknowledged.
 
@@ -35,7 +37,8 @@ def produce_to_kafka(
     to that many messages per second of wall time (the schedule catches up after a slow moment rather
     than drifting); 0 sends as fast as the producer can batch. Raises `ProduceError` when any message
     failed, after flushing the rest; a broker not reachable within ``connect_timeout_s`` raises
-    kafka-python's ``NoBrokersAvailable``.
+    kafka-python's ``NoBrokersAvailable``. ``security`` is kafka-python's TLS/SASL arguments
+    (`KafkaConfig.client_options`).
     """
     servers = bootstrap_servers.split(",") if isinstance(bootstrap_servers, str) else list(bootstrap_servers)
     producer = KafkaProducer(
@@ -45,6 +48,7 @@ def produce_to_kafka(
         max_request_size=4 * 1024 * 1024,
         compression_type=compression,
         bootstrap_timeout_ms=int(connect_timeout_s * 1000),
+        **(security or {}),
     )
     failures: list[BaseException] = []
     sent = 0

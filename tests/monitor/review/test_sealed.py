@@ -16,9 +16,10 @@ from sqlalchemy import select
 
 from monitor.alerts.evaluate import evaluate_once
 from monitor.app.logs import SealingFormatter
-from monitor.config import Config, DatabaseConfig, ReviewConfig
+from monitor.config import Config, DatabaseConfig, ReviewConfig, StorageConfig
 from monitor.review.app import ReviewServer
 from monitor.review.auth import ReviewerRegistry
+from monitor.storage.crypto import new_key
 from monitor.storage.db import make_engine, upgrade
 from monitor.storage.schema import alert_outbox, dead_letters, labels, records, sample_assignments, samples
 from tests.helpers import DaemonThread, config_for, encode, good_record, produce, wait_for, write_config
@@ -51,16 +52,20 @@ def _traffic(creds: dict[str, str]) -> list[bytes]:
     return [encode(answered), encode(failed), encode(malformed)]
 
 
-@pytest.mark.parametrize("store_text", ["full", "redacted", "none"])
+@pytest.mark.parametrize("store_text", ["full", "redacted", "none", "full+key"])
 def test_a_planted_credential_reaches_no_page_export_alert_or_dead_letter(
         store_text, sqlite_url, kafka_broker, topic, tmp_path, page):  # type: ignore[no-untyped-def]
+    """``full+key``: raw text stored encrypted; the review server is given the key (and nothing else of the
+    daemon's configuration), so it shows opened raw text, masked."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing")
     creds = _credentials()
     upgrade(sqlite_url)
+    key = new_key() if store_text == "full+key" else None
+    storage = f'[storage]\nencryption_key = "{key}"\n' if key else ""
     path = write_config(tmp_path / "monitor.toml", db_url=sqlite_url, bootstrap=kafka_broker, topic=topic,
-                        extra=f'store_text = "{store_text}"\n[sampling]\nuniform_rate = 1.0\n'
-                              '[scheduler]\nenabled = false\n')
+                        extra=f'store_text = "{store_text.removesuffix("+key")}"\n[sampling]\nuniform_rate = 1.0\n'
+                              f'[scheduler]\nenabled = false\n{storage}')
     config = config_for(path)
     produce(kafka_broker, topic, _traffic(creds))
     engine = make_engine(sqlite_url)
@@ -81,10 +86,15 @@ def test_a_planted_credential_reaches_no_page_export_alert_or_dead_letter(
     assert payloads, "the leak in a response raises an alert"
     assert leaked(" ".join(map(str, payloads))) == []
     assert {"req-000001", "req-000002"} <= set(sampled)
+    if key:  # nothing in clear at rest: neither in a record's columns nor in a dead letter's bytes
+        with engine.connect() as conn:
+            stored = [str(tuple(row)) for table in (records, dead_letters) for row in conn.execute(select(table))]
+        assert leaked(" ".join(stored)) == []
 
     # The review server knows only the database: not store_text, not the daemon's detectors settings.
     token = ReviewerRegistry(engine).add("ana")
-    bare = Config(database=DatabaseConfig(url=sqlite_url), review=ReviewConfig(queue_size=10))
+    bare = Config(database=DatabaseConfig(url=sqlite_url), review=ReviewConfig(queue_size=10),
+                  storage=StorageConfig(encryption_key=key))  # type: ignore[arg-type]
     server = ReviewServer(engine, bare, host="127.0.0.1", port=0)
     server.start()
     try:

@@ -59,3 +59,36 @@ def test_model_comparison_view_comes_and_goes_with_its_migration(migrated_db_url
         assert "model_comparison_daily" in inspect(engine).get_view_names()
     finally:
         engine.dispose()
+
+
+def test_encryption_columns_come_and_go_with_their_migration(migrated_db_url: str) -> None:
+    """0009 adds the ciphertext and key-id columns (nullable: rows stored before stay as they were); stepping
+    back below it removes them and keeps the rows, on both databases."""
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text
+
+    from alembic import command
+
+    config = alembic_config(migrated_db_url)
+    engine = make_engine(migrated_db_url)
+    added = {"records": {"text_encrypted", "text_key"}, "dead_letters": {"raw_encrypted", "raw_key"}}
+    try:
+        command.downgrade(config, "0008_drift_buckets")
+        for table, columns in added.items():
+            assert not columns & {c["name"] for c in inspect(engine).get_columns(table)}
+        with engine.begin() as conn:
+            conn.execute(text('INSERT INTO dead_letters (topic, "partition", "offset", raw, reason, received_at, '
+                              "digest) VALUES ('t', 0, 1, :raw, 'bad', :now, 'd')"),
+                         {"raw": b"{", "now": datetime.now(UTC)})
+        command.upgrade(config, "0009_encryption")
+        for table, columns in added.items():
+            assert columns <= {c["name"] for c in inspect(engine).get_columns(table)}
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT raw, raw_encrypted FROM dead_letters")).one() == (b"{", None)
+        command.downgrade(config, "0008_drift_buckets")
+        with engine.connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM dead_letters")).scalar() == 1
+        command.upgrade(config, "head")
+    finally:
+        engine.dispose()
