@@ -347,7 +347,7 @@ class ShadowConfig(Section):
 RULE_KINDS: tuple[str, ...] = (
     "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
     "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
-    "compare_guardrail",
+    "compare_guardrail", "spend",
     "reference_down", "reference_saturated", "reference_latency",
 )
 """What ``kind = "…"`` may say in ``[alerts.rules.NAME]``: the configuration's side of the rule registry."""

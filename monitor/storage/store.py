@@ -101,6 +101,7 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, .
         "tokens_out": record.tokens_out,
         "feedback_score": record.feedback_score,
         "feedback_comment": comment,
+        "cost_usd": record.cost_usd,
         "prompt_toxicity": None,
         "response_toxicity": None,
         "refusal": None,

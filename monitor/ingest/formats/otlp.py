@@ -34,6 +34,9 @@ _HEX_TRACE = re.compile(r"[0-9a-fA-F]{32}")
 _HEX_SPAN = re.compile(r"[0-9a-fA-F]{16}")
 _GENAI_KEYS = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model",
                "gen_ai.response.model", "llm.model_name")
+_COST_KEYS = ("gen_ai.usage.cost", "gen_ai.cost.total_cost", "llm.cost.total")
+"""Where instrumentations that compute a price put it (OpenLIT/Langfuse, LiteLLM's OTel logger, OpenInference):
+US dollars, read into ``cost_usd``; the GenAI conventions themselves have no cost attribute yet."""
 _INDEXED = re.compile(r"^(gen_ai\.prompt|gen_ai\.completion|llm\.input_messages|llm\.output_messages)\.(\d+)\.(.+)$")
 
 
@@ -326,6 +329,7 @@ def span_record(span: dict[str, Any], resource: Mapping[str, Any], scope: str, a
         "tokens_out": _count(_first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
                                     "llm.token_count.completion"), "output tokens"),
         "finish_reason": _label(finish),
+        "cost_usd": _first(attrs, *_COST_KEYS),
         "app": app or _label(resource.get("service.name")),
         "route": _label(_first(attrs, "gen_ai.operation.name", "llm.request.type")),
         "user": _label(_first(attrs, "user.id", "enduser.id", "gen_ai.user.id")),

@@ -25,7 +25,7 @@ def test_a_litellm_payload_becomes_a_record_with_its_cost():
         "chatcmpl-1", "gpt-4o-mini", "What is rye?", "A grain.", "stop")
     assert (record.latency_ms, record.tokens_in, record.tokens_out) == (1250.0, 12, 3)
     assert (record.app, record.route, record.user, record.session) == ("bakery", "acompletion", "u-9", "t-1")
-    assert record.metadata["cost"] == 0.00042 and record.metadata["model_group"] == "fast"
+    assert record.cost_usd == 0.00042 and "cost" not in record.metadata and record.metadata["model_group"] == "fast"
     assert (record.topic, record.offset) == ("litellm", 3)
 
 
