@@ -68,6 +68,8 @@ class Record:
     topic: str = ""
     partition: int = 0
     offset: int = 0
+    part: int = 0
+    """0 for a message that is one record; i + 1 for item i of a many-record message (an OTLP span)."""
 
 
 _SHOWN_SHAPE = re.compile(r"[0-9:.T+\- Z]{1,40}")

@@ -5,9 +5,9 @@ The message is an ``ExportTraceServiceRequest``, as ``otlp_proto`` (protobuf, th
 Every GenAI span of the batch becomes one record whose id is ``<trace id>-<span id>`` (hex), so a redelivered
 batch stores nothing twice. Spans that are not LLM calls (HTTP, database, framework spans) are skipped and
 counted. A GenAI span that cannot be a record (no model, bad ids, no end time, negative duration…) does not
-cost its siblings their place: the siblings are stored and the message is dead-lettered once, its reason
-listing every unusable span by position and span id (the dead-letter key is the message's Kafka coordinates,
-and the raw bytes kept hold every span, so nothing is lost). The mapping is the table in
+cost its siblings their place: the siblings are stored and the span is its own dead letter, ``part`` = its
+position in the message + 1, its ``raw`` the span alone as a one-span export batch (resource and scope kept)
+in the message's encoding — nothing is lost, and a replay maps to the same rows. The mapping is the table in
 docs/record-format.md ("OpenTelemetry GenAI traces"). Content is opt-in in every instrumentation: a span
 without it is still a record (empty prompt/response; ``metadata.content = "not captured"``) and feeds every
 signal that does not need text.
@@ -24,7 +24,7 @@ import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from monitor.ingest.batch import Message
+from monitor.ingest.batch import DeadLetter, Message
 from monitor.ingest.formats import Decoded, as_record, dead_letter
 from monitor.ingest.record import RecordError
 
@@ -65,12 +65,25 @@ def _pb_attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: _pb_value(kv.value) for kv in kvs}
 
 
+def _pb_alone(rs: Any, ss: Any, span: Any) -> bytes:
+    """``span`` as a one-span export batch with its resource and scope: what its own dead letter keeps."""
+    alone = ExportTraceServiceRequest()
+    group = alone.resource_spans.add()
+    group.resource.CopyFrom(rs.resource)
+    scope = group.scope_spans.add()
+    scope.scope.CopyFrom(ss.scope)
+    scope.spans.append(span)
+    return alone.SerializeToString()
+
+
 def _pb_spans(request: ExportTraceServiceRequest) -> Iterator[dict[str, Any]]:
     for rs in request.resource_spans:
         resource = _pb_attrs(rs.resource.attributes)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                yield {"resource": resource, "scope": ss.scope.name, "load": lambda span=span: {
+                yield {"resource": resource, "scope": ss.scope.name,
+                       "alone": lambda rs=rs, ss=ss, span=span: _pb_alone(rs, ss, span),
+                       "load": lambda span=span: {
                     "trace_id": span.trace_id.hex() if len(span.trace_id) == 16 else None,
                     "span_id": span.span_id.hex() if len(span.span_id) == 8 else None,
                     "name": span.name, "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
@@ -136,7 +149,10 @@ def _json_spans(request: Any) -> Iterator[dict[str, Any]]:
         for ss in rs.get("scopeSpans") or []:
             scope = (ss.get("scope") or {}).get("name", "")
             for span in ss.get("spans") or []:
-                yield {"resource": resource, "scope": scope, "load": lambda span=span: _json_span(span)}
+                yield {"resource": resource, "scope": scope, "load": lambda span=span: _json_span(span),
+                       "alone": lambda rs=rs, ss=ss, span=span: orjson.dumps({"resourceSpans": [
+                           {"resource": rs.get("resource") or {},
+                            "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": [span]}]}]})}
 
 
 def spans_of(raw: bytes) -> Iterator[dict[str, Any]]:
@@ -349,7 +365,6 @@ class OtlpDecoder:
         if not message.value:
             out.dead_letters.append(dead_letter(message, "empty message (null value)"))
             return out
-        problems: list[str] = []
         position = 0
         try:
             for position, item in enumerate(spans_of(message.value)):
@@ -359,21 +374,30 @@ class OtlpDecoder:
                         out.skipped += 1
                         continue
                     record = as_record(span_record(span, item["resource"], item["scope"], self.app), message)
+                    record.part = position + 1
                 except (SpanError, RecordError, TypeError, ValueError, KeyError, AttributeError,
                         RecursionError, OverflowError) as exc:
                     reason = str(exc) if isinstance(exc, SpanError | RecordError) else type(exc).__name__
-                    problems.append(f"span #{position}: {reason}")
+                    out.dead_letters.append(_span_letter(message, item, position, reason))
                     continue
                 out.records.append(record)
         except ValueError as exc:
             out.dead_letters.append(dead_letter(message, str(exc)[:500]))
             return out
-        if problems:
-            shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-            out.dead_letters.append(dead_letter(
-                message, f"{len(problems)} unusable GenAI span(s) in an OTLP batch whose other "
-                         f"{len(out.records)} GenAI span(s) were stored: {shown}"))
         return out
+
+
+def _span_letter(message: Message, item: dict[str, Any], position: int, reason: str) -> DeadLetter:
+    """The dead letter of one unusable span: ``part`` = its position + 1, ``raw`` = the span alone as a
+    one-span export batch in the message's encoding (its resource and scope kept), so it can be read again
+    by itself. Never the whole message: a batch of 10,000 bad spans must not store 10,000 copies of it."""
+    try:
+        raw = item["alone"]()
+    except Exception:  # noqa: BLE001 - a span that cannot even be re-encoded keeps the message's bytes
+        raw = message.value
+    return DeadLetter(message.topic, message.partition, message.offset, message.key, raw,
+                      f"span #{position} of an OTLP export batch (its GenAI siblings are stored): {reason}",
+                      position + 1)
 
 
 def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:

@@ -3,8 +3,8 @@
 Alert rules evaluate every few seconds over windows of minutes to hours; re-reading raw `records` for that
 costs time proportional to traffic (18 M rows per 15 minutes at 20 k records/s). Instead each batch adds
 its records to one counter row per (minute, model, app) — records, errors, toxic and refused answers,
-responses leaking personal data or secrets, spend (``cost_usd``), latency sum and a log-spaced latency histogram — and the rules
-sum the few rows of their window.
+responses leaking personal data or secrets, spend (``cost_usd``), latency sum and a log-spaced latency
+histogram — and the rules sum the few rows of their window.
 
 The counters must count each stored record once although Kafka delivers at least once, and must not skip a
 stored record when offsets go backwards (a broker restarted empty, a topic recreated). `AggregateStep`
@@ -164,8 +164,8 @@ class MinuteCounts:
             row = {"minute": minute, "model": model, "app": app, "n": r[0], "errors": r[1],
                    "toxicity_scored": r[2], "toxic": r[3], "refusal_scored": r[4], "refusals": r[5],
                    "latency_n": r[6], "latency_sum": r[7], "latency_min": r[8], "latency_max": r[9],
-                   "last_ts": r[11], "pii_in_response": r[12], "secret_in_response": r[13], "cost_n": r[14], "cost_sum": r[15],
-                   "updated_at": now}
+                   "last_ts": r[11], "pii_in_response": r[12], "secret_in_response": r[13],
+                   "cost_n": r[14], "cost_sum": r[15], "updated_at": now}
             row.update(zip(STREAM_LATENCY_COLUMNS, r[10], strict=True))
             out.append(row)
         return out

@@ -112,19 +112,26 @@ def test_each_content_convention_gives_the_last_user_turn_and_the_answer(encode)
     assert by_n["1"].app == "support-bot" and by_n["1"].latency_ms == 250.0
 
 
-def test_other_spans_are_skipped_and_one_bad_genai_span_costs_its_siblings_nothing():
+@pytest.mark.parametrize("encode", [lambda r: r.SerializeToString(), to_otlp_json], ids=["otlp_proto", "otlp_json"])
+def test_other_spans_are_skipped_and_one_bad_genai_span_is_its_own_dead_letter(encode):
     """An export batch mixes HTTP spans, good LLM calls and one LLM span without a model: two records, one
-    skip count, and one dead letter (the whole message's bytes) naming the unusable span."""
-    raw = batch_of(span(1, {"http.method": "GET"}), span(2, CHAT), span(3, {"gen_ai.operation.name": "chat"}),
-                   span(4, CHAT, error="rate limited")).SerializeToString()
+    skip count, and one dead letter for that span alone (part = its position + 1; raw = a one-span batch with
+    its resource, which the decoder reads again by itself)."""
+    raw = encode(batch_of(span(1, {"http.method": "GET"}), span(2, CHAT), span(3, {"gen_ai.operation.name": "chat"}),
+                          span(4, CHAT, error="rate limited")))
     decoded = decode_one(raw)
     assert decoded.skipped == 1
-    assert [(r.id[-1], r.status, r.error) for r in decoded.records] == [
-        ("2", "ok", None), ("4", "error", "rate limited")]
+    assert [(r.id[-1], r.status, r.error, r.part) for r in decoded.records] == [
+        ("2", "ok", None, 2), ("4", "error", "rate limited", 4)]
     assert decoded.records[0].metadata["content"] == "not captured" and decoded.records[0].prompt == ""
     [letter] = decoded.dead_letters
-    assert (letter.topic, letter.partition, letter.offset, letter.raw) == ("otlp_spans", 0, 5, raw)
-    assert "span #2: no model" in letter.reason
+    assert (letter.topic, letter.partition, letter.offset, letter.part) == ("otlp_spans", 0, 5, 3)
+    assert "span #2" in letter.reason and "no model" in letter.reason and len(letter.raw) < len(raw)
+    again = decode_one(letter.raw)  # the span alone: still unusable, with its service kept
+    assert again.records == [] and again.dead_letters[0].part == 1
+    fixed = orjson.loads(to_otlp_json(ExportTraceServiceRequest.FromString(letter.raw))) if letter.raw[:1] != b"{" \
+        else orjson.loads(letter.raw)
+    assert fixed["resourceSpans"][0]["resource"]["attributes"][0]["value"] == {"stringValue": "support-bot"}
 
 
 @pytest.mark.parametrize("raw, reason", [
@@ -159,9 +166,11 @@ def test_wrong_types_huge_attributes_and_deep_nesting_stay_with_their_span():
     spans += [wrong, nested, not_a_span]
     decoded = decode_one(orjson.dumps(data))
     assert [len(r.response) for r in decoded.records] == [5_000_000]
-    [letter] = decoded.dead_letters
-    assert "3 unusable GenAI span(s)" in letter.reason and "AKIA" not in letter.reason
-    assert "input tokens must be a number" in letter.reason and "nested deeper" in letter.reason
+    assert [letter.part for letter in decoded.dead_letters] == [2, 3, 4]
+    reasons = [letter.reason for letter in decoded.dead_letters]
+    assert not any("AKIA" in r for r in reasons)
+    assert "input tokens must be a number" in reasons[0] and "nested deeper" in reasons[1]
+    assert all(len(letter.raw) < 10_000 for letter in decoded.dead_letters)  # not the 5 MB sibling again
 
 
 def test_a_batch_of_ten_thousand_spans_becomes_ten_thousand_records():
