@@ -30,16 +30,16 @@ _JSON = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("records") as batch:
-        batch.add_column(sa.Column(
-            "cost_usd", sa.Float(),
-            comment="what the call cost in US dollars, as the source reported it (LiteLLM response_cost, an OTLP "
-                    "cost attribute, or the record's cost_usd)"))
-    with op.batch_alter_table("stream_minutes") as batch:
-        batch.add_column(sa.Column("cost_n", sa.BigInteger(), nullable=False, server_default="0",
-                                   comment="records with a cost_usd"))
-        batch.add_column(sa.Column("cost_sum", sa.Float(), nullable=False, server_default="0",
-                                   comment="sum of cost_usd (US dollars)"))
+    # Plain ALTER TABLE (SQLite >= 3.35 adds and drops columns in place): a batch copy of `records` would break
+    # the views that read it.
+    op.add_column("records", sa.Column(
+        "cost_usd", sa.Float(),
+        comment="what the call cost in US dollars, as the source reported it (LiteLLM response_cost, an OTLP "
+                "cost attribute, or the record's cost_usd)"))
+    op.add_column("stream_minutes", sa.Column("cost_n", sa.BigInteger(), nullable=False, server_default="0",
+                                              comment="records with a cost_usd"))
+    op.add_column("stream_minutes", sa.Column("cost_sum", sa.Float(), nullable=False, server_default="0",
+                                              comment="sum of cost_usd (US dollars)"))
     with op.batch_alter_table("dead_letters") as batch:
         batch.add_column(sa.Column(
             "part", sa.Integer(), nullable=False, server_default="0",
@@ -76,8 +76,6 @@ def downgrade() -> None:
         batch.create_unique_constraint("uq_dead_letters_topic_partition_offset_digest",
                                        ["topic", "partition", "offset", "digest"])
         batch.drop_column("part")
-    with op.batch_alter_table("stream_minutes") as batch:
-        batch.drop_column("cost_sum")
-        batch.drop_column("cost_n")
-    with op.batch_alter_table("records") as batch:
-        batch.drop_column("cost_usd")
+    op.drop_column("stream_minutes", "cost_sum")
+    op.drop_column("stream_minutes", "cost_n")
+    op.drop_column("records", "cost_usd")
