@@ -15,6 +15,7 @@ else is read as an ``ExportLogsServiceRequest``.
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -143,4 +144,18 @@ def _alone(item: dict[str, Any], message: Message) -> bytes | None:
         return message.value
 
 
-__all__ = ["CONTENT_EVENTS", "decode_otlp_logs", "event_of", "logs_of"]
+def logs_to_otlp_json(request: ExportLogsServiceRequest) -> bytes:
+    """``request`` as the Collector's ``otlp_json`` writes it (ids in hex, enums as integers)."""
+    from google.protobuf.json_format import MessageToDict
+
+    data = MessageToDict(request, use_integers_for_enums=True)
+    for rl in data.get("resourceLogs", []):
+        for sl in rl.get("scopeLogs", []):
+            for log in sl.get("logRecords", []):
+                for key in ("traceId", "spanId"):
+                    if key in log:
+                        log[key] = base64.b64decode(log[key]).hex()
+    return orjson.dumps(data)
+
+
+__all__ = ["CONTENT_EVENTS", "decode_otlp_logs", "event_of", "logs_of", "logs_to_otlp_json"]

@@ -102,7 +102,10 @@ class GenAIJoinStep(Step):
         self.engine = engine
 
     def process(self, batch: Batch) -> None:
-        candidates = {r.id: r for r in batch.records if waiting(r)}
+        candidates: dict[str, list[Record]] = defaultdict(list)  # a redelivered span may be in a batch twice
+        for record in batch.records:
+            if waiting(record):
+                candidates[record.id].append(record)
         if not batch.genai_events and not candidates:
             return
         now = datetime.now(UTC)
@@ -115,14 +118,15 @@ class GenAIJoinStep(Step):
         wanted = [key for key in elsewhere if key in stored_records] + list(candidates)
         stored_events = self._stored_events(wanted)
         late_ids: set[str] = set()
-        for key, record in candidates.items():
+        for key, same in candidates.items():
             text = joined_text(fresh.get(key, []) + stored_events.get(key, []))
             if text is None:
                 continue
-            _fill(record, text)
+            for record in same:
+                _fill(record, text)
             if key in stored_records:  # a replay of a span stored without its text: replace that row
                 late_ids.add(key)
-                batch.late.append(record)
+                batch.late.append(same[0])
         if late_ids:
             keep = [i for i, r in enumerate(batch.records) if r.id not in late_ids]
             batch.records = [batch.records[i] for i in keep]

@@ -9,6 +9,7 @@ Run as ``python -m tests.monitor.ingest.formats.litellm_producer OUT``.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import time
@@ -40,11 +41,9 @@ def main(out: Path) -> None:
     for prompt, answer in CALLS:
         litellm.completion(model="gpt-4o-mini", mock_response=answer, metadata={"user_api_key_team_alias": "bakery"},
                            messages=[{"role": "system", "content": "be terse"}, {"role": "user", "content": prompt}])
-    try:
+    with contextlib.suppress(litellm.RateLimitError):
         litellm.completion(model="gpt-4o-mini", mock_response="litellm.RateLimitError",
                            messages=[{"role": "user", "content": "x"}])
-    except litellm.RateLimitError:
-        pass
     deadline = time.monotonic() + 60
     while len(payloads) < len(CALLS) + 1 and time.monotonic() < deadline:  # callbacks run on LiteLLM's threads
         time.sleep(0.05)

@@ -199,11 +199,12 @@ def real_spans(tmp_path_factory) -> dict[str, Path]:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("otel")
     with llama_server.llama_server() as url:
-        for capture in ("1", "0"):
+        for capture in ("1", "0", "events"):
             subprocess.run([sys.executable, "-m", "tests.monitor.ingest.formats.otel_producer", url,
                             str(out / f"capture{capture}"), capture], check=True, timeout=300,
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
-    return {f"{c}.{ext}": out / f"capture{c}.{ext}" for c in ("1", "0") for ext in ("pb", "json")}
+    return {f"{c}.{ext}": out / f"capture{c}.{ext}" for c in ("1", "0", "events")
+            for ext in ("pb", "json", "logs.pb", "logs.json")}
 
 
 def test_real_openai_spans_through_kafka_are_stored_once_with_the_right_fields(
@@ -237,3 +238,39 @@ def test_real_openai_spans_through_kafka_are_stored_once_with_the_right_fields(
     assert len(secret) == 1 and "AKIAZ7Q4K2M3N6P5R2TX" not in secret[0].prompt
     uncaptured = [r for r in stored if r.status == "ok" and not r.prompt]
     assert len(uncaptured) == 3 and all(r.response_chars == 0 for r in uncaptured)
+
+
+def test_real_openai_text_sent_as_log_events_reaches_its_records(real_spans, migrated_db_url, kafka_broker, topic,
+                                                                 tmp_path):
+    """Content capture as events only: the spans (no text) on one topic, the log events with the text on the
+    logs topic, in both encodings and both twice. The daemon reads both and joins them whichever it reads
+    first: every call's record has its prompt and answer, the key redacted, nothing stored twice."""
+    from monitor.synthetic.broker import create_topic
+
+    logs_topic = f"{topic}-logs"
+    create_topic(kafka_broker, logs_topic, partitions=1)
+    spans = [real_spans["events.pb"].read_bytes()] * 2
+    logs = [real_spans[k].read_bytes() for k in ("events.logs.pb", "events.logs.json")]
+    produce(kafka_broker, logs_topic, logs)
+    produce(kafka_broker, topic, spans)
+    path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic,
+                        extra=f'store_text = "redacted"\n[kafka.formats]\n"{topic}" = "otlp"\n'
+                              f'"{logs_topic}" = "otlp_logs"')
+    path.write_text(path.read_text().replace(f'topics = ["{topic}"]', f'topics = ["{topic}", "{logs_topic}"]'))
+    group = group_for(topic)
+    with DaemonThread(config_for(path)) as daemon:
+        wait_for(lambda: sum(v or 0 for v in committed_offsets(kafka_broker, topic, group).values()) == 2 and
+                 sum(v or 0 for v in committed_offsets(kafka_broker, logs_topic, group).values()) == 2,
+                 120, "both topics committed")
+        assert daemon.stop() == 0
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(records)).all()
+    engine.dispose()
+    assert len(stored) == 4 and count(migrated_db_url, dead_letters) == 0
+    ok = [r for r in stored if r.status == "ok"]
+    assert len(ok) == 3 and all(r.metadata["content"] == "gen_ai events (logs topic)" for r in ok)
+    assert sorted(r.prompt for r in ok if "colour" in r.prompt) == ["Name one colour."]
+    assert all(r.response for r in ok)
+    [secret] = [r for r in ok if "key" in r.prompt]
+    assert "AKIAZ7Q4K2M3N6P5R2TX" not in secret.prompt + secret.response
