@@ -180,6 +180,26 @@ def test_a_batch_of_ten_thousand_spans_becomes_ten_thousand_records():
     assert batch.next_offsets == {("otlp_spans", 0): 1} and batch.dead_letters == []
 
 
+def test_ten_thousand_spans_half_unusable_are_stored_and_dead_lettered_one_by_one(migrated_db_url):
+    """Every other span of a 10,000-span batch has no model: 5,000 records and 5,000 dead letters, one per span
+    (its own part, its own bytes), and the batch stored again (a redelivery) adds nothing."""
+    from monitor.storage.store import Store, text_policy
+
+    raw = batch_of(*(span(n, CHAT if n % 2 else {"gen_ai.operation.name": "chat"})
+                     for n in range(1, 10_001))).SerializeToString()
+    store = Store(make_engine(migrated_db_url), text_policy("redacted"))
+    for _ in range(2):
+        batch = decode_messages([RawMessage("otlp_spans", 0, 0, None, raw)], decoders={"otlp_spans": OtlpDecoder()})
+        assert len(batch.records) == 5_000 and len(batch.dead_letters) == 5_000
+        store.write(batch)
+    with store.engine.connect() as conn:
+        parts = conn.execute(select(dead_letters.c.part, dead_letters.c.raw)).all()
+    store.engine.dispose()
+    assert count(migrated_db_url, records) == 5_000 and len(parts) == 5_000
+    assert sorted(p for p, _ in parts) == list(range(2, 10_001, 2))
+    assert all(len(r) < 500 for _, r in parts)  # each span alone, not the 10,000-span message again
+
+
 def test_format_is_chosen_per_topic_and_by_environment(tmp_path):
     path = tmp_path / "monitor.toml"
     path.write_text('[kafka]\ntopics = ["llm-logs", "otlp_spans"]\n[kafka.formats]\notlp_spans = "otlp"\n')
