@@ -26,7 +26,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 
 from monitor.ingest.batch import DeadLetter, Message
 from monitor.ingest.formats import Decoded, as_record, dead_letter
-from monitor.ingest.record import RecordError
+from monitor.ingest.record import MAX_NUMBER, RecordError
 
 _MAX_DEPTH = 32  # nested attribute values (kvlist/array) deeper than this make the span unusable
 _STATUS_ERROR = 2
@@ -300,6 +300,13 @@ def _count(value: Any, what: str) -> int | None:
     return int(value)
 
 
+def _cost(value: Any) -> float | None:
+    """A cost attribute that is a usable price, else None: optional, never a reason to lose the span."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_NUMBER:
+        return None  # NaN fails the comparison too
+    return float(value)
+
+
 def span_record(span: dict[str, Any], resource: Mapping[str, Any], scope: str, app: str | None) -> dict[str, Any]:
     """One GenAI span as a record dict (docs/record-format.md); raises SpanError when it cannot be one."""
     attrs = span["attrs"]
@@ -345,7 +352,7 @@ def span_record(span: dict[str, Any], resource: Mapping[str, Any], scope: str, a
         "tokens_out": _count(_first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
                                     "llm.token_count.completion"), "output tokens"),
         "finish_reason": _label(finish),
-        "cost_usd": _first(attrs, *_COST_KEYS),
+        "cost_usd": _cost(_first(attrs, *_COST_KEYS)),
         "app": app or _label(resource.get("service.name")),
         "route": _label(_first(attrs, "gen_ai.operation.name", "llm.request.type")),
         "user": _label(_first(attrs, "user.id", "enduser.id", "gen_ai.user.id")),

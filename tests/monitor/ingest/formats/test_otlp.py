@@ -134,6 +134,15 @@ def test_other_spans_are_skipped_and_one_bad_genai_span_is_its_own_dead_letter(e
     assert fixed["resourceSpans"][0]["resource"]["attributes"][0]["value"] == {"stringValue": "support-bot"}
 
 
+def test_cost_is_read_where_instrumentations_put_it_and_a_bad_one_is_ignored():
+    raw = batch_of(span(1, CHAT | {"gen_ai.usage.cost": 0.0021}), span(2, CHAT | {"llm.cost.total": 3}),
+                   span(3, CHAT | {"gen_ai.usage.cost": "cheap"}), span(4, CHAT | {"gen_ai.usage.cost": -1.0}),
+                   span(5, CHAT)).SerializeToString()
+    decoded = decode_one(raw)
+    assert [r.cost_usd for r in decoded.records] == [0.0021, 3.0, None, None, None]
+    assert decoded.dead_letters == []
+
+
 @pytest.mark.parametrize("raw, reason", [
     (batch_of(span(1, CHAT)).SerializeToString()[:-7], "not OTLP protobuf"),
     (b"\x0a\xff\xff\xff\xff\x0f", "not OTLP protobuf"),
