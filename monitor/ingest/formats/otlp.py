@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
@@ -155,26 +155,32 @@ def _json_spans(request: Any) -> Iterator[dict[str, Any]]:
                             "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": [span]}]}]})}
 
 
-def spans_of(raw: bytes) -> Iterator[dict[str, Any]]:
-    """The spans of one export batch, protobuf or JSON (a JSON message starts with ``{``; a protobuf
-    ``ExportTraceServiceRequest`` starts with field 1's tag, 0x0A). Raises ValueError for a message that is
-    neither; each item's ``load()`` reads the span and may raise for that span alone."""
+def export_items(raw: bytes, request_type: type[Any], from_json: Callable[[Any], Iterator[dict[str, Any]]],
+                 from_pb: Callable[[Any], Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """The items of one OTLP export request (``request_type``: traces or logs), protobuf or JSON — a JSON
+    message starts with ``{``, a protobuf one with field 1's tag, 0x0A. Raises ValueError for a message that is
+    neither; each item's ``load()`` reads that item and may raise for it alone."""
     if raw.lstrip()[:1] == b"{":
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"not valid OTLP JSON: {exc}") from None
         try:
-            yield from _json_spans(request)
+            yield from from_json(request)
         except (AttributeError, TypeError, KeyError, SpanError) as exc:
             raise ValueError(f"not an OTLP JSON export request: {type(exc).__name__}") from None
         return
-    request = ExportTraceServiceRequest()
+    request = request_type()
     try:
         request.ParseFromString(raw)
     except (DecodeError, RecursionError) as exc:
-        raise ValueError(f"not OTLP protobuf (an ExportTraceServiceRequest) nor OTLP JSON: {exc}") from None
-    yield from _pb_spans(request)
+        raise ValueError(f"not OTLP protobuf (an {request_type.__name__}) nor OTLP JSON: {exc}") from None
+    yield from from_pb(request)
+
+
+def spans_of(raw: bytes) -> Iterator[dict[str, Any]]:
+    """The spans of one trace export batch (`export_items`)."""
+    return export_items(raw, ExportTraceServiceRequest, _json_spans, _pb_spans)
 
 
 # --- the GenAI conventions ---------------------------------------------------------------------------------------
@@ -426,4 +432,4 @@ def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
     return orjson.dumps(data)
 
 
-__all__ = ["OtlpDecoder", "content", "is_genai", "span_record", "spans_of", "to_otlp_json"]
+__all__ = ["OtlpDecoder", "content", "export_items", "is_genai", "span_record", "spans_of", "to_otlp_json"]

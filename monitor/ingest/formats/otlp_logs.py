@@ -21,7 +21,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
 
 from monitor.ingest.batch import DeadLetter, GenAIEvent, Message
@@ -35,6 +34,7 @@ from monitor.ingest.formats.otlp import (
     _json_value,
     _pb_attrs,
     _pb_value,
+    export_items,
 )
 
 CONTENT_EVENTS = frozenset((
@@ -78,23 +78,8 @@ def _json_logs(request: Any) -> Iterator[dict[str, Any]]:
 
 
 def logs_of(raw: bytes) -> Iterator[dict[str, Any]]:
-    """The log records of one export batch, protobuf or JSON; ValueError for a message that is neither."""
-    if raw.lstrip()[:1] == b"{":
-        try:
-            request = orjson.loads(raw)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"not valid OTLP JSON: {exc}") from None
-        try:
-            yield from _json_logs(request)
-        except (AttributeError, TypeError, KeyError, SpanError) as exc:
-            raise ValueError(f"not an OTLP JSON logs export request: {type(exc).__name__}") from None
-        return
-    request = ExportLogsServiceRequest()
-    try:
-        request.ParseFromString(raw)
-    except (DecodeError, RecursionError) as exc:
-        raise ValueError(f"not OTLP protobuf (an ExportLogsServiceRequest) nor OTLP JSON: {exc}") from None
-    yield from _pb_logs(request)
+    """The log records of one logs export batch, protobuf or JSON (`monitor.ingest.formats.otlp.export_items`)."""
+    return export_items(raw, ExportLogsServiceRequest, _json_logs, _pb_logs)
 
 
 def event_of(log: dict[str, Any], message: Message, part: int) -> GenAIEvent | None:
@@ -122,7 +107,8 @@ def decode_otlp_logs(message: Message) -> Decoded:
         for position, item in enumerate(logs_of(message.value)):
             try:
                 event = event_of(item["load"](), message, position + 1)
-            except (SpanError, TypeError, ValueError, KeyError, AttributeError, RecursionError, OverflowError) as exc:
+            except (SpanError, TypeError, ValueError, KeyError, AttributeError, RecursionError, OverflowError,
+                    OSError) as exc:  # OSError: a time datetime cannot hold, on some platforms
                 reason = str(exc) if isinstance(exc, SpanError) else type(exc).__name__
                 out.dead_letters.append(DeadLetter(
                     message.topic, message.partition, message.offset, message.key, _alone(item, message),

@@ -21,6 +21,7 @@ logs, of the spans, or both — ends in the same rows.
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
@@ -34,6 +35,8 @@ from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
 from monitor.storage.db import as_utc
 from monitor.storage.schema import genai_events, records
+
+log = logging.getLogger(__name__)
 
 JOINED = "gen_ai events (logs topic)"
 """``metadata.content`` of a record whose text came from log events."""
@@ -50,7 +53,15 @@ def waiting(record: Record) -> bool:
 
 def joined_text(events: Iterable[GenAIEvent]) -> tuple[str, str] | None:
     """(prompt, response) of one span's events in log order, or None when they carry no text (content capture
-    off still emits the events, without their content)."""
+    off still emits the events, without their content) or cannot be read (logged; the events stay stored)."""
+    try:
+        return _joined_text(events)
+    except Exception:  # one span's odd events must not cost the batch (or its events) anything
+        log.exception("GenAI events of one span could not be read; its record keeps no text")
+        return None
+
+
+def _joined_text(events: Iterable[GenAIEvent]) -> tuple[str, str] | None:
     ordered = sorted({(e.topic, e.partition, e.offset, e.part): e for e in events}.values(),
                      key=lambda e: (e.ts, e.topic, e.partition, e.offset, e.part))
     details = [e for e in ordered if e.name == _DETAILS]
