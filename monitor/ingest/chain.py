@@ -4,7 +4,7 @@
 
 * **source** (`monitor.ingest.source`): a Kafka consumer in a group; offsets are committed by hand.
 * **decode** (`monitor.ingest.record`): bytes → a validated `Record`, or a dead letter with the reason.
-* **join** (`steps.genai_join`, only when a topic is read as ``otlp`` or ``otlp_logs``): GenAI content events
+* **join** (`steps.genai_join`, only when a topic is read as ``otlp_logs``): GenAI content events
   from the OTLP logs topic into the records of their spans, whichever arrived first.
 * **detect** (`steps.detect`): every detector on every record (toxicity, PII, secrets, refusal), and the
   redacted texts that replace the raw ones in storage.
@@ -46,7 +46,7 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     toxic_at = config.detectors.toxicity.threshold  # the one toxic cut-off: flagged, counters, drift, rule
     kafka = config.kafka
     formats = {kafka.format_of(topic) for topic in kafka.topics} | set(kafka.formats.values())
-    join: list[Step] = [GenAIJoinStep(engine)] if formats & {"otlp", "otlp_logs"} else []
+    join: list[Step] = [GenAIJoinStep(engine)] if "otlp_logs" in formats else []  # no logs topic: nothing to join
     steps: list[Step] = [*join, DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
                          AggregateStep(engine, config.kafka.group_id, toxic_at)]
     if config.drift.enabled:

@@ -126,14 +126,13 @@ class GenAIJoinStep(Step):
         for event in batch.genai_events:
             fresh[event.record_id].append(event)
         elsewhere = [key for key in fresh if key not in candidates]
-        stored_records = self._stored_records([*elsewhere, *candidates])
-        wanted = [key for key in elsewhere if key in stored_records] + list(candidates)
-        stored_events = self._stored_events(wanted)
+        stored_events = self._stored_events([*elsewhere, *candidates])
+        texts = {key: text for key in candidates
+                 if (text := joined_text(fresh.get(key, []) + stored_events.get(key, []))) is not None}
+        stored_records = self._stored_records([*elsewhere, *texts])
         late_ids: set[str] = set()
-        for key, same in candidates.items():
-            text = joined_text(fresh.get(key, []) + stored_events.get(key, []))
-            if text is None:
-                continue
+        for key, text in texts.items():
+            same = candidates[key]
             for record in same:
                 _fill(record, text)
             if key in stored_records:  # a replay of a span stored without its text: replace that row

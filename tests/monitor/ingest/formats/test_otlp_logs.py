@@ -88,7 +88,8 @@ class Chain:
 
 def test_the_join_step_runs_first_and_only_where_otlp_is_read(tmp_path):
     path = tmp_path / "monitor.toml"
-    path.write_text('[kafka]\ntopics = ["llm-logs"]\n[sampling]\nenabled = false\n[drift]\nenabled = false\n')
+    path.write_text('[kafka]\ntopics = ["llm-logs", "otlp_spans"]\nformats = {otlp_spans = "otlp"}\n'
+                    '[sampling]\nenabled = false\n[drift]\nenabled = false\n')
     assert all(type(s).__name__ != "GenAIJoinStep" for s in build_steps(config_for(path), None))
     path.write_text('[kafka]\ntopics = ["llm-logs", "otlp_logs"]\n[kafka.formats]\notlp_logs = "otlp_logs"\n'
                     '[sampling]\nenabled = false\n[drift]\nenabled = false\n')
