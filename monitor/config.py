@@ -217,6 +217,7 @@ ReportSignal = Literal[
     "status",
     "pii_count",
     "secret_count",
+    "cost_usd",
 ]
 
 
