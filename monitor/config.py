@@ -89,11 +89,13 @@ class KafkaConfig(Section):
     sasl_password: SecretStr | None = None
     """Set it through ``WATCHKEEPER_KAFKA_SASL_PASSWORD`` rather than in the file."""
     client_id: str = "watchkeeper"
-    format: Literal["watchkeeper", "otlp", "litellm"] = "watchkeeper"
+    format: Literal["watchkeeper", "otlp", "otlp_logs", "litellm"] = "watchkeeper"
     """What the messages on the topics are (docs/record-format.md): our JSON record, OpenTelemetry traces as the
     Collector's kafka exporter writes them (``otlp_proto`` or ``otlp_json``, recognised from the bytes), or
-    LiteLLM's ``StandardLoggingPayload``. ``WATCHKEEPER_KAFKA_FORMAT`` overrides it."""
-    formats: dict[str, Literal["watchkeeper", "otlp", "litellm"]] = {}
+    LiteLLM's ``StandardLoggingPayload``; ``otlp_logs`` reads OpenTelemetry log batches (the ``otlp_logs`` topic)
+    for the GenAI content events that instrumentations emit beside their spans, joined to the span's record
+    whichever arrives first. ``WATCHKEEPER_KAFKA_FORMAT`` overrides it."""
+    formats: dict[str, Literal["watchkeeper", "otlp", "otlp_logs", "litellm"]] = {}
     """Per-topic overrides of ``format`` (``[kafka.formats] otlp_spans = "otlp"``), for a daemon that reads
     several topics."""
     otlp_app: str | None = None
@@ -279,6 +281,7 @@ ReportSignal = Literal[
     "status",
     "pii_count",
     "secret_count",
+    "cost_usd",
 ]
 
 
@@ -329,6 +332,8 @@ class RetentionConfig(Section):
     rollups_max_age: Duration | None = None
     stream_minutes_max_age: Duration | None = timedelta(days=7)
     """Per-minute counters the alert rules read; rollups_hourly keeps the long history."""
+    genai_events_max_age: Duration | None = timedelta(days=1)
+    """GenAI content events from the OTLP logs topic: kept this long for a span that arrives after them."""
     chunk_size: Annotated[int, Field(ge=1, le=100_000)] = 5000
     """Rows deleted per transaction."""
     max_chunks: Annotated[int, Field(ge=1)] = 200
@@ -414,7 +419,7 @@ class ShadowConfig(Section):
 RULE_KINDS: tuple[str, ...] = (
     "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
     "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
-    "compare_guardrail",
+    "compare_guardrail", "spend",
     "reference_down", "reference_saturated", "reference_latency",
 )
 """What ``kind = "…"`` may say in ``[alerts.rules.NAME]``: the configuration's side of the rule registry."""

@@ -2,10 +2,11 @@
 
 Lengths, token counts and latency are positive and heavy-tailed (roughly lognormal): their charts work on
 ``log1p`` of the value. Feedback scores are bounded and often binary (thumbs up = 1): the chart's
-warm-up histogram takes their shape as it is. Errors, refusals and toxic answers are rates, watched with
-Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity]
-threshold``. The topic
-mix is watched from prompt embeddings.
+warm-up histogram takes their shape as it is. ``cost`` (US dollars per call, when the source reports it:
+LiteLLM, some OTLP instrumentations) is watched as it is: per-call prices are fractions of a cent, where
+``log1p`` would be the identity anyway. Errors, refusals and toxic answers are rates, watched with Bernoulli
+charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity] threshold``.
+The topic mix is watched from prompt embeddings.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("tokens_in", "continuous"),
     Signal("tokens_out", "continuous"),
     Signal("feedback_score", "continuous", transform="identity"),
+    Signal("cost", "continuous", transform="identity"),
     Signal("error", "rate"),
     Signal("refusal", "rate"),
     Signal("toxic", "rate"),

@@ -43,12 +43,43 @@ class RawMessage:
 
 @dataclass(slots=True)
 class DeadLetter:
+    """A message, or one part of a many-record message, that could not be stored as a record.
+
+    ``part`` 0 is the whole message (``raw`` its bytes); ``part`` i + 1 is item i of a message that carries
+    many records (an OTLP export batch's span i), so one bad item is its own dead letter beside its stored
+    siblings. Stored under (topic, partition, offset, digest of key and raw, part): a replay maps to the
+    same row."""
+
     topic: str
     partition: int
     offset: int
     key: bytes | None
     raw: bytes | None
     reason: str
+    part: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GenAIEvent:
+    """One GenAI content event from the OTLP logs topic (``gen_ai.user.message``, ``gen_ai.choice``…), for the
+    span ``trace_id``/``span_id`` (hex). ``body`` is the event's body (a message's ``content``, a choice's
+    ``message``…) merged over its attributes. Its natural key is where it was read: (topic, partition, offset,
+    part = its position in the message)."""
+
+    trace_id: str
+    span_id: str
+    name: str
+    body: dict[str, Any]
+    ts: datetime
+    topic: str
+    partition: int
+    offset: int
+    part: int
+
+    @property
+    def record_id(self) -> str:
+        """The id of the record its span becomes (`monitor.ingest.formats.otlp`)."""
+        return f"{self.trace_id}-{self.span_id}"
 
 
 @dataclass(slots=True)
@@ -75,6 +106,12 @@ class Batch:
     raw: dict[str, bytes | None] = field(default_factory=dict)
     """Record id -> the message bytes it came from, kept so a record the database rejects can still be
     dead-lettered with its raw bytes."""
+    genai_events: list[GenAIEvent] = field(default_factory=list)
+    """Content events read from an OTLP logs topic, for the join step (`monitor.ingest.steps.genai_join`)."""
+    late: list[Record] = field(default_factory=list)
+    """Records stored by an earlier batch whose content arrived with this one (events joined after their span):
+    detected like the others (``late_annotations``) and stored by replacing their row; not counted again."""
+    late_annotations: list[Annotation] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.records) + len(self.dead_letters)

@@ -1,9 +1,11 @@
 """The data path, described and assembled in one place.
 
-    source → decode → detect → aggregate → drift → sample → persist → commit
+    source → decode → (join GenAI log events) → detect → aggregate → drift → sample → persist → commit
 
 * **source** (`monitor.ingest.source`): a Kafka consumer in a group; offsets are committed by hand.
 * **decode** (`monitor.ingest.record`): bytes → a validated `Record`, or a dead letter with the reason.
+* **join** (`steps.genai_join`, only when a topic is read as ``otlp_logs``): GenAI content events
+  from the OTLP logs topic into the records of their spans, whichever arrived first.
 * **detect** (`steps.detect`): every detector on every record (toxicity, PII, secrets, refusal), and the
   redacted texts that replace the raw ones in storage.
 * **aggregate** (`steps.aggregate`): per-minute counters per stream that the alert rules read.
@@ -30,6 +32,7 @@ from monitor.ingest.steps import Step
 from monitor.ingest.steps.aggregate import AggregateStep
 from monitor.ingest.steps.detect import DetectStep
 from monitor.ingest.steps.drift import DriftStep
+from monitor.ingest.steps.genai_join import GenAIJoinStep
 from monitor.ingest.steps.sampling import SamplingStep
 from monitor.ingest.steps.topic_drift import TopicDriftStep
 
@@ -44,7 +47,10 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     store_text = config.pipeline.store_text
     if store_text == "full" and config.storage.encryption_key is not None:
         store_text = "redacted"  # raw text is sealed; the clear columns get the redacted copy
-    steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, store_text)),
+    kafka = config.kafka
+    formats = {kafka.format_of(topic) for topic in kafka.topics} | set(kafka.formats.values())
+    join: list[Step] = [GenAIJoinStep(engine)] if "otlp_logs" in formats else []  # no logs topic: nothing to join
+    steps: list[Step] = [*join, DetectStep(DetectorChain.from_config(config.detectors, store_text)),
                          AggregateStep(engine, config.kafka.group_id, toxic_at)]
     if config.drift.enabled:
         steps.append(DriftStep(engine, config.kafka.group_id, bucket_s=config.drift.bucket_s, toxic_at=toxic_at))

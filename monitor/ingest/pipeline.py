@@ -234,7 +234,8 @@ class Pipeline:
             except Exception as exc:  # noqa: BLE001 - this record is the culprit
                 culprits += 1
                 batch.dead_letters.append(DeadLetter(record.topic, record.partition, record.offset, None,
-                                                     batch.raw.get(record.id), failure_reason(name, exc)))
+                                                     batch.raw.get(record.id), failure_reason(name, exc),
+                                                     record.part))
                 continue
             keep_records.append(record)
             if single.annotations:
@@ -364,7 +365,7 @@ class Pipeline:
             except PermanentStorageError as exc:
                 batch.dead_letters.append(DeadLetter(
                     record.topic, record.partition, record.offset, None, batch.raw.get(record.id),
-                    f"rejected by the database: {exc}",
+                    f"rejected by the database: {exc}", record.part,
                 ))
                 continue
             keep.append(i)

@@ -19,7 +19,7 @@ import orjson
 
 KNOWN_FIELDS = (
     "id", "ts", "model", "prompt", "messages", "response", "latency_ms", "tokens_in", "tokens_out",
-    "status", "error", "app", "route", "user", "session", "feedback", "metadata", "finish_reason",
+    "status", "error", "app", "route", "user", "session", "feedback", "metadata", "finish_reason", "cost_usd",
 )
 _KNOWN = frozenset(KNOWN_FIELDS)
 _KNOWN_PRESENT_MAX = len(KNOWN_FIELDS)  # more keys than this: some are unknown
@@ -63,10 +63,13 @@ class Record:
     finish_reason: str | None = None
     feedback_score: float | None = None
     feedback_comment: str | None = None
+    cost_usd: float | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     topic: str = ""
     partition: int = 0
     offset: int = 0
+    part: int = 0
+    """0 for a message that is one record; i + 1 for item i of a many-record message (an OTLP span)."""
 
 
 _SHOWN_SHAPE = re.compile(r"[0-9:.T+\- Z]{1,40}")
@@ -306,6 +309,7 @@ def decode(raw: bytes | None, fields: Mapping[str, str] | None = None) -> Record
         tokens_out=_integer(obj, "tokens_out"),
         feedback_score=feedback_score,
         feedback_comment=feedback_comment,
+        cost_usd=_number(obj, "cost_usd") if "cost_usd" in obj else None,
         metadata=metadata,
         **optional,
     )

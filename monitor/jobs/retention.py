@@ -29,6 +29,7 @@ from monitor.storage.schema import (
     dead_letters,
     detections,
     drift_events,
+    genai_events,
     records,
     reports,
     rollups_hourly,
@@ -60,6 +61,8 @@ def policies(config: RetentionConfig) -> list[Policy]:
         # Keyed by hour: one chunk removes whole hours across models and apps.
         Policy(rollups_hourly, rollups_hourly.c.hour, rollups_hourly.c.hour, config.rollups_max_age, size),
         Policy(stream_minutes, stream_minutes.c.minute, stream_minutes.c.minute, config.stream_minutes_max_age,
+               size),
+        Policy(genai_events, genai_events.c.received_at, genai_events.c.received_at, config.genai_events_max_age,
                size),
     ]
 

@@ -26,8 +26,8 @@ ANALYST_HIDDEN: dict[str, tuple[str, ...]] = {
     "reviewers": ("token_hash",),
 }
 """Tables analysts read except these columns (granted column by column)."""
-ANALYST_NONE = frozenset({"service_secrets", "scheduler_locks", "alert_outbox", "detector_state"})
-"""Tables analysts cannot read at all."""
+ANALYST_NONE = frozenset({"service_secrets", "scheduler_locks", "alert_outbox", "detector_state", "genai_events"})
+"""Tables analysts cannot read at all (`genai_events` holds content not yet redacted: it waits for its span)."""
 VIEWS = ("review_record_verdicts", "review_accuracy_daily", "review_label_pairs", "review_agreement",
          "model_comparison_daily")
 

@@ -62,6 +62,8 @@ records = Table(
     Column("tokens_out", Integer),
     Column("feedback_score", Float),
     Column("feedback_comment", Text),
+    Column("cost_usd", Float, comment="what the call cost in US dollars, as the source reported it "
+                                      "(LiteLLM response_cost, an OTLP cost attribute, or the record's cost_usd)"),
     # Per-record signals written by the detector chain (NULL when a detector did not run).
     Column("prompt_toxicity", Float),
     Column("response_toxicity", Float),
@@ -114,7 +116,9 @@ dead_letters = Table(
     Column("received_at", Ts, nullable=False),
     Column("digest", String(32), nullable=False, server_default="",
            comment="hash of the message key and value: new vs replayed"),
-    UniqueConstraint("topic", "partition", "offset", "digest"),
+    Column("part", Integer, nullable=False, server_default="0",
+           comment="0: the whole message; i + 1: item i of a many-record message (an OTLP span), raw = that item"),
+    UniqueConstraint("topic", "partition", "offset", "digest", "part"),
     Index(None, "received_at"),
 )
 
@@ -156,6 +160,26 @@ drift_buckets = Table(
     PrimaryKeyConstraint("bucket_ms", "stream", "signal"),
     comment=("Sufficient statistics of every drift signal per short bucket and stream, added by each batch "
              "(each record counted once); the drift fold job reads them in bucket order."),
+)
+
+genai_events = Table(
+    "genai_events",
+    metadata,
+    Column("trace_id", String(32), nullable=False, comment="hex trace id of the span the event belongs to"),
+    Column("span_id", String(16), nullable=False, comment="hex span id of that span"),
+    Column("name", String(64), nullable=False, comment="gen_ai.user.message, gen_ai.choice, ..."),
+    Column("body", Json, comment="the event's body and attributes (message content)"),
+    Column("ts", Ts, nullable=False, comment="the log record's time"),
+    Column("topic", String(255), nullable=False),
+    Column("partition", Integer, nullable=False),
+    Column("offset", BigInteger, nullable=False),
+    Column("part", Integer, nullable=False, comment="the log record's position in its message"),
+    Column("received_at", Ts, nullable=False),
+    PrimaryKeyConstraint("topic", "partition", "offset", "part"),
+    Index(None, "trace_id", "span_id"),
+    Index(None, "received_at"),
+    comment=("GenAI content events from the OTLP logs topic whose span has not been stored yet; the join step "
+             "(monitor.ingest.steps.genai_join) moves them into the span's record when it arrives."),
 )
 
 consumer_progress = Table(
@@ -440,6 +464,8 @@ stream_minutes = Table(
     Column("latency_n", BigInteger, nullable=False, comment="records with a latency_ms"),
     Column("latency_sum", Float, nullable=False, comment="sum of latency_ms; mean = latency_sum / latency_n"),
     Column("latency_min", Float, info={"merge": "min"}),
+    Column("cost_n", BigInteger, nullable=False, server_default="0", comment="records with a cost_usd"),
+    Column("cost_sum", Float, nullable=False, server_default="0", comment="sum of cost_usd (US dollars)"),
     Column("latency_max", Float, info={"merge": "max"}),
     *(Column(name, BigInteger, nullable=False, comment=_latency_bucket_comment(i))
       for i, name in enumerate(STREAM_LATENCY_COLUMNS)),

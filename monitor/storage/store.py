@@ -117,6 +117,7 @@ def record_row(record: Record, annotation: Annotation | None, text: tuple[Any, .
         "tokens_out": record.tokens_out,
         "feedback_score": record.feedback_score,
         "feedback_comment": comment,
+        "cost_usd": record.cost_usd,
         "prompt_toxicity": None,
         "response_toxicity": None,
         "refusal": None,
@@ -185,10 +186,15 @@ class Store:
                 detection_rows.extend(
                     detection_row(record.id, d) for d in annotation.detections if d.flagged or self._all_detections
                 )
+        late_rows, late_detections = [], []
+        if batch.late and len(batch.late_annotations) == len(batch.late):
+            for record, annotation in zip(batch.late, batch.late_annotations, strict=True):
+                late_rows.append(record_row(record, annotation, self._text_policy(record, annotation), now))
+                late_detections.extend(detection_row(record.id, d) for d in annotation.detections)
         letter_rows = [
             {"topic": d.topic, "partition": d.partition, "offset": d.offset, "key": d.key,
              **self._raw_columns(d.raw), "reason": seal(d.reason), "received_at": now,
-             "digest": letter_digest(d.key, d.raw)}
+             "digest": letter_digest(d.key, d.raw), "part": d.part}
             for d in batch.dead_letters
         ]
         try:
@@ -196,6 +202,10 @@ class Store:
                 self._insert_ignore(conn, records, record_rows)
                 self._insert_ignore(conn, detections, detection_rows)
                 self._insert_ignore(conn, dead_letters, letter_rows)
+                # Records whose text arrived after them: their row and every detection replaced (a detection
+                # of the text-less record, e.g. an empty answer taken for a refusal, must not stay flagged).
+                self._upsert(conn, records, late_rows)
+                self._upsert(conn, detections, late_detections)
                 for table, rows in batch.rows.items():
                     self._insert_ignore(conn, table, rows)
                 for table, rows in batch.upserts.items():

@@ -27,6 +27,8 @@ from monitor.synthetic.generator import Generated
 def _kv(key: str, value: Any) -> KeyValue:
     if isinstance(value, int) and not isinstance(value, bool):
         return KeyValue(key=key, value=AnyValue(int_value=value))
+    if isinstance(value, float):
+        return KeyValue(key=key, value=AnyValue(double_value=value))
     if isinstance(value, list):
         any_value = AnyValue()
         any_value.array_value.values.extend(AnyValue(string_value=str(v)) for v in value)
@@ -37,6 +39,11 @@ def _kv(key: str, value: Any) -> KeyValue:
 def _ts_ns(record: dict[str, Any]) -> int:
     """The record's ``ts`` (epoch milliseconds or RFC 3339) in epoch nanoseconds."""
     return int(parse_ts(record.get("ts", 0)).timestamp() * 1e9)
+
+
+def price(record: dict[str, Any]) -> float:
+    """A made-up price of one generated call in US dollars, from its tokens (both formats carry it)."""
+    return round((record.get("tokens_in") or 0) * 1.5e-7 + (record.get("tokens_out") or 0) * 6e-7, 10)
 
 
 def record_span(record: dict[str, Any]) -> tuple[str, Span]:
@@ -54,6 +61,7 @@ def record_span(record: dict[str, Any]) -> tuple[str, Span]:
             attrs[theirs] = record[ours]
     if record.get("finish_reason"):
         attrs["gen_ai.response.finish_reasons"] = [record["finish_reason"]]
+    attrs["gen_ai.usage.cost"] = price(record)  # OpenLIT's attribute: the conventions have none yet
     prompt = record.get("prompt") or ""
     attrs["gen_ai.input.messages"] = orjson.dumps(
         [{"role": "user", "parts": [{"type": "text", "content": prompt}]}]).decode()
@@ -101,7 +109,7 @@ def litellm_payload(record: dict[str, Any]) -> dict[str, Any]:
                                   "finish_reason": record.get("finish_reason") or "stop"}]},
         "prompt_tokens": tokens_in, "completion_tokens": tokens_out,
         "status": "failure" if failed else "success", "error_str": record.get("error") if failed else None,
-        "response_cost": round(tokens_in * 1.5e-7 + tokens_out * 6e-7, 10), "cache_hit": False,
+        "response_cost": price(record), "cache_hit": False,
         "metadata": {"user_api_key_team_alias": record.get("app"), "user_api_key_user_id": record.get("user")},
         "trace_id": record.get("session"),
     }

@@ -23,6 +23,7 @@ The rules live in one module per family; importing this package registers them a
 - `base`: the `Rule` base class, the ``@register`` registry (`RULES`) and the shared SQL helpers;
 - `rates`: `ToxicityRate`, `RefusalRate`, `ErrorRate` (all `RateRule`);
 - `latency`: `LatencyP95`;
+- `spend`: `Spend`, what calls cost per model or app (priced records only);
 - `leaks`: `SecretInResponse`, `PiiInResponse` (both `LeakRule`);
 - `drift`: `Drift`;
 - `accuracy`: `Accuracy`, from reviewers' labels;
@@ -53,6 +54,7 @@ from monitor.alerts.rules.leaks import LeakRule, PiiInResponse, SecretInResponse
 from monitor.alerts.rules.rates import ErrorRate, RateRule, RefusalRate, ToxicityRate
 from monitor.alerts.rules.reference import ReferenceDown, ReferenceLatency, ReferenceSaturated
 from monitor.alerts.rules.shadow import ShadowAgreement
+from monitor.alerts.rules.spend import Spend
 from monitor.config import AlertsConfig
 from monitor.durations import human_duration
 
@@ -80,6 +82,7 @@ __all__ = [
     "Rule",
     "SecretInResponse",
     "ShadowAgreement",
+    "Spend",
     "ToxicityRate",
     "build_rules",
     "human_duration",

@@ -7,6 +7,9 @@ reason, so nothing is lost and the pipeline's offset and replay guarantees hold 
 its message's topic/partition/offset; its id is a natural key, so a replay stores nothing twice).
 
 * ``otlp`` (`monitor.ingest.formats.otlp`): OpenTelemetry trace export batches, protobuf or JSON;
+* ``otlp_logs`` (`monitor.ingest.formats.otlp_logs`): OpenTelemetry log export batches; their GenAI content
+  events (``gen_ai.user.message``, ``gen_ai.choice``…) are joined to their span's record
+  (`monitor.ingest.steps.genai_join`), the other log records skipped and counted;
 * ``litellm`` (`monitor.ingest.formats.litellm`): LiteLLM's ``StandardLoggingPayload``.
 """
 
@@ -17,10 +20,10 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from monitor.ingest.batch import Batch, DeadLetter, Message
+from monitor.ingest.batch import Batch, DeadLetter, GenAIEvent, Message
 from monitor.ingest.record import Record, RecordError, decode
 
-FORMATS = ("watchkeeper", "otlp", "litellm")
+FORMATS = ("watchkeeper", "otlp", "otlp_logs", "litellm")
 
 
 @dataclass(slots=True)
@@ -30,6 +33,8 @@ class Decoded:
     records: list[Record] = field(default_factory=list)
     dead_letters: list[DeadLetter] = field(default_factory=list)
     skipped: int = 0
+    events: list[GenAIEvent] = field(default_factory=list)
+    """GenAI content events (logs topic) for the join step, which stores and joins them."""
 
 
 Decoder = Callable[[Message], Decoded]
@@ -58,6 +63,7 @@ def decode_foreign(decoder: Decoder, message: Message, batch: Batch) -> None:
     batch.records += decoded.records
     batch.dead_letters += decoded.dead_letters
     batch.skipped += decoded.skipped
+    batch.genai_events += decoded.events
     for record in decoded.records:
         batch.raw[record.id] = message.value
     key = (message.topic, message.partition)
@@ -71,6 +77,10 @@ def decoder_for(format_name: str, *, app: str | None = None) -> Decoder | None:
         from monitor.ingest.formats.otlp import OtlpDecoder
 
         return OtlpDecoder(app=app)
+    if format_name == "otlp_logs":
+        from monitor.ingest.formats.otlp_logs import decode_otlp_logs
+
+        return decode_otlp_logs
     if format_name == "litellm":
         from monitor.ingest.formats.litellm import decode_litellm
 

@@ -5,7 +5,7 @@ Mapping (docs/record-format.md, "LiteLLM payloads"): ``id`` → id, ``endTime`` 
 user turn), the first choice of ``response`` → response, ``prompt_tokens``/``completion_tokens`` → tokens,
 ``endTime - startTime`` → latency, ``status`` ``failure`` → error with ``error_str``/``error_information``,
 ``metadata.user_api_key_team_alias``/``team_id`` → app, ``call_type`` → route, the end user (or the key's user
-id) → user, ``trace_id`` → session, ``response_cost`` → ``metadata.cost`` (and ``cache_hit``, the key hash).
+id) → user, ``trace_id`` → session, ``response_cost`` → ``cost_usd`` (``cache_hit`` and the key hash in metadata).
 """
 
 from __future__ import annotations
@@ -47,8 +47,6 @@ def payload_record(payload: dict[str, Any]) -> dict[str, Any]:
     for key in ("model_group", "custom_llm_provider", "api_base", "cache_hit", "call_type"):
         if payload.get(key) is not None:
             metadata[key] = payload[key]
-    if isinstance(payload.get("response_cost"), int | float):
-        metadata["cost"] = payload["response_cost"]
     if meta.get("user_api_key_hash"):
         metadata["api_key_hash"] = meta["user_api_key_hash"]
     if failed and info.get("error_class"):
@@ -65,6 +63,7 @@ def payload_record(payload: dict[str, Any]) -> dict[str, Any]:
         "tokens_in": payload.get("prompt_tokens"),
         "tokens_out": payload.get("completion_tokens"),
         "finish_reason": finish,
+        "cost_usd": payload.get("response_cost"),
         "app": meta.get("user_api_key_team_alias") or meta.get("user_api_key_team_id"),
         "route": payload.get("call_type"),
         "user": payload.get("end_user") or meta.get("user_api_key_end_user_id") or meta.get("user_api_key_user_id"),

@@ -5,9 +5,9 @@ The message is an ``ExportTraceServiceRequest``, as ``otlp_proto`` (protobuf, th
 Every GenAI span of the batch becomes one record whose id is ``<trace id>-<span id>`` (hex), so a redelivered
 batch stores nothing twice. Spans that are not LLM calls (HTTP, database, framework spans) are skipped and
 counted. A GenAI span that cannot be a record (no model, bad ids, no end time, negative duration…) does not
-cost its siblings their place: the siblings are stored and the message is dead-lettered once, its reason
-listing every unusable span by position and span id (the dead-letter key is the message's Kafka coordinates,
-and the raw bytes kept hold every span, so nothing is lost). The mapping is the table in
+cost its siblings their place: the siblings are stored and the span is its own dead letter, ``part`` = its
+position in the message + 1, its ``raw`` the span alone as a one-span export batch (resource and scope kept)
+in the message's encoding — nothing is lost, and a replay maps to the same rows. The mapping is the table in
 docs/record-format.md ("OpenTelemetry GenAI traces"). Content is opt-in in every instrumentation: a span
 without it is still a record (empty prompt/response; ``metadata.content = "not captured"``) and feeds every
 signal that does not need text.
@@ -17,16 +17,16 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import orjson
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
-from monitor.ingest.batch import Message
+from monitor.ingest.batch import DeadLetter, Message
 from monitor.ingest.formats import Decoded, as_record, dead_letter
-from monitor.ingest.record import RecordError
+from monitor.ingest.record import MAX_NUMBER, RecordError
 
 _MAX_DEPTH = 32  # nested attribute values (kvlist/array) deeper than this make the span unusable
 _STATUS_ERROR = 2
@@ -34,6 +34,9 @@ _HEX_TRACE = re.compile(r"[0-9a-fA-F]{32}")
 _HEX_SPAN = re.compile(r"[0-9a-fA-F]{16}")
 _GENAI_KEYS = ("gen_ai.operation.name", "gen_ai.provider.name", "gen_ai.system", "gen_ai.request.model",
                "gen_ai.response.model", "llm.model_name")
+_COST_KEYS = ("gen_ai.usage.cost", "gen_ai.cost.total_cost", "llm.cost.total")
+"""Where instrumentations that compute a price put it (OpenLIT/Langfuse, LiteLLM's OTel logger, OpenInference):
+US dollars, read into ``cost_usd``; the GenAI conventions themselves have no cost attribute yet."""
 _INDEXED = re.compile(r"^(gen_ai\.prompt|gen_ai\.completion|llm\.input_messages|llm\.output_messages)\.(\d+)\.(.+)$")
 
 
@@ -62,12 +65,25 @@ def _pb_attrs(kvs: Any) -> dict[str, Any]:
     return {kv.key: _pb_value(kv.value) for kv in kvs}
 
 
+def _pb_alone(rs: Any, ss: Any, span: Any) -> bytes:
+    """``span`` as a one-span export batch with its resource and scope: what its own dead letter keeps."""
+    alone = ExportTraceServiceRequest()
+    group = alone.resource_spans.add()
+    group.resource.CopyFrom(rs.resource)
+    scope = group.scope_spans.add()
+    scope.scope.CopyFrom(ss.scope)
+    scope.spans.append(span)
+    return alone.SerializeToString()
+
+
 def _pb_spans(request: ExportTraceServiceRequest) -> Iterator[dict[str, Any]]:
     for rs in request.resource_spans:
         resource = _pb_attrs(rs.resource.attributes)
         for ss in rs.scope_spans:
             for span in ss.spans:
-                yield {"resource": resource, "scope": ss.scope.name, "load": lambda span=span: {
+                yield {"resource": resource, "scope": ss.scope.name,
+                       "alone": lambda rs=rs, ss=ss, span=span: _pb_alone(rs, ss, span),
+                       "load": lambda span=span: {
                     "trace_id": span.trace_id.hex() if len(span.trace_id) == 16 else None,
                     "span_id": span.span_id.hex() if len(span.span_id) == 8 else None,
                     "name": span.name, "start": span.start_time_unix_nano, "end": span.end_time_unix_nano,
@@ -133,29 +149,38 @@ def _json_spans(request: Any) -> Iterator[dict[str, Any]]:
         for ss in rs.get("scopeSpans") or []:
             scope = (ss.get("scope") or {}).get("name", "")
             for span in ss.get("spans") or []:
-                yield {"resource": resource, "scope": scope, "load": lambda span=span: _json_span(span)}
+                yield {"resource": resource, "scope": scope, "load": lambda span=span: _json_span(span),
+                       "alone": lambda rs=rs, ss=ss, span=span: orjson.dumps({"resourceSpans": [
+                           {"resource": rs.get("resource") or {},
+                            "scopeSpans": [{"scope": ss.get("scope") or {}, "spans": [span]}]}]})}
 
 
-def spans_of(raw: bytes) -> Iterator[dict[str, Any]]:
-    """The spans of one export batch, protobuf or JSON (a JSON message starts with ``{``; a protobuf
-    ``ExportTraceServiceRequest`` starts with field 1's tag, 0x0A). Raises ValueError for a message that is
-    neither; each item's ``load()`` reads the span and may raise for that span alone."""
+def export_items(raw: bytes, request_type: type[Any], from_json: Callable[[Any], Iterator[dict[str, Any]]],
+                 from_pb: Callable[[Any], Iterator[dict[str, Any]]]) -> Iterator[dict[str, Any]]:
+    """The items of one OTLP export request (``request_type``: traces or logs), protobuf or JSON — a JSON
+    message starts with ``{``, a protobuf one with field 1's tag, 0x0A. Raises ValueError for a message that is
+    neither; each item's ``load()`` reads that item and may raise for it alone."""
     if raw.lstrip()[:1] == b"{":
         try:
             request = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
             raise ValueError(f"not valid OTLP JSON: {exc}") from None
         try:
-            yield from _json_spans(request)
+            yield from from_json(request)
         except (AttributeError, TypeError, KeyError, SpanError) as exc:
             raise ValueError(f"not an OTLP JSON export request: {type(exc).__name__}") from None
         return
-    request = ExportTraceServiceRequest()
+    request = request_type()
     try:
         request.ParseFromString(raw)
     except (DecodeError, RecursionError) as exc:
-        raise ValueError(f"not OTLP protobuf (an ExportTraceServiceRequest) nor OTLP JSON: {exc}") from None
-    yield from _pb_spans(request)
+        raise ValueError(f"not OTLP protobuf (an {request_type.__name__}) nor OTLP JSON: {exc}") from None
+    yield from from_pb(request)
+
+
+def spans_of(raw: bytes) -> Iterator[dict[str, Any]]:
+    """The spans of one trace export batch (`export_items`)."""
+    return export_items(raw, ExportTraceServiceRequest, _json_spans, _pb_spans)
 
 
 # --- the GenAI conventions ---------------------------------------------------------------------------------------
@@ -281,6 +306,13 @@ def _count(value: Any, what: str) -> int | None:
     return int(value)
 
 
+def _cost(value: Any) -> float | None:
+    """A cost attribute that is a usable price, else None: optional, never a reason to lose the span."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= MAX_NUMBER:
+        return None  # NaN fails the comparison too
+    return float(value)
+
+
 def span_record(span: dict[str, Any], resource: Mapping[str, Any], scope: str, app: str | None) -> dict[str, Any]:
     """One GenAI span as a record dict (docs/record-format.md); raises SpanError when it cannot be one."""
     attrs = span["attrs"]
@@ -326,6 +358,7 @@ def span_record(span: dict[str, Any], resource: Mapping[str, Any], scope: str, a
         "tokens_out": _count(_first(attrs, "gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens",
                                     "llm.token_count.completion"), "output tokens"),
         "finish_reason": _label(finish),
+        "cost_usd": _cost(_first(attrs, *_COST_KEYS)),
         "app": app or _label(resource.get("service.name")),
         "route": _label(_first(attrs, "gen_ai.operation.name", "llm.request.type")),
         "user": _label(_first(attrs, "user.id", "enduser.id", "gen_ai.user.id")),
@@ -345,7 +378,6 @@ class OtlpDecoder:
         if not message.value:
             out.dead_letters.append(dead_letter(message, "empty message (null value)"))
             return out
-        problems: list[str] = []
         position = 0
         try:
             for position, item in enumerate(spans_of(message.value)):
@@ -355,21 +387,30 @@ class OtlpDecoder:
                         out.skipped += 1
                         continue
                     record = as_record(span_record(span, item["resource"], item["scope"], self.app), message)
+                    record.part = position + 1
                 except (SpanError, RecordError, TypeError, ValueError, KeyError, AttributeError,
                         RecursionError, OverflowError) as exc:
                     reason = str(exc) if isinstance(exc, SpanError | RecordError) else type(exc).__name__
-                    problems.append(f"span #{position}: {reason}")
+                    out.dead_letters.append(_span_letter(message, item, position, reason))
                     continue
                 out.records.append(record)
         except ValueError as exc:
             out.dead_letters.append(dead_letter(message, str(exc)[:500]))
             return out
-        if problems:
-            shown = "; ".join(problems[:20]) + (f"; and {len(problems) - 20} more" if len(problems) > 20 else "")
-            out.dead_letters.append(dead_letter(
-                message, f"{len(problems)} unusable GenAI span(s) in an OTLP batch whose other "
-                         f"{len(out.records)} GenAI span(s) were stored: {shown}"))
         return out
+
+
+def _span_letter(message: Message, item: dict[str, Any], position: int, reason: str) -> DeadLetter:
+    """The dead letter of one unusable span: ``part`` = its position + 1, ``raw`` = the span alone as a
+    one-span export batch in the message's encoding (its resource and scope kept), so it can be read again
+    by itself. Never the whole message: a batch of 10,000 bad spans must not store 10,000 copies of it."""
+    try:
+        raw = item["alone"]()
+    except Exception:  # noqa: BLE001 - a span that cannot even be re-encoded keeps the message's bytes
+        raw = message.value
+    return DeadLetter(message.topic, message.partition, message.offset, message.key, raw,
+                      f"span #{position} of an OTLP export batch (its GenAI siblings are stored): {reason}",
+                      position + 1)
 
 
 def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
@@ -391,4 +432,4 @@ def to_otlp_json(request: ExportTraceServiceRequest) -> bytes:
     return orjson.dumps(data)
 
 
-__all__ = ["OtlpDecoder", "content", "is_genai", "span_record", "spans_of", "to_otlp_json"]
+__all__ = ["OtlpDecoder", "content", "export_items", "is_genai", "span_record", "spans_of", "to_otlp_json"]

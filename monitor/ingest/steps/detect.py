@@ -7,9 +7,13 @@ step it does no database I/O, so a batch that fails to store is detected again, 
 
 from __future__ import annotations
 
+import logging
+
 from detectors.chain import DetectorChain
 from monitor.ingest.batch import Batch
 from monitor.ingest.steps import Step
+
+log = logging.getLogger(__name__)
 
 
 class DetectStep(Step):
@@ -30,6 +34,13 @@ class DetectStep(Step):
 
     def process(self, batch: Batch) -> None:
         batch.annotations = self.chain.run(batch.records) if batch.records else []
+        if batch.late:  # stored records whose text came later (monitor.ingest.steps.genai_join)
+            try:
+                batch.late_annotations = self.chain.run(batch.late)
+            except Exception as exc:  # noqa: BLE001 - the type only: the exception's text may quote the content
+                log.warning("detectors failed on %d record(s) joined late (%s); their stored rows are kept",
+                            len(batch.late), type(exc).__name__)
+                batch.late, batch.late_annotations = [], []
 
     def close(self) -> None:
         """Nothing to release: detectors hold no per-batch resources."""

@@ -7,7 +7,7 @@ consumed them. So this step does not detect. It adds each record's signals to th
 short bucket of its event time (``ts``; ``[drift] bucket_s`` long), one `drift_buckets` row per (bucket,
 stream, signal):
 the count, the sum and the sum of squares of the value (``log1p`` of lengths, latency and tokens; feedback
-as is; 0/1 for the error, refusal and toxic rates). The rows are increments stored with the batch, in its
+and cost as is; 0/1 for the error, refusal and toxic rates). The rows are increments stored with the batch, in its
 transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bucket order, on one daemon.
 Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
 daemons or in which order a backlog was read.
@@ -101,6 +101,7 @@ def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation |
         "tokens_in": np.array([r.tokens_in for r in records], dtype=float),
         "tokens_out": np.array([r.tokens_out for r in records], dtype=float),
         "feedback_score": np.array([r.feedback_score for r in records], dtype=float),
+        "cost": np.array([r.cost_usd for r in records], dtype=float),
         "error": failed.astype(float),
     }
     if any(a is not None for a in annotations):

@@ -15,6 +15,7 @@ from monitor.storage.schema import (
     dead_letters,
     detections,
     drift_events,
+    genai_events,
     records,
     reports,
     rollups_hourly,
@@ -77,6 +78,15 @@ def seed(engine: Engine, old: int, new: int) -> None:
                     "reason": "not JSON",
                     "received_at": NOW - age,
                 }
+                for i, age in enumerate(ages)
+            ],
+        )
+        conn.execute(
+            insert(genai_events),
+            [
+                {"trace_id": "a" * 32, "span_id": f"{i:016x}", "name": "gen_ai.user.message", "body": {},
+                 "ts": NOW - age, "topic": "otlp_logs", "partition": 0, "offset": i, "part": 1,
+                 "received_at": NOW - age}
                 for i, age in enumerate(ages)
             ],
         )
@@ -148,11 +158,12 @@ def test_old_rows_go_and_recent_ones_and_review_samples_stay(engine: Engine) -> 
         "reports": 7,
         "rollups_hourly": 0,
         "stream_minutes": 7,  # default: a week
+        "genai_events": 7,  # default: a day (those of a day ago are kept: not older than that)
     }
     assert count(engine, records) == 3 and count(engine, detections) == 6
     assert count(engine, dead_letters) == count(engine, drift_events) == count(engine, reports) == 3
     assert count(engine, rollups_hourly) == 10  # kept forever by default
-    assert count(engine, stream_minutes) == 3
+    assert count(engine, stream_minutes) == 3 and count(engine, genai_events) == 3
     assert count(engine, samples) == 10
     with engine.connect() as conn:
         kept = set(conn.scalars(select(records.c.id)))

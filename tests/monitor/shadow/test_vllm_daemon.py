@@ -100,6 +100,7 @@ def test_records_on_kafka_are_replayed_on_vllm_and_its_health_is_recorded(
 
 
 @pytest.mark.timeout(1800)
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)  # a vLLM restart costs minutes: once, on Postgres
 def test_vllm_stopped_mid_replay_and_restarted_loses_nothing_duplicates_nothing_and_alerts(
         vllm_server: VllmServer, migrated_db_url: str, kafka_broker: str, topic: str, tmp_path: Path) -> None:
     """60 prompts replayed at 2 a second; vLLM is stopped after a few. Ingest of 2000 more records goes on

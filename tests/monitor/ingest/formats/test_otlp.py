@@ -112,19 +112,35 @@ def test_each_content_convention_gives_the_last_user_turn_and_the_answer(encode)
     assert by_n["1"].app == "support-bot" and by_n["1"].latency_ms == 250.0
 
 
-def test_other_spans_are_skipped_and_one_bad_genai_span_costs_its_siblings_nothing():
+@pytest.mark.parametrize("encode", [lambda r: r.SerializeToString(), to_otlp_json], ids=["otlp_proto", "otlp_json"])
+def test_other_spans_are_skipped_and_one_bad_genai_span_is_its_own_dead_letter(encode):
     """An export batch mixes HTTP spans, good LLM calls and one LLM span without a model: two records, one
-    skip count, and one dead letter (the whole message's bytes) naming the unusable span."""
-    raw = batch_of(span(1, {"http.method": "GET"}), span(2, CHAT), span(3, {"gen_ai.operation.name": "chat"}),
-                   span(4, CHAT, error="rate limited")).SerializeToString()
+    skip count, and one dead letter for that span alone (part = its position + 1; raw = a one-span batch with
+    its resource, which the decoder reads again by itself)."""
+    raw = encode(batch_of(span(1, {"http.method": "GET"}), span(2, CHAT), span(3, {"gen_ai.operation.name": "chat"}),
+                          span(4, CHAT, error="rate limited")))
     decoded = decode_one(raw)
     assert decoded.skipped == 1
-    assert [(r.id[-1], r.status, r.error) for r in decoded.records] == [
-        ("2", "ok", None), ("4", "error", "rate limited")]
+    assert [(r.id[-1], r.status, r.error, r.part) for r in decoded.records] == [
+        ("2", "ok", None, 2), ("4", "error", "rate limited", 4)]
     assert decoded.records[0].metadata["content"] == "not captured" and decoded.records[0].prompt == ""
     [letter] = decoded.dead_letters
-    assert (letter.topic, letter.partition, letter.offset, letter.raw) == ("otlp_spans", 0, 5, raw)
-    assert "span #2: no model" in letter.reason
+    assert (letter.topic, letter.partition, letter.offset, letter.part) == ("otlp_spans", 0, 5, 3)
+    assert "span #2" in letter.reason and "no model" in letter.reason and len(letter.raw) < len(raw)
+    again = decode_one(letter.raw)  # the span alone: still unusable, with its service kept
+    assert again.records == [] and again.dead_letters[0].part == 1
+    fixed = orjson.loads(to_otlp_json(ExportTraceServiceRequest.FromString(letter.raw))) if letter.raw[:1] != b"{" \
+        else orjson.loads(letter.raw)
+    assert fixed["resourceSpans"][0]["resource"]["attributes"][0]["value"] == {"stringValue": "support-bot"}
+
+
+def test_cost_is_read_where_instrumentations_put_it_and_a_bad_one_is_ignored():
+    raw = batch_of(span(1, CHAT | {"gen_ai.usage.cost": 0.0021}), span(2, CHAT | {"llm.cost.total": 3}),
+                   span(3, CHAT | {"gen_ai.usage.cost": "cheap"}), span(4, CHAT | {"gen_ai.usage.cost": -1.0}),
+                   span(5, CHAT)).SerializeToString()
+    decoded = decode_one(raw)
+    assert [r.cost_usd for r in decoded.records] == [0.0021, 3.0, None, None, None]
+    assert decoded.dead_letters == []
 
 
 @pytest.mark.parametrize("raw, reason", [
@@ -159,9 +175,11 @@ def test_wrong_types_huge_attributes_and_deep_nesting_stay_with_their_span():
     spans += [wrong, nested, not_a_span]
     decoded = decode_one(orjson.dumps(data))
     assert [len(r.response) for r in decoded.records] == [5_000_000]
-    [letter] = decoded.dead_letters
-    assert "3 unusable GenAI span(s)" in letter.reason and "AKIA" not in letter.reason
-    assert "input tokens must be a number" in letter.reason and "nested deeper" in letter.reason
+    assert [letter.part for letter in decoded.dead_letters] == [2, 3, 4]
+    reasons = [letter.reason for letter in decoded.dead_letters]
+    assert not any("AKIA" in r for r in reasons)
+    assert "input tokens must be a number" in reasons[0] and "nested deeper" in reasons[1]
+    assert all(len(letter.raw) < 10_000 for letter in decoded.dead_letters)  # not the 5 MB sibling again
 
 
 def test_a_batch_of_ten_thousand_spans_becomes_ten_thousand_records():
@@ -169,6 +187,26 @@ def test_a_batch_of_ten_thousand_spans_becomes_ten_thousand_records():
     batch = decode_messages([RawMessage("otlp_spans", 0, 0, None, raw)], decoders={"otlp_spans": OtlpDecoder()})
     assert len(batch.records) == 10_000 and len({r.id for r in batch.records}) == 10_000
     assert batch.next_offsets == {("otlp_spans", 0): 1} and batch.dead_letters == []
+
+
+def test_ten_thousand_spans_half_unusable_are_stored_and_dead_lettered_one_by_one(migrated_db_url):
+    """Every other span of a 10,000-span batch has no model: 5,000 records and 5,000 dead letters, one per span
+    (its own part, its own bytes), and the batch stored again (a redelivery) adds nothing."""
+    from monitor.storage.store import Store, text_policy
+
+    raw = batch_of(*(span(n, CHAT if n % 2 else {"gen_ai.operation.name": "chat"})
+                     for n in range(1, 10_001))).SerializeToString()
+    store = Store(make_engine(migrated_db_url), text_policy("redacted"))
+    for _ in range(2):
+        batch = decode_messages([RawMessage("otlp_spans", 0, 0, None, raw)], decoders={"otlp_spans": OtlpDecoder()})
+        assert len(batch.records) == 5_000 and len(batch.dead_letters) == 5_000
+        store.write(batch)
+    with store.engine.connect() as conn:
+        parts = conn.execute(select(dead_letters.c.part, dead_letters.c.raw)).all()
+    store.engine.dispose()
+    assert count(migrated_db_url, records) == 5_000 and len(parts) == 5_000
+    assert sorted(p for p, _ in parts) == list(range(2, 10_001, 2))
+    assert all(len(r) < 500 for _, r in parts)  # each span alone, not the 10,000-span message again
 
 
 def test_format_is_chosen_per_topic_and_by_environment(tmp_path):
@@ -190,11 +228,12 @@ def real_spans(tmp_path_factory) -> dict[str, Path]:
         pytest.skip(reason)
     out = tmp_path_factory.mktemp("otel")
     with llama_server.llama_server() as url:
-        for capture in ("1", "0"):
+        for capture in ("1", "0", "events"):
             subprocess.run([sys.executable, "-m", "tests.monitor.ingest.formats.otel_producer", url,
                             str(out / f"capture{capture}"), capture], check=True, timeout=300,
                            env={**os.environ, "PYTHONPATH": os.getcwd()})
-    return {f"{c}.{ext}": out / f"capture{c}.{ext}" for c in ("1", "0") for ext in ("pb", "json")}
+    return {f"{c}.{ext}": out / f"capture{c}.{ext}" for c in ("1", "0", "events")
+            for ext in ("pb", "json", "logs.pb", "logs.json")}
 
 
 def test_real_openai_spans_through_kafka_are_stored_once_with_the_right_fields(
@@ -228,3 +267,39 @@ def test_real_openai_spans_through_kafka_are_stored_once_with_the_right_fields(
     assert len(secret) == 1 and "AKIAZ7Q4K2M3N6P5R2TX" not in secret[0].prompt
     uncaptured = [r for r in stored if r.status == "ok" and not r.prompt]
     assert len(uncaptured) == 3 and all(r.response_chars == 0 for r in uncaptured)
+
+
+def test_real_openai_text_sent_as_log_events_reaches_its_records(real_spans, migrated_db_url, kafka_broker, topic,
+                                                                 tmp_path):
+    """Content capture as events only: the spans (no text) on one topic, the log events with the text on the
+    logs topic, in both encodings and both twice. The daemon reads both and joins them whichever it reads
+    first: every call's record has its prompt and answer, the key redacted, nothing stored twice."""
+    from monitor.synthetic.broker import create_topic
+
+    logs_topic = f"{topic}-logs"
+    create_topic(kafka_broker, logs_topic, partitions=1)
+    spans = [real_spans["events.pb"].read_bytes()] * 2
+    logs = [real_spans[k].read_bytes() for k in ("events.logs.pb", "events.logs.json")]
+    produce(kafka_broker, logs_topic, logs)
+    produce(kafka_broker, topic, spans)
+    path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker, topic=topic,
+                        extra=f'store_text = "redacted"\n[kafka.formats]\n"{topic}" = "otlp"\n'
+                              f'"{logs_topic}" = "otlp_logs"')
+    path.write_text(path.read_text().replace(f'topics = ["{topic}"]', f'topics = ["{topic}", "{logs_topic}"]'))
+    group = group_for(topic)
+    with DaemonThread(config_for(path)) as daemon:
+        wait_for(lambda: sum(v or 0 for v in committed_offsets(kafka_broker, topic, group).values()) == 2 and
+                 sum(v or 0 for v in committed_offsets(kafka_broker, logs_topic, group).values()) == 2,
+                 120, "both topics committed")
+        assert daemon.stop() == 0
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        stored = conn.execute(select(records)).all()
+    engine.dispose()
+    assert len(stored) == 4 and count(migrated_db_url, dead_letters) == 0
+    ok = [r for r in stored if r.status == "ok"]
+    assert len(ok) == 3 and all(r.metadata["content"] == "gen_ai events (logs topic)" for r in ok)
+    assert sorted(r.prompt for r in ok if "colour" in r.prompt) == ["Name one colour."]
+    assert all(r.response for r in ok)
+    [secret] = [r for r in ok if "key" in r.prompt]
+    assert "AKIAZ7Q4K2M3N6P5R2TX" not in secret.prompt + secret.response
