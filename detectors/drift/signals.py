@@ -2,9 +2,9 @@
 
 Lengths, token counts and latency are positive and heavy-tailed (roughly lognormal): their charts work on
 ``log1p`` of the value. Feedback scores are bounded and often binary (thumbs up = 1): the chart's
-warm-up histogram takes their shape as it is. Errors, refusals and toxic answers are rates, watched with
-Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity]
-threshold``. The topic
+warm-up histogram takes their shape as it is. Errors, refusals, toxic answers and prompt-injection attempts are
+rates, watched with Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches
+``[detectors.toxicity] threshold``, an injection attempt a prompt the ``prompt_injection`` detector flagged. The topic
 mix is watched from prompt embeddings.
 """
 
@@ -33,6 +33,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("error", "rate"),
     Signal("refusal", "rate"),
     Signal("toxic", "rate"),
+    Signal("injection", "rate"),
     Signal("prompt_topic", "topic"),
 )
 SCALAR_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "topic")
