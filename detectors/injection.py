@@ -46,8 +46,8 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         # garak's system-prompt extraction probes: the prompt asked for through a detour (encode, translate,
         # continue, begin with) or by what the model "was told"
         r"|\b(?:repeat|print|output|show|display|reveal|encode|translate|tell|see|give|dump|share|continue|complete"
-        r"|start|begin|return|log|rot13)\w*\b[^.?!\n]{0,60}?\b(?:your|the|its) (?:system|initial|starting"
-        r"|original|hidden|secret|first)[ _-]?(?:prompt|instructions|message)\b"
+        r"|start|begin|return|log|rot13)\w*\b[^.?!\n]{0,60}?\b(?:(?:your|its) (?:system|initial|starting"
+        r"|original|hidden|secret|first)|the system)[ _-]?(?:prompt|instructions|message)\b"
         r"|\bsystemprompt\b|\bwhat (?:were|was|have) you (?:been )?(?:told|given|instructed)\b"
         r"|\bi (?:was|am) instructed to\b|\bmy (?:instructions|system prompt) (?:are|is|say)\b"
         r"|\b(?:text|instructions) you were given\b")),
