@@ -76,9 +76,9 @@ def test_the_chain_configured_for_hf_pipeline_flags_with_the_local_model(model_d
     config = DetectorsConfig.model_validate({"toxicity": {"backend": "hf-pipeline", "model_path": str(model_dir),
                                                           "batch_size": 8}})
     chain = DetectorChain.from_config(config)
+    answers = ["you worthless idiot", "see you at lunch", ""]
     records = [SimpleNamespace(id=str(i), prompt="hello", response=text, status="ok", tokens_out=None,
-                               finish_reason="stop") for i, text in enumerate(["you worthless idiot", "see you at lunch",
-                                                                               ""])]
+                               finish_reason="stop") for i, text in enumerate(answers)]
     flags = [{d.detector: d for d in a.detections}["toxicity"] for a in chain.run(records)]
     assert [d.flagged for d in flags] == [True, False, False]
     assert flags[2].score == 0.0  # an empty answer is not sent to the model
