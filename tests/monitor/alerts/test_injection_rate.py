@@ -13,10 +13,10 @@ import time
 import pytest
 from sqlalchemy import func, select
 
-from monitor.config import AlertsConfig
 from monitor.storage.db import make_engine
 from monitor.storage.schema import alerts, drift_buckets, records, stream_minutes
 from tests.helpers import DaemonThread, config_for, count, encode, good_record, produce, wait_for, write_config
+from tests.monitor.alerts.conftest import only_rule_settings
 from tests.monitor.alerts.slack_server import FakeSlack
 
 ATTACKED, QUIET = "m-attacked", "m-quiet"
@@ -30,20 +30,7 @@ BENIGN = ("ignore the previous error and retry the upload", "How do I bake sourd
 
 
 def settings(webhook_url: str) -> str:
-    others = sorted(set(AlertsConfig().rules) - {"injection_rate"})
-    disabled = "".join(f"\n[alerts.rules.{name}]\nenabled = false\n" for name in others)
-    return f"""
-[alerts]
-evaluate_every = "1s"
-deliver_every = "1s"
-group_wait = "1s"
-slack_webhook_url = "{webhook_url}"
-
-[alerts.rules.injection_rate]
-window = "5m"
-min_samples = 40
-threshold = 0.05
-{disabled}"""
+    return only_rule_settings("injection_rate", webhook_url, 'window = "5m"\nmin_samples = 40\nthreshold = 0.05')
 
 
 def traffic(n: int, now_ms: int) -> list[bytes]:
