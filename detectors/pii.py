@@ -86,7 +86,7 @@ _MIN_DIGITS = 7  # the fewest digits of a card (12), an SSN (9) or a phone numbe
 _DOTTED_QUAD = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")  # not "3.11" or "1.2.2": versions are common
 # Four digits, a dotted quad or a run of digit groups, in one pass (the prefilter's).
 _DIGITS_HINT = re.compile(rb"0(?:000|\.0{1,3}\.0{1,3}\.0|[-(.0]{5,}0)")
-_IBAN_START = re.compile(rb"(?<![Aa0])[Aa]{2}(?:00|-00-[Aa0]{4})")  # country code, check digits; either case
+_IBAN_START = re.compile(rb"(?<![Aa0])[Aa]{2}(?:00|-00-?[Aa0]{2})")  # country code, check digits; either case
 
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,

@@ -150,3 +150,7 @@ def test_published_example_ssns_are_not_leaks_but_an_issuable_one_is() -> None:
     assert _found("e.g. 078-05-1120 or 123-45-6789 or 219-09-9999") == []
     assert _found("her SSN is 536-90-4399") == [("SSN", "536-90-4399")]
     assert _found("her SSN is 536 90 4399") == [("SSN", "536 90 4399")]
+
+
+def test_an_iban_with_a_space_after_the_country_code_only_is_found() -> None:
+    assert _found("IBAN: ME 2551 0000 0000 0623 4133.") == [("IBAN", "ME 2551 0000 0000 0623 4133")]
