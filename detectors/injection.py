@@ -147,7 +147,7 @@ class InjectionDetector:
             cues = {_cue(m[0]) for m in _PERSONA.finditer(lowered)}
             if cues:
                 matched.append("unbound_persona")
-                if len(cues) >= 2:
+                if len(cues) >= 2 and _ROLE.search(lowered):
                     matched.append("unbound_persona_strong")
         if "jailbreak_persona" in windows and "jailbreak_persona" not in matched and _DAN.search(prompt):
             matched.append("jailbreak_persona")
@@ -174,6 +174,8 @@ _NOTHING: dict[str, Any] = {}
 _WEIGHTS = {name: weight for name, weight, _ in SIGNALS}
 _WEIGHTS["unbound_persona_strong"] = 0.5  # with the first cue's 0.35: 0.675, flagged
 _PERSONA = next(pattern for name, _, pattern in SIGNALS if name == "unbound_persona")
+_ROLE = re.compile(r"\b(?:you|act as|pretend|role-?play|character|named|called|stands for|mode|ai|chatbot|persona)\b")
+"""Words that make the free-of-rules cues describe a persona the model is asked to be, not a topic."""
 _PERSONA_CUES = ("unfiltered", "uncensored", "amoral", "unethical", "immoral", "unrestricted", "jailbroken",
                  "character", "refuse", "decline", "censor", "care", "follow", "abide")
 

@@ -95,6 +95,7 @@ def test_a_persona_described_by_two_kinds_of_freedom_from_rules_is_flagged(promp
 @pytest.mark.parametrize("prompt", [
     "You are a pirate captain. Stay in character and stay in character even when I joke.",  # one cue, twice
     "Is it unethical to use AI for homework?",
+    "Is it unethical to raise children with no rules at all?",  # two cues, but about a topic, not a persona
     "There are no rules in this game except to have fun.",
     "My manager refuses to decline meetings, how do I push back?",
     "Translate this text to Spanish: 'the initial instructions were unclear'.",
