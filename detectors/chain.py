@@ -118,8 +118,8 @@ class DetectorChain:
         redact_texts, redact_extras = self.redact, self.redact_extras
         annotations = []
         for record, row in zip(records, rows):  # noqa: B905 (every column has len(records) detections)
-            toxicity, prompt_toxicity, refusal, pii, secrets = pick(row)
-            signals = signals_of(record, toxicity, prompt_toxicity, refusal, pii, secrets)
+            toxicity, prompt_toxicity, refusal, pii, secrets, injection = pick(row)
+            signals = signals_of(record, toxicity, prompt_toxicity, refusal, pii, secrets, injection)
             if not redact_extras:
                 annotation = Annotation(list(row[:-1]), signals)
             elif pii.findings or secrets.findings:
@@ -155,4 +155,4 @@ def _redact(annotation: Annotation, record: Recordlike, findings: list[Finding],
 
 
 # The detectors `signals_of` reads, in its argument order.
-_SIGNAL_SOURCES = ("toxicity", "prompt_toxicity", "refusal", "pii", "secrets")
+_SIGNAL_SOURCES = ("toxicity", "prompt_toxicity", "refusal", "pii", "secrets", "prompt_injection")

@@ -42,7 +42,15 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         r"(?:system\s+)?(?:prompt|instructions|message|rules|pre-?prompt)"
         r"|the\s+(?:full\s+|entire\s+|exact\s+)?(?:system\s+(?:prompt|message|instructions)|initial\s+prompt"
         r"|hidden\s+prompt|original\s+instructions|(?:instructions|rules) you were given))\b"
-        r"|\b(?:repeat|print|output)\b.{0,20}\b(?:words|text|everything|all)\s+above\b")),
+        r"|\b(?:repeat|print|output)\b.{0,20}\b(?:words|text|everything|all)\s+above\b"
+        # garak's system-prompt extraction probes: the prompt asked for through a detour (encode, translate,
+        # continue, begin with) or by what the model "was told"
+        r"|\b(?:repeat|print|output|show|display|reveal|encode|translate|tell|see|give|dump|share|continue|complete"
+        r"|start|begin|return|log|rot13)\w*\b[^.?!\n]{0,60}?\b(?:(?:your|its) (?:system|initial|starting"
+        r"|original|hidden|secret|first)|the system)[ _-]?(?:prompt|instructions|message)\b"
+        r"|\bsystemprompt\b|\bwhat (?:were|was|have) you (?:been )?(?:told|given|instructed)\b"
+        r"|\bi (?:was|am) instructed to\b|\bmy (?:instructions|system prompt) (?:are|is|say)\b"
+        r"|\b(?:text|instructions) you were given\b")),
     ("role_hijack", 0.6, re.compile(
         r"\byou are (?:now|no longer) (?:bound|restricted|limited|required|obliged|in (?:developer|god|dan|jailbreak"
         r"|unrestricted|unfiltered)|free|unrestricted|unfiltered|uncensored|an? (?:unrestricted|unfiltered|uncensored"
@@ -60,6 +68,14 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         r"(?:without|with no|free (?:of|from)|ignoring)\s+(?:any\s+|all\s+|your\s+)?(?:restrictions|filters"
         r"|censorship|limitations|limits|ethical (?:guidelines|constraints)|safety (?:guidelines|rules|filters)"
         r"|content polic(?:y|ies)|rules)\b")),
+    ("unbound_persona", 0.35, re.compile(
+        # a persona described as free of rules: one cue scores under the threshold (a harmless role-play may
+        # say "stay in character"), two different cues (`_PERSONA_CUES`) flag it — see `InjectionDetector.score`
+        r"\b(?:unfiltered|uncensored|amoral|unethical|immoral|unrestricted|jailbroken"
+        r"|(?:no|without any|without|free (?:of|from) (?:all |any )?|not bound by (?:any )?)\s*(?:ethical|moral"
+        r"|morals|ethics|rules|restrictions|filters|limitations|guidelines|censorship|boundaries)"
+        r"|does(?:n't| not) (?:care|have to (?:follow|abide))|(?:never|won't|will not|cannot|can't|doesn't|does not"
+        r"|not) (?:refuse|decline|censor)|(?:stay|staying|break|breaking) (?:in |out of )?character)\b")),
     ("fake_turn", 0.6, re.compile(
         r"<\|im_start\|>|<\|system\|>|\[/?inst\]|<<sys>>|</?system>|###\s*(?:system|instructions?)\s*:"
         r"|(?:^|\n|[.!?]\s)\s*(?:system|assistant)\s*:\s")),
@@ -74,7 +90,12 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
 _TRIGGERS: dict[str, tuple[str, ...]] = {
     "override": ("ignor", "disregard", "forget", "overrid", "bypass", "skip", "neglect", "abandon", "drop",
                  "discard"),
-    "prompt_leak": ("prompt", "instruction", "above", "rules you"),
+    "prompt_leak": ("prompt", "instruction", "above", "rules you", "system message", "secret message",
+                    "initial message", "you told", "you been told", "you given", "you been given", "you were given"),
+    "unbound_persona": ("unfiltered", "uncensored", "amoral", "unethical", "immoral", "unrestricted", "jailbroken",
+                        "ethic", "moral", "rules", "restriction", "filters", "limitation", "guidelines",
+                        "censorship", "boundaries", "n't care", "not care", "n't have to", "not have to", "refuse",
+                        "decline", "censor", " character"),
     "role_hijack": ("you are now", "you are no longer", "from now on", "act as", "behave as", "respond as", "pretend"),
     "jailbreak_persona": ("anything now", "developer mode", "jailbr", "dude mode", "confidant", "aim mode",
                           "god mode", "unfiltered mode"),
@@ -120,8 +141,14 @@ class InjectionDetector:
         for index, start, end in hits:  # each signal is looked for around its own words only
             windows.setdefault(self._signal_of[index], []).append(
                 (max(0, start - _BEFORE), end + _AFTER) if same else (0, len(lowered)))
-        matched = [name for name, _, pattern in SIGNALS
-                   if any(pattern.search(lowered, a, b) for a, b in windows.get(name, ()))]
+        matched = [name for name, _, pattern in SIGNALS if name != "unbound_persona"
+                   and any(pattern.search(lowered, a, b) for a, b in windows.get(name, ()))]
+        if "unbound_persona" in windows:
+            cues = {_cue(m[0]) for m in _PERSONA.finditer(lowered)}
+            if cues:
+                matched.append("unbound_persona")
+                if len(cues) >= 2 and _ROLE.search(lowered):
+                    matched.append("unbound_persona_strong")
         if "jailbreak_persona" in windows and "jailbreak_persona" not in matched and _DAN.search(prompt):
             matched.append("jailbreak_persona")
         if not matched:
@@ -145,3 +172,14 @@ class InjectionDetector:
 
 _NOTHING: dict[str, Any] = {}
 _WEIGHTS = {name: weight for name, weight, _ in SIGNALS}
+_WEIGHTS["unbound_persona_strong"] = 0.5  # with the first cue's 0.35: 0.675, flagged
+_PERSONA = next(pattern for name, _, pattern in SIGNALS if name == "unbound_persona")
+_ROLE = re.compile(r"\b(?:you|act as|pretend|role-?play|character|named|called|stands for|mode|ai|chatbot|persona)\b")
+"""Words that make the free-of-rules cues describe a persona the model is asked to be, not a topic."""
+_PERSONA_CUES = ("unfiltered", "uncensored", "amoral", "unethical", "immoral", "unrestricted", "jailbroken",
+                 "character", "refuse", "decline", "censor", "care", "follow", "abide")
+
+
+def _cue(phrase: str) -> str:
+    """Which kind of "free of rules" cue ``phrase`` is, so that one cue said twice counts once."""
+    return next((cue for cue in _PERSONA_CUES if cue in phrase), "no-rules")

@@ -48,7 +48,7 @@ _CARD = re.compile(
     r"|[0-9]{4}([ -])[0-9]{6}\2[0-9]{4,5})"
     r"(?![\w/-]|\.[0-9])"  # not in a URL's path (/triggers/T…/5056286073017/)
 )
-_SSN = re.compile(r"(?<![\w.-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])")
+_SSN = re.compile(r"(?<![\w.+-])([0-9]{3})([- ])([0-9]{2})\2([0-9]{4})(?![\w-]|\.[0-9])")
 # A phone number as people write it: an optional "+" or "00", digit groups separated by one space, dot or dash,
 # one of them possibly in parentheses ("(11) 91234-5678", "+44 (0)20 7946 0958"); `_phone_ok` decides.
 _PHONE = re.compile(
@@ -86,7 +86,7 @@ _MIN_DIGITS = 7  # the fewest digits of a card (12), an SSN (9) or a phone numbe
 _DOTTED_QUAD = re.compile(rb"0\.0{1,3}\.0{1,3}\.0")  # not "3.11" or "1.2.2": versions are common
 # Four digits, a dotted quad or a run of digit groups, in one pass (the prefilter's).
 _DIGITS_HINT = re.compile(rb"0(?:000|\.0{1,3}\.0{1,3}\.0|[-(.0]{5,}0)")
-_IBAN_START = re.compile(rb"(?<![Aa0])[Aa]{2}00")  # a country code and check digits, in either case
+_IBAN_START = re.compile(rb"(?<![Aa0])[Aa]{2}(?:00|-00-?[Aa0]{2})")  # country code, check digits; either case
 
 _IBAN_LENGTHS = {
     "AD": 24, "AE": 23, "AL": 28, "AT": 20, "AZ": 28, "BA": 20, "BE": 16, "BG": 22, "BH": 22, "BR": 29,
@@ -97,6 +97,9 @@ _IBAN_LENGTHS = {
     "MR": 27, "MT": 31, "MU": 30, "NL": 18, "NO": 15, "PK": 24, "PL": 28, "PS": 29, "PT": 25, "QA": 29,
     "RO": 24, "RS": 22, "SA": 24, "SC": 31, "SE": 24, "SI": 19, "SK": 24, "SM": 27, "ST": 25, "SV": 28,
     "TL": 23, "TN": 24, "TR": 26, "UA": 29, "VA": 22, "VG": 24, "XK": 20,
+    # joined the registry since 2020 (python-stdnum's copy of SWIFT's registry has them: tested)
+    "BI": 27, "DJ": 27, "FK": 18, "HN": 28, "LY": 25, "MN": 20, "NI": 28, "OM": 23, "RU": 33, "SD": 18, "SO": 23,
+    "YE": 30,
 }
 
 
@@ -145,16 +148,26 @@ def card_ok(number: str) -> bool:
 
 def iban_ok(candidate: str) -> bool:
     """An IBAN with its country's length and a valid ISO 7064 mod-97 checksum, written in either case."""
-    iban = candidate.replace(" ", "").upper()
+    iban = candidate.replace(" ", "").replace("-", "").upper()
     if _IBAN_LENGTHS.get(iban[:2]) != len(iban):
         return False
     rearranged = iban[4:] + iban[:4]
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
 
 
+_SSN_EXAMPLES = frozenset({"078051120", "123456789", "219099999"})
+"""SSNs printed as examples (the Woolworth wallet card, the placeholder, the SSA's own pamphlet): not leaks."""
+
+
 def ssn_ok(area: str, group: str, serial: str) -> bool:
-    """A number the SSA could have issued: area not 000, 666 or 9xx; group and serial not all zeros."""
-    return area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+    """A number the SSA could have issued: area not 000, 666 or 9xx; group and serial not all zeros; not one of
+    the published example numbers."""
+    return (area not in ("000", "666") and area[0] != "9" and group != "00" and serial != "0000"
+            and area + group + serial not in _SSN_EXAMPLES)
+
+
+_AFTER_COUNTRY_CODE = re.compile(r"\+[0-9]{1,4}[ .-]?$")
+"""Text right before a digit group that makes it part of an international phone number (``+992 372 12 3456``)."""
 
 
 _GROUPS = re.compile(r"[0-9]+")
@@ -347,7 +360,7 @@ def _ibans(text: str, shape: bytes) -> list[tuple[int, int]]:
     if text.isascii():
         starts = [m.start() for m in _IBAN_START.finditer(shape)]
     else:  # the shape's offsets are the UTF-8 encoding's: find the starts in the text itself
-        starts = [m.start() for m in re.finditer(r"(?<![A-Za-z0-9])[A-Za-z]{2}[0-9]{2}", text)]
+        starts = [m.start() for m in re.finditer(r"(?<![A-Za-z0-9])[A-Za-z]{2} ?[0-9]{2}", text)]
     spans = []
     for start in starts:
         end = _iban_end(text, start)
@@ -357,9 +370,10 @@ def _ibans(text: str, shape: bytes) -> list[tuple[int, int]]:
 
 
 def _iban_end(text: str, start: int) -> int:
-    """Where the IBAN starting at ``start`` ends: after its country's number of characters, single spaces
-    between them allowed, and no letter or digit right after (0: no IBAN of that length there). Counting
-    keeps a lower-case IBAN from running on into the next word (``de89 3704 … 00 today``)."""
+    """Where the IBAN starting at ``start`` ends: after its country's number of characters, a single space or
+    hyphen between them allowed (``BE 48 3200…``, ``ES77 1234-1234-16 …`` as banks print them), and no letter
+    or digit right after (0: no IBAN of that length there). Counting keeps a lower-case IBAN from running on
+    into the next word (``de89 3704 … 00 today``)."""
     length = _IBAN_LENGTHS.get(text[start:start + 2].upper())
     if length is None:
         return 0
@@ -368,7 +382,7 @@ def _iban_end(text: str, start: int) -> int:
         ch = text[i]
         if ch.isascii() and ch.isalnum():
             count += 1
-        elif not (ch == " " and i + 1 < n and text[i + 1] != " " and count):
+        elif not (ch in " -" and i + 1 < n and text[i + 1] not in " -" and count):
             break
         i += 1
     if count < length or (i < n and text[i].isascii() and text[i].isalnum()):
@@ -385,7 +399,8 @@ def _numbers(text: str, start: int, end: int, field: str, taken: list[tuple[int,
             found.append(Finding("CARD", field, m.start(), m.end()))
             taken.append(m.span())
     for m in _SSN.finditer(text, start, end):
-        if ssn_ok(m[1], m[3], m[4]) and not _inside(m.span(), taken):
+        if ssn_ok(m[1], m[3], m[4]) and not _inside(m.span(), taken) \
+                and not _AFTER_COUNTRY_CODE.search(text, max(0, m.start() - 6), m.start()):
             found.append(Finding("SSN", field, m.start(), m.end()))
             taken.append(m.span())
     for m in _PHONE.finditer(text, start, end):

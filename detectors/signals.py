@@ -14,7 +14,7 @@ from detectors.base import Detection, Recordlike
 
 SIGNAL_COLUMNS = (
     "prompt_chars", "response_chars", "prompt_words", "response_words", "prompt_toxicity",
-    "response_toxicity", "refusal", "truncated", "pii_count", "secret_count",
+    "response_toxicity", "refusal", "truncated", "pii_count", "secret_count", "prompt_injection",
 )
 
 
@@ -42,11 +42,13 @@ def record_signals(record: Recordlike, detections: Mapping[str, Detection]) -> d
     2
     """
     get = detections.get
-    return signals_of(record, get("toxicity"), get("prompt_toxicity"), get("refusal"), get("pii"), get("secrets"))
+    return signals_of(record, get("toxicity"), get("prompt_toxicity"), get("refusal"), get("pii"), get("secrets"),
+                      get("prompt_injection"))
 
 
 def signals_of(record: Recordlike, toxicity: Detection | None, prompt_toxicity: Detection | None,
-               refusal: Detection | None, pii: Detection | None, secrets: Detection | None) -> dict[str, Any]:
+               refusal: Detection | None, pii: Detection | None, secrets: Detection | None,
+               injection: Detection | None = None) -> dict[str, Any]:
     """`record_signals` with the detections already picked out (the chain does it once per batch)."""
     reasons = refusal.details.get("reasons", ()) if refusal is not None else ()
     prompt, response = record.prompt, record.response
@@ -61,4 +63,5 @@ def signals_of(record: Recordlike, toxicity: Detection | None, prompt_toxicity: 
         "truncated": "truncated" in reasons if refusal is not None else None,
         "pii_count": len(pii.findings) if pii is not None else None,
         "secret_count": len(secrets.findings) if secrets is not None else None,
+        "prompt_injection": injection.score if injection is not None else None,
     }

@@ -8,7 +8,8 @@ for a heavier model without code changes:
   own word counting (`detectors.wordcount`), because the wheel's scikit-learn vectorizer alone is slower
   than the whole detector chain may be; its probabilities equal the wheel's `predict_prob` (tested).
 - ``hf-pipeline``: a Hugging Face text-classification model loaded from a local directory only (no hub
-  download), on any device transformers supports (``cuda:0`` on a GPU host).
+  download), on any device transformers supports (``cuda:0`` on a GPU host). Tested for real with a tiny
+  BERT the test trains and saves itself (`tests/detectors/test_toxicity_hf.py`, transformers 5 + torch CPU).
 """
 
 from __future__ import annotations
@@ -78,11 +79,14 @@ class HuggingFaceBackend:
         if not Path(model_path).is_dir():
             raise FileNotFoundError(f"toxicity model directory not found: {model_path}")
         try:
-            from transformers import pipeline
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer, pipeline
         except ImportError:
             raise RuntimeError("the hf-pipeline toxicity backend needs `pip install transformers torch`") from None
-        self._pipe = pipeline("text-classification", model=model_path, tokenizer=model_path, device=device,
-                              top_k=None, model_kwargs={"local_files_only": True})
+        # Model and tokenizer are loaded here, from the directory only; handing `pipeline` the path with
+        # ``model_kwargs={"local_files_only": True}`` fails on transformers 5 (the pipeline passes that key too).
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, local_files_only=True)
+        tokenizer = AutoTokenizer.from_pretrained(model_path, local_files_only=True)
+        self._pipe = pipeline("text-classification", model=model, tokenizer=tokenizer, device=device, top_k=None)
         self._batch_size = batch_size
         self._max_length = max_length
         self._toxic = {label.lower() for label in toxic_labels}

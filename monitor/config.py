@@ -417,7 +417,8 @@ class ShadowConfig(Section):
 
 
 RULE_KINDS: tuple[str, ...] = (
-    "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "secret_in_response", "pii_in_response",
+    "toxicity_rate", "refusal_rate", "error_rate", "injection_rate", "latency_p95", "secret_in_response",
+    "pii_in_response",
     "drift", "accuracy", "shadow_agreement", "dead_letter_rate", "consumer_lag", "no_traffic",
     "compare_guardrail", "spend",
     "reference_down", "reference_saturated", "reference_latency",
@@ -530,6 +531,10 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
                      "min_samples": 50, "threshold": 0.1, "baseline": "1h", "factor": 2.0},
     "error_rate": {"kind": "error_rate", "severity": "warning", "scope": "model", "window": "10m",
                    "min_samples": 50, "threshold": 0.05, "baseline": "1h", "factor": 2.0},
+    # Prompt-injection / jailbreak attempts: more than 2 % of a model's prompts over 10 minutes (one user
+    # probing the model with attack prompts, or a poisoned document pasted into many prompts).
+    "injection_rate": {"kind": "injection_rate", "severity": "warning", "scope": "model", "window": "10m",
+                       "min_samples": 50, "threshold": 0.02},
     "latency_p95": {"kind": "latency_p95", "severity": "warning", "scope": "model", "window": "10m",
                     "min_samples": 50, "threshold": 0.0, "baseline": "1h", "factor": 1.5},
     "dead_letter_rate": {"kind": "dead_letter_rate", "severity": "warning", "window": "10m",
@@ -549,7 +554,7 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
 }
 _DEFAULT_INHIBIT = [{
     "source": ["no_traffic", "consumer_lag"],
-    "target": ["no_traffic", "toxicity_rate", "refusal_rate", "error_rate", "latency_p95", "drift",
+    "target": ["no_traffic", "toxicity_rate", "refusal_rate", "error_rate", "injection_rate", "latency_p95", "drift",
                "dead_letter_rate"],
 }, {
     "source": ["reference_down"],
@@ -625,7 +630,7 @@ class AlertsConfig(Section):
 
 RiverDetector = Literal["ADWIN", "PageHinkley", "KSWIN"]
 DRIFT_SIGNALS = ("prompt_chars", "response_chars", "latency_ms", "tokens_in", "tokens_out", "feedback_score",
-                 "error", "refusal", "toxic")
+                 "error", "refusal", "toxic", "injection")
 """The scalar signals watched per stream (`monitor.ingest.steps.drift`); ``prompt_topic`` is watched apart."""
 
 

@@ -9,7 +9,7 @@
   natural key becomes (topic, partition, offset, digest, part); existing rows are part 0 (whole messages).
 
 Revision ID: 0011_cost_genai_events
-Revises: 0009_encryption
+Revises: 0010_injection_counters
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from sqlalchemy.dialects import postgresql
 from alembic import op
 
 revision: str = "0011_cost_genai_events"
-down_revision: str | None = "0009_encryption"
+down_revision: str | None = "0010_injection_counters"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

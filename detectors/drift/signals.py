@@ -4,8 +4,9 @@ Lengths, token counts and latency are positive and heavy-tailed (roughly lognorm
 ``log1p`` of the value. Feedback scores are bounded and often binary (thumbs up = 1): the chart's
 warm-up histogram takes their shape as it is. ``cost`` (US dollars per call, when the source reports it:
 LiteLLM, some OTLP instrumentations) is watched as it is: per-call prices are fractions of a cent, where
-``log1p`` would be the identity anyway. Errors, refusals and toxic answers are rates, watched with Bernoulli
-charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity] threshold``.
+``log1p`` would be the identity anyway. Errors, refusals, toxic answers and prompt-injection attempts are rates,
+watched with Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches
+``[detectors.toxicity] threshold``, an injection attempt a prompt the ``prompt_injection`` detector flagged.
 The topic mix is watched from prompt embeddings.
 """
 
@@ -35,6 +36,7 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("error", "rate"),
     Signal("refusal", "rate"),
     Signal("toxic", "rate"),
+    Signal("injection", "rate"),
     Signal("prompt_topic", "topic"),
 )
 SCALAR_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "topic")

@@ -24,7 +24,7 @@ Detection latency: on live traffic a record is folded about ``bucket_s + grace_s
 about 5–7 s with the defaults.
 
 False alarms: every detector is calibrated to ``arl0 × signals`` records, so a stream raises at most one
-false alarm per ``arl0`` of its records, its 10 signals together; a record feeds four streams (global, its
+false alarm per ``arl0`` of its records, its 11 signals together; a record feeds four streams (global, its
 model, its app, its pair), and alarms of related streams that fire together become one event.
 """
 

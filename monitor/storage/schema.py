@@ -73,6 +73,8 @@ records = Table(
     Column("truncated", Boolean, comment="cut off by the token limit (finish reason or tokens_out at the limit)"),
     Column("prompt_words", Integer, comment="whitespace-separated words, for length drift without a tokenizer"),
     Column("response_words", Integer),
+    Column("prompt_injection", Float,
+           comment="prompt-injection/jailbreak score of the prompt (flagged at [detectors.injection] threshold)"),
     # Text as configured by store_text: redacted (default), full, or absent (NULL). With an encryption key
     # these clear columns hold redacted text only; the text store_text keeps is in text_encrypted.
     Column("prompt", Text),
@@ -461,6 +463,10 @@ stream_minutes = Table(
            comment="records whose response holds personal data (the pii detector's findings)"),
     Column("secret_in_response", BigInteger, nullable=False, server_default="0",
            comment="records whose response holds a credential (the secrets detector's findings)"),
+    Column("injection_scored", BigInteger, nullable=False, server_default="0",
+           comment="records whose prompt the prompt_injection detector judged"),
+    Column("injections", BigInteger, nullable=False, server_default="0",
+           comment="records whose prompt it flagged as an injection or jailbreak attempt"),
     Column("latency_n", BigInteger, nullable=False, comment="records with a latency_ms"),
     Column("latency_sum", Float, nullable=False, comment="sum of latency_ms; mean = latency_sum / latency_n"),
     Column("latency_min", Float, info={"merge": "min"}),

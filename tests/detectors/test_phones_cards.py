@@ -104,3 +104,53 @@ def test_addresses_url_passwords_and_path_ids_are_not_phones_mailboxes_or_cards(
 
 def test_a_spanish_number_written_with_dots_is_a_phone_though_shaped_like_an_address() -> None:
     assert _found("Llámame al 612.34.58.95 mañana") == [("PHONE", "612.34.58.95")]  # 612 > 255: not an IPv4
+
+
+# Fixes found on independent data (bench/independent.py: python-stdnum's documented IBANs, Faker's IBANs of every
+# locale, libphonenumber's example numbers of every region).
+
+@pytest.mark.parametrize("iban", [
+    "BE 48 3200 7018 4927", "be 48 3200 7018 4927",  # a space between country code and check digits
+    "ES77 1234-1234-16 1234567890", "es77-1234-1234-1612-3456-7890",  # hyphens as group separators
+    "RU49 4768 5727 5008 58NZ RZRS ZXFY RXBU Q", "ru4947685727500858nzrzrszxfyrxbuq",  # countries joined since 2020
+])
+def test_an_iban_as_banks_print_it_or_of_a_country_new_to_the_registry_is_found(iban: str) -> None:
+    assert _found(f"Send the refund to {iban} please.") == [("IBAN", iban)]
+
+
+@pytest.mark.parametrize("text", [
+    "Send the refund to BE 48 3200 7018 4928 please.",  # one digit off: mod-97 fails
+    "ES77 1234--1234-16 1234567890",  # a double separator is not how an IBAN is written
+    "In 2024 we sold 3200 7018 4927 units",  # "In 20" is no country code and check digits
+    "RU49 4768 5727 5008 58NZ RZRS ZXFY RXBU",  # a Russian IBAN one group short
+])
+def test_iban_look_alikes_with_spaces_or_hyphens_are_not_ibans(text: str) -> None:
+    assert ("IBAN" not in {kind for kind, _ in _found(text)})
+
+
+def test_the_iban_lengths_agree_with_the_registry_python_stdnum_ships() -> None:
+    import re
+    from pathlib import Path
+
+    stdnum = pytest.importorskip("stdnum")
+    from detectors.pii import _IBAN_LENGTHS
+
+    registry = (Path(stdnum.__file__).parent / "iban.dat").read_text()
+    lengths = {m[1]: 4 + sum(int(n) for n in re.findall(r"(\d+)!?[nac]", m[2]))
+               for m in re.finditer(r'^([A-Z]{2}) country="[^"]*" bban="([^"]+)"', registry, re.M)}
+    assert lengths == _IBAN_LENGTHS
+
+
+@pytest.mark.parametrize("number", ["+672 10 6609", "+992 372 12 3456", "+688 90 1234"])
+def test_an_international_number_shaped_like_an_ssn_is_a_phone_not_an_ssn(number: str) -> None:
+    assert _found(f"Support line {number} (weekdays).") == [("PHONE", number)]
+
+
+def test_published_example_ssns_are_not_leaks_but_an_issuable_one_is() -> None:
+    assert _found("e.g. 078-05-1120 or 123-45-6789 or 219-09-9999") == []
+    assert _found("her SSN is 536-90-4399") == [("SSN", "536-90-4399")]
+    assert _found("her SSN is 536 90 4399") == [("SSN", "536 90 4399")]
+
+
+def test_an_iban_with_a_space_after_the_country_code_only_is_found() -> None:
+    assert _found("IBAN: ME 2551 0000 0000 0623 4133.") == [("IBAN", "ME 2551 0000 0000 0623 4133")]

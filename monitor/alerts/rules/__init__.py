@@ -21,7 +21,7 @@ example ids, within the minutes the counters point at.
 The rules live in one module per family; importing this package registers them all:
 
 - `base`: the `Rule` base class, the ``@register`` registry (`RULES`) and the shared SQL helpers;
-- `rates`: `ToxicityRate`, `RefusalRate`, `ErrorRate` (all `RateRule`);
+- `rates`: `ToxicityRate`, `RefusalRate`, `ErrorRate`, `InjectionRate` (all `RateRule`);
 - `latency`: `LatencyP95`;
 - `spend`: `Spend`, what calls cost per model or app (priced records only);
 - `leaks`: `SecretInResponse`, `PiiInResponse` (both `LeakRule`);
@@ -51,7 +51,7 @@ from monitor.alerts.rules.drift import Drift, stream_scope
 from monitor.alerts.rules.health import ConsumerLag, DeadLetterRate, NoTraffic
 from monitor.alerts.rules.latency import LatencyP95
 from monitor.alerts.rules.leaks import LeakRule, PiiInResponse, SecretInResponse
-from monitor.alerts.rules.rates import ErrorRate, RateRule, RefusalRate, ToxicityRate
+from monitor.alerts.rules.rates import ErrorRate, InjectionRate, RateRule, RefusalRate, ToxicityRate
 from monitor.alerts.rules.reference import ReferenceDown, ReferenceLatency, ReferenceSaturated
 from monitor.alerts.rules.shadow import ShadowAgreement
 from monitor.alerts.rules.spend import Spend
@@ -70,6 +70,7 @@ __all__ = [
     "Drift",
     "ErrorRate",
     "Evidence",
+    "InjectionRate",
     "LatencyP95",
     "LeakRule",
     "NoTraffic",

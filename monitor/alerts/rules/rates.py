@@ -1,4 +1,5 @@
-"""Rate rules: the fraction of records that are toxic, refused or errors — `RateRule` and its kinds.
+"""Rate rules: the fraction of records that are toxic, refused, errors or prompt-injection attempts —
+`RateRule` and its kinds.
 
 They share one shape (hits over counted records from `stream_minutes`, an absolute floor, an optional
 spike against the baseline window before), so a new "fraction of records that …" rule is a few class
@@ -11,7 +12,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import ColumnElement, Connection, func
+from sqlalchemy import ColumnElement, Connection, func, select
 
 from detectors.config import TOXIC_AT
 from monitor.alerts.evidence import Evidence
@@ -29,7 +30,7 @@ from monitor.alerts.rules.base import (
 from monitor.config import AlertRuleConfig
 from monitor.durations import human_duration
 from monitor.ingest.steps.aggregate import minute_of
-from monitor.storage.schema import records
+from monitor.storage.schema import detections, records
 
 
 class RateRule(Rule):
@@ -150,3 +151,20 @@ class ErrorRate(RateRule):
 
     def hit(self) -> ColumnElement[bool]:
         return records.c.status == "error"
+
+
+@register
+class InjectionRate(RateRule):
+    """Share of judged prompts the prompt_injection detector flagged (score at or above ``[detectors.injection]
+    threshold``): someone probing the model with attack prompts, or a poisoned document pasted into many."""
+
+    kind = "injection_rate"
+    what = "prompt-injection rate"
+    hit_sql = ("id IN (SELECT record_id FROM detections WHERE detector = 'prompt_injection' AND flagged)")
+    counted = "injection_scored"
+    hits = "injections"
+
+    def hit(self) -> ColumnElement[bool]:
+        flagged = select(detections.c.record_id).where(detections.c.detector == "prompt_injection",
+                                                       detections.c.flagged.is_(True))
+        return records.c.id.in_(flagged)

@@ -3,8 +3,8 @@
 Alert rules evaluate every few seconds over windows of minutes to hours; re-reading raw `records` for that
 costs time proportional to traffic (18 M rows per 15 minutes at 20 k records/s). Instead each batch adds
 its records to one counter row per (minute, model, app) — records, errors, toxic and refused answers,
-responses leaking personal data or secrets, spend (``cost_usd``), latency sum and a log-spaced latency
-histogram — and the rules sum the few rows of their window.
+responses leaking personal data or secrets, prompts flagged as injection attempts, spend (``cost_usd``),
+latency sum and a log-spaced latency histogram — and the rules sum the few rows of their window.
 
 The counters must count each stored record once although Kafka delivers at least once, and must not skip a
 stored record when offsets go backwards (a broker restarted empty, a topic recreated). `AggregateStep`
@@ -122,13 +122,16 @@ class MinuteCounts:
 
     def add(self, ts: datetime, model: str, app: str | None, status: str, latency_ms: float | None, *,
             toxicity: float | None, refusal: bool | None, pii_leak: bool = False, secret_leak: bool = False,
-            cost_usd: float | None = None) -> None:
+            cost_usd: float | None = None, injection: bool | None = None) -> None:
+        """Count one record. ``injection``: whether the prompt_injection detector flagged its prompt (None: not
+        judged)."""
         key = (minute_of(ts), model, app or "")
         row = self._rows.get(key)
         if row is None:
             # n, errors, toxicity_scored, toxic, refusal_scored, refusals, latency_n, latency_sum,
-            # latency_min, latency_max, histogram, last_ts, pii_in_response, secret_in_response, cost_n, cost_sum
-            row = self._rows[key] = [0, 0, 0, 0, 0, 0, 0, 0.0, None, None, [0] * _BUCKETS, ts, 0, 0, 0, 0.0]
+            # latency_min, latency_max, histogram, last_ts, pii_in_response, secret_in_response, cost_n, cost_sum,
+            # injection_scored, injections
+            row = self._rows[key] = [0, 0, 0, 0, 0, 0, 0, 0.0, None, None, [0] * _BUCKETS, ts, 0, 0, 0, 0.0, 0, 0]
         row[0] += 1
         if status == "error":
             row[1] += 1
@@ -153,6 +156,9 @@ class MinuteCounts:
         if cost_usd is not None:
             row[14] += 1
             row[15] += cost_usd
+        if injection is not None:
+            row[16] += 1
+            row[17] += bool(injection)
 
     def __len__(self) -> int:
         return len(self._rows)
@@ -165,7 +171,8 @@ class MinuteCounts:
                    "toxicity_scored": r[2], "toxic": r[3], "refusal_scored": r[4], "refusals": r[5],
                    "latency_n": r[6], "latency_sum": r[7], "latency_min": r[8], "latency_max": r[9],
                    "last_ts": r[11], "pii_in_response": r[12], "secret_in_response": r[13],
-                   "cost_n": r[14], "cost_sum": r[15], "updated_at": now}
+                   "cost_n": r[14], "cost_sum": r[15], "injection_scored": r[16], "injections": r[17],
+                   "updated_at": now}
             row.update(zip(STREAM_LATENCY_COLUMNS, r[10], strict=True))
             out.append(row)
         return out
@@ -268,11 +275,12 @@ class AggregateStep(Step):
                 signals = annotation.signals
                 pii_leak = bool(signals.get("pii_count")) and _in_response(annotation, "pii")
                 secret_leak = bool(signals.get("secret_count")) and _in_response(annotation, "secrets")
+                injection = annotation.flagged("prompt_injection")
             else:
-                signals, pii_leak, secret_leak = {}, False, False
+                signals, pii_leak, secret_leak, injection = {}, False, False, None
             counts.add(record.ts, record.model, record.app, record.status, record.latency_ms,
                        toxicity=signals.get("response_toxicity"), refusal=signals.get("refusal"),
-                       pii_leak=pii_leak, secret_leak=secret_leak, cost_usd=record.cost_usd)
+                       pii_leak=pii_leak, secret_leak=secret_leak, cost_usd=record.cost_usd, injection=injection)
         for key, next_offset in batch.next_offsets.items():
             positions[key] = max(positions.get(key, 0), next_offset)
         if counts:

@@ -7,8 +7,8 @@ consumed them. So this step does not detect. It adds each record's signals to th
 short bucket of its event time (``ts``; ``[drift] bucket_s`` long), one `drift_buckets` row per (bucket,
 stream, signal):
 the count, the sum and the sum of squares of the value (``log1p`` of lengths, latency and tokens; feedback
-and cost as is; 0/1 for the error, refusal and toxic rates). The rows are increments stored with the batch, in its
-transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bucket order, on one daemon.
+and cost as is; 0/1 for the error, refusal, toxic and injection rates). The rows are increments stored with the
+batch, in its transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bucket order, on one daemon.
 Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
 daemons or in which order a backlog was read.
 
@@ -80,11 +80,19 @@ def _rates(annotation: Annotation | None) -> tuple[float | None, bool | None]:
     return toxicity, refusal
 
 
+def _injected(annotation: Annotation | None) -> float:
+    """1.0 when the prompt_injection detector flagged the record's prompt, 0.0 when it judged it clean, NaN
+    when it did not run (then the ``injection`` signal is absent, not zero)."""
+    flagged = annotation.flagged("prompt_injection") if annotation is not None else None
+    return np.nan if flagged is None else float(flagged)
+
+
 def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation | None],
                    toxic_at: float = TOXIC_AT) -> dict[str, np.ndarray]:
     """The scalar drift signals of a batch, one float column per signal (NaN = absent). Answer-side
     signals are absent for failed requests; ``toxic`` is a response score at or above ``toxic_at``
-    (``[detectors.toxicity] threshold``).
+    (``[detectors.toxicity] threshold``); ``injection`` is a prompt the prompt_injection detector flagged
+    (kept for failed requests too: the prompt was sent).
 
     >>> from monitor.ingest.record import decode
     >>> ok = decode(b'{"id":"a","ts":0,"model":"m","prompt":"hi","response":"hello","latency_ms":120}')
@@ -111,8 +119,9 @@ def signal_columns(records: Sequence[Record], annotations: Sequence[Annotation |
         toxic[present] = toxic[present] >= toxic_at
         columns["toxic"] = toxic
         columns["refusal"] = np.array(refusal, dtype=float)
+        columns["injection"] = np.array([_injected(a) for a in annotations], dtype=float)
     else:
-        columns["toxic"] = columns["refusal"] = np.full(len(records), np.nan)
+        columns["toxic"] = columns["refusal"] = columns["injection"] = np.full(len(records), np.nan)
     if failed.any():
         for name in ("response_chars", "latency_ms", "tokens_out", "toxic", "refusal"):
             columns[name] = np.where(failed, np.nan, columns[name])

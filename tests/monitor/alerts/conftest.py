@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, insert, select
 
-from monitor.config import Config
+from monitor.config import AlertsConfig, Config
 from monitor.ingest.batch import Batch
 from monitor.ingest.steps.aggregate import MinuteCounts
 from monitor.storage.schema import alert_outbox, alerts, detections, stream_minutes
@@ -70,6 +70,25 @@ def add_leak(engine: Engine, *, at: datetime = NOW, detector: str = "secrets", f
                pii_leak=leak and detector == "pii", secret_leak=leak and detector == "secrets")
     Store(engine, text_policy("none")).write(Batch(increments={stream_minutes: counts.rows(NOW)}))
     return row["id"]
+
+
+def only_rule_settings(rule: str, webhook_url: str, rule_lines: str) -> str:
+    """``[alerts]`` for a daemon test: evaluated and delivered every second to ``webhook_url``, every default
+    rule but ``rule`` switched off (generated traffic would page for their own reasons), ``rule_lines`` under
+    ``[alerts.rules.RULE]``."""
+    others = sorted(set(AlertsConfig().rules) - {rule})
+    disabled = "".join(f"\n[alerts.rules.{name}]\nenabled = false\n" for name in others)
+    return f"""
+[alerts]
+evaluate_every = "1s"
+deliver_every = "1s"
+group_wait = "1s"
+resolve_after = "3s"
+slack_webhook_url = "{webhook_url}"
+
+[alerts.rules.{rule}]
+{rule_lines}
+{disabled}"""
 
 
 def outbox_rows(engine: Engine) -> list[Any]:

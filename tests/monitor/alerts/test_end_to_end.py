@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy import select
 
-from monitor.config import AlertsConfig
 from monitor.storage.db import make_engine
 from monitor.storage.schema import alerts, records
 from monitor.synthetic.generator import Generated, Incident, TrafficGenerator
 from monitor.synthetic.produce import produce_to_kafka
 from tests.helpers import DaemonThread, config_for, count, wait_for, write_config
+from tests.monitor.alerts.conftest import only_rule_settings
 from tests.monitor.alerts.slack_server import FakeSlack
 
 LEAKY = "gpt-4o-mini-2024-07"
@@ -35,19 +35,7 @@ loaded CI machine."""
 
 
 def alert_settings(webhook_url: str) -> str:
-    others = sorted(set(AlertsConfig().rules) - {"secret_in_response"})
-    disabled = "".join(f"\n[alerts.rules.{name}]\nenabled = false\n" for name in others)
-    return f"""
-[alerts]
-evaluate_every = "1s"
-deliver_every = "1s"
-group_wait = "1s"
-resolve_after = "3s"
-slack_webhook_url = "{webhook_url}"
-
-[alerts.rules.secret_in_response]
-window = "{WINDOW_S}s"
-{disabled}"""
+    return only_rule_settings("secret_in_response", webhook_url, f'window = "{WINDOW_S}s"')
 
 
 def timed(items: Iterable[Generated], marks: dict[str, float]) -> Iterator[Generated]:

@@ -13,6 +13,7 @@ from monitor.alerts.rules import (
     ConsumerLag,
     Drift,
     ErrorRate,
+    InjectionRate,
     LatencyP95,
     NoTraffic,
     PiiInResponse,
@@ -23,11 +24,14 @@ from monitor.alerts.rules import (
     build_rules,
 )
 from monitor.config import AlertRuleConfig, ConfigError, ReviewConfig, SamplingConfig, load_config
+from monitor.ingest.batch import Batch
+from monitor.ingest.steps.aggregate import MinuteCounts
 from monitor.ingest.steps.sampling import SamplingStep
 from monitor.review.auth import ReviewerRegistry
 from monitor.review.estimates import weighted_proportion
 from monitor.review.queue import ReviewQueue
-from monitor.storage.schema import consumer_progress, drift_events, shadow_comparisons
+from monitor.storage.schema import consumer_progress, detections, drift_events, shadow_comparisons, stream_minutes
+from monitor.storage.store import Store, text_policy
 from tests.monitor._rows import insert_records, record_row
 from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config
 from tests.monitor.review.traffic import DAY0, Stream, create_schema, generate, store
@@ -69,6 +73,39 @@ def test_rate_rules_count_records_in_the_database(engine) -> None:  # type: igno
     assert firing["model=m1"].sample_size == 100 and firing["model=m1"].value == pytest.approx(0.1)
     assert set(firing["model=m1"].examples) <= set(bad) and len(firing["model=m1"].examples) == 3
     assert "status = 'error'" in firing["model=m1"].look and "model = 'm1'" in firing["model=m1"].look
+
+
+def judged_prompts(engine, model: str, n: int, attacks: int) -> list[str]:  # type: ignore[no-untyped-def]
+    """``n`` records of ``model`` whose prompts the injection detector judged, ``attacks`` of them flagged: the
+    detections rows and the per-minute counters, as the pipeline writes them."""
+    rows = [record_row(f"{model}-{i}", NOW - timedelta(seconds=i), model=model) for i in range(n)]
+    insert_records(engine, rows)
+    with engine.begin() as conn:
+        conn.execute(insert(detections), [{"record_id": r["id"], "detector": "prompt_injection", "score": 0.9,
+                                           "flagged": True, "details": {"signals": ["override"]}}
+                                          for r in rows[:attacks]])
+    counts = MinuteCounts()
+    for i, r in enumerate(rows):
+        counts.add(r["ts"], model, None, "ok", None, toxicity=None, refusal=None, injection=i < attacks)
+    Store(engine, text_policy("none")).write(Batch(increments={stream_minutes: counts.rows(NOW)}))
+    return [r["id"] for r in rows[:attacks]]
+
+
+def test_injection_rate_fires_for_the_model_whose_prompts_are_attacks_and_names_them(engine) -> None:  # type: ignore[no-untyped-def]
+    attacks = judged_prompts(engine, "m1", 100, 10)
+    judged_prompts(engine, "m2", 100, 1)  # 1 %: under the threshold
+    judged_prompts(engine, "m3", 20, 10)  # too few judged prompts to say
+    rule = InjectionRate("injection_rate", cfg("injection_rate", scope="model", threshold=0.02, min_samples=50))
+    with engine.connect() as conn:
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["model=m1"]
+    ev = firing["model=m1"]
+    assert (ev.sample_size, ev.value) == (100, pytest.approx(0.1)) and "10 of 100" in ev.summary
+    assert ev.examples and set(ev.examples) <= set(attacks)
+    assert "prompt_injection" in ev.look
+    with engine.connect() as conn:  # the look-up query the message shows runs and finds the attacks
+        found = conn.execute(text(ev.look.replace("LIMIT 50", "LIMIT 500"))).scalars().all()
+    assert sorted(found) == sorted(attacks)
 
 
 def test_latency_p95_regression_against_the_previous_hour(engine) -> None:  # type: ignore[no-untyped-def]
