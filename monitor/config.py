@@ -514,13 +514,16 @@ class AlertsConfig(Section):
     """Empty: every alert to Slack when it is configured, else to the console."""
     rules: dict[str, AlertRuleConfig] = {}
     inhibit: list[InhibitConfig] = []
-    max_attempts: Annotated[int, Field(ge=1)] = 100
+    max_attempts: Annotated[int, Field(ge=1)] = 1_000_000
+    """Failed attempts after which a notification is dead. Large on purpose: with attempts every
+    ``backoff_max``, a long Slack outage must not kill alerts; ``max_age`` is the real limit."""
     max_age: Duration = timedelta(days=1)
     """A notification not delivered after this long is marked dead (with the reason) and logged."""
     backoff_initial: Duration = timedelta(seconds=1)
-    backoff_max: Duration = timedelta(seconds=30)
-    """Longest wait between two attempts of one notification: after a long Slack outage delivery resumes
-    within this of Slack answering again."""
+    backoff_max: Duration = timedelta(seconds=5)
+    """Longest wait between two attempts of one notification: after a Slack outage of any length delivery
+    resumes within this of Slack answering again (only the head of each sink's queue is tried, so a long
+    outage costs one request per sink every ``backoff_max``)."""
     review_url: str | None = None
     """Base URL of the review page; messages link example records there when set."""
 

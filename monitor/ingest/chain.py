@@ -42,9 +42,9 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     """
     toxic_at = config.detectors.toxicity.threshold  # the one toxic cut-off: flagged, counters, drift, rule
     steps: list[Step] = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
-                         AggregateStep(engine, config.kafka.group_id, toxic_at)]
+                         AggregateStep(toxic_at)]
     if config.drift.enabled:
-        steps.append(DriftStep(engine, config.kafka.group_id, bucket_s=config.drift.bucket_s, toxic_at=toxic_at))
+        steps.append(DriftStep(bucket_s=config.drift.bucket_s, toxic_at=toxic_at))
         if config.drift.topic_sample_rate > 0:
             steps.append(TopicDriftStep.from_config(config.drift, engine, toxic_at))
     if config.sampling.enabled:

@@ -85,7 +85,7 @@ def test_a_step_raising_on_one_record_dead_letters_that_record_and_stores_the_re
     bomb = encode(good_record(10_000, prompt="explode", response="boom"))
     produce(kafka_broker, topic, [encode(good_record(i)) for i in range(300)] + [bomb])
     engine = make_engine(sqlite_url)
-    steps = [_Explodes(), AggregateStep(engine, config.kafka.group_id)]
+    steps = [_Explodes(), AggregateStep()]
     with caplog.at_level(logging.WARNING), DaemonThread(config, engine=engine, steps=steps) as daemon:
         wait_for(lambda: count(sqlite_url, records) == 300 and count(sqlite_url, dead_letters) == 1, 60,
                  "the good records and the culprit's dead letter")
@@ -193,7 +193,7 @@ def test_a_rejected_commit_and_the_rebalance_after_it_do_not_stop_the_daemon(sql
     config = config_for(path)
     produce(kafka_broker, topic, [encode(good_record(i)) for i in range(200)])
     engine = make_engine(sqlite_url)
-    steps = [_Stalls(5.0), AggregateStep(engine, config.kafka.group_id)]
+    steps = [_Stalls(5.0), AggregateStep()]
     with caplog.at_level(logging.INFO), DaemonThread(config, engine=engine, steps=steps) as daemon:
         wait_for(lambda: count(sqlite_url, records) == 200, 60, "the first batch")
         wait_for(lambda: "offset commit rejected" in caplog.text, 30, "the rejected commit")
