@@ -71,6 +71,11 @@ class KafkaConfig(Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300_000
+    metadata_max_age_ms: Annotated[int, Field(ge=1000)] = 10_000
+    """How often the consumer refreshes the cluster metadata. Partitions added to a topic — or a topic
+    auto-created again with another partition count after a broker restart — are only noticed (and the
+    group rebalanced onto them) at a refresh; kafka-python's default, 5 minutes, left new partitions
+    unread that long. One small metadata request per interval."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username: str | None = None

@@ -13,8 +13,9 @@ transaction; only then are the offsets committed. Guarantees a caller may rely o
 * one record never stops the others: any exception raised because of one message — in decode, in any step,
   in storage — dead-letters that message with the reason and the rest of its batch goes on. The happy path
   pays nothing for this: a step runs over the whole batch, and only when it raises are the culprits found
-  by bisection (about 2·log2(n) runs of the step for one culprit among n records). A batch fails as a whole only for an error that is not about its records
-  (the database unreachable), and then it waits and retries;
+  by bisection (about 2·log2(n) runs of the step for one culprit among n records). A batch fails as a
+  whole only for an error that is not about its records (the database unreachable), and then it waits and
+  retries;
 * backpressure: while the database is unreachable the pipeline pauses fetching, keeps its group
   membership, and retries with exponential backoff (capped at ``retry_max_s``) until the write succeeds
   or it is told to stop; one WARNING when the outage starts, one INFO with its length when it ends;
@@ -158,6 +159,7 @@ class Pipeline:
         self._positions: dict[tuple[str, int], int] = {}
         self._last_ts: dict[tuple[str, int], datetime] = {}
         self._stored_positions: dict[tuple[str, int], int] | None = None
+        self._rewound: set[tuple[str, int]] = set()
         self._outage_since: float | None = None
         self._outage_retries = 0
         self._stop_seen_at: float | None = None
@@ -290,6 +292,9 @@ class Pipeline:
         when it is the same record this is an ordinary replay after a crash or rebalance)."""
         for key, first in batch.first_offsets.items():
             topic, partition = key
+            if key in self._rewound:  # the source moved it back and said so
+                self._rewound.discard(key)
+                continue
             seen = self._positions.get(key)
             if seen is not None:
                 if first < seen:
@@ -373,10 +378,11 @@ class Pipeline:
     def _isolate_rejected(self, batch: Batch) -> int:
         """Store each record alone (with its detections); those the database refuses become dead letters with
         the reason. Then the rest of the batch — dead letters, step rows, checkpoints, counters of the records
-        stored (refused ones and ids stored before are not counted) and progress — in one transaction, so the counters still travel with the consumer position; if the database refuses
-        that too, each part alone, and a part it refuses is logged and left out (not a record's fault, so
-        nothing to dead-letter; the partition must not stall on it). Transient errors propagate (the caller
-        retries the whole batch; what was stored is ignored on the retry). Returns the records set aside."""
+        stored (refused ones and ids stored before are not counted) and progress — in one transaction, so the
+        counters still travel with the consumer position; if the database refuses that too, each part alone,
+        and a part it refuses is logged and left out (not a record's fault, so nothing to dead-letter; the
+        partition must not stall on it). Transient errors propagate (the caller retries the whole batch; what
+        was stored is ignored on the retry). Returns the records set aside."""
         keep = []
         inserted: set[str] = set()
         for i, record in enumerate(batch.records):
@@ -450,6 +456,11 @@ class Pipeline:
         if due:
             self._last_progress = time.monotonic()
             self.counters.lag = lag
+
+    def expect_rewind(self, key: tuple[str, int], was: int, now: int) -> None:
+        """The source moved ``key`` back from ``was`` to ``now`` and logged it: the offsets going backwards
+        in its next batch are expected, not warned about a second time."""
+        self._rewound.add(key)
 
     def forget_partitions(self, revoked: set[tuple[str, int]]) -> None:
         """After a rebalance, stop reporting progress for partitions another consumer now owns."""

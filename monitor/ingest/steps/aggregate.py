@@ -193,8 +193,8 @@ class AggregateStep(Step):
     >>> batch = Batch(records=[record, record])
     >>> step.process(batch)
     >>> (tally,) = batch.tallies
-    >>> [row["n"] for row in tally.rows({"r1"})[stream_minutes]], tally.rows(set())[stream_minutes]
-    ([1], [])
+    >>> [row["n"] for row in tally.rows({"r1"})[stream_minutes]], tally.rows(set())
+    ([1], {})
     """
 
     def __init__(self, toxic_at: float = TOXIC_AT) -> None:

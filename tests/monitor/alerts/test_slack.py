@@ -158,7 +158,7 @@ def test_after_slack_fails_and_refuses_for_20_s_the_alert_arrives_within_seconds
     policy = RetryPolicy.from_config(config.alerts)
     assert policy.maximum == timedelta(seconds=5) and policy.max_attempts >= 100_000
     fire(engine, config, at=datetime.now(UTC) - timedelta(seconds=3))
-    slack.down = True
+    slack.down, slack.down_status = True, 500
     start = time.monotonic()
     recovered_at = None
     while not slack.messages and time.monotonic() - start < 40:
@@ -175,4 +175,4 @@ def test_after_slack_fails_and_refuses_for_20_s_the_alert_arrives_within_seconds
     assert time.monotonic() - recovered_at < 6.0
     (row,) = outbox_rows(engine)
     assert row.status == "sent" and row.attempts >= 5
-    assert {s for _, s in slack.requests} == {503, 200}
+    assert {s for _, s in slack.requests} == {500, 200}
