@@ -16,6 +16,12 @@ start, with one WARNING naming the partition and the jump. Kafka answers such a 
 ``OFFSET_OUT_OF_RANGE`` and kafka-python resets by ``auto_offset_reset``; tansu answers with nothing at all,
 so the source compares each partition's position with the log end the fetches report, and a partition seen
 past its end at two checks in a row (``end_check_s`` apart) is moved back.
+
+Partitions added to a topic (or a topic back with another partition count) are noticed at the next metadata
+refresh (``[kafka] metadata_max_age_ms``). Kafka then rebalances the group onto them by itself; tansu keeps
+the old assignment, so once the partition count of a subscribed topic changed the source leaves and rejoins
+the group (once per change, after ``session_timeout_ms`` and a few seconds of grace, with one INFO line):
+every partition is then assigned within seconds on either broker.
 """
 
 from __future__ import annotations
@@ -26,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from monitor.config import KafkaConfig
 from monitor.ingest.batch import Message
@@ -82,7 +88,11 @@ class KafkaSource:
             if config.sasl_password is not None:
                 options["sasl_plain_password"] = config.sasl_password.get_secret_value()
         self._consumer = KafkaConsumer(**options)
-        self._consumer.subscribe(config.topics, listener=_Listener(self))
+        self._topics = list(config.topics)
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        self._partition_counts: dict[str, frozenset[int]] = {}
+        self._rejoin_at: float | None = None
+        self._rejoin_grace_s = config.session_timeout_ms / 1000 + 3.0
         self._durable: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._user_on_assigned = on_assigned
@@ -110,6 +120,7 @@ class KafkaSource:
         if time.monotonic() - self._last_end_check >= self._end_check_s:
             self._last_end_check = time.monotonic()
             self._rewind_past_end()
+            self._rejoin_if_partitions_changed()
         if not fetched:
             return []
         if len(fetched) == 1:
@@ -178,6 +189,30 @@ class KafkaSource:
                 self.on_rewound(key, position, start)
         self._past_end = seen
 
+    def _rejoin_if_partitions_changed(self) -> None:
+        """Leave and rejoin the group once, a grace period after a subscribed topic's partitions changed."""
+        for topic in self._topics:
+            try:
+                now = frozenset(self._consumer.partitions_for_topic(topic) or ())
+            except Exception as exc:  # noqa: BLE001 - metadata not available now: checked again next time
+                log.debug("partitions of %s not known: %s", topic, exc)
+                continue
+            before = self._partition_counts.get(topic)
+            if not now or now == before:
+                continue
+            self._partition_counts[topic] = now
+            if before is not None:
+                log.info("%s now has %d partition(s), had %d; making sure the group is assigned all of them",
+                         topic, len(now), len(before))
+                self._rejoin_at = time.monotonic() + self._rejoin_grace_s
+        if self._rejoin_at is not None and time.monotonic() >= self._rejoin_at:
+            self._rejoin_at = None
+            log.info("rejoining the consumer group so that every partition of %s is assigned", ",".join(self._topics))
+            held = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+            self._consumer.unsubscribe()  # gives the partitions up without calling the listener: tell it here
+            self._on_revoked(held)
+            self._consumer.subscribe(self._topics, listener=_Listener(self))
+
     def _broker_trouble(self, exc: Exception) -> None:
         """One WARNING when the broker stops answering; details of later failures at DEBUG."""
         if self._broker_trouble_since is None:
@@ -201,8 +236,12 @@ class KafkaSource:
         return known
 
     def highwater(self, topic: str, partition: int) -> int | None:
-        """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers)."""
-        return self._consumer.highwater(TopicPartition(topic, partition))
+        """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers); None when
+        not known, or the partition is no longer assigned here."""
+        try:
+            return self._consumer.highwater(TopicPartition(topic, partition))
+        except IllegalStateError:
+            return None
 
     def pause(self) -> None:
         """Stop fetching (backpressure) while staying in the group: keep calling `poll`, it returns nothing."""
