@@ -48,7 +48,6 @@ from pathlib import Path
 import orjson
 import psutil
 from kafka import KafkaProducer
-from kafka.admin import KafkaAdminClient
 from sqlalchemy import create_engine, func, make_url, select, text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +55,7 @@ sys.path.insert(0, str(ROOT))
 
 from monitor.storage.db import make_engine, upgrade  # noqa: E402
 from monitor.storage.schema import alert_outbox, dead_letters, records, stream_minutes  # noqa: E402
-from monitor.synthetic.broker import LocalBroker, create_topic, free_port  # noqa: E402
+from monitor.synthetic.broker import LocalBroker, create_topic, delete_topic, free_port  # noqa: E402
 from monitor.synthetic.poison import corpus  # noqa: E402
 from tests.monitor.alerts.slack_server import FakeSlack  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
@@ -227,17 +226,6 @@ def line_count(log: Path) -> int:
     return len(log.read_text(errors="replace").splitlines()) if log.exists() else 0
 
 
-def delete_and_create(bootstrap: str, topic: str, partitions: int) -> None:
-    """The topic deleted and created again (the broker, and the group's committed offsets, stay)."""
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="bench-faults")
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
-    time.sleep(1)
-    create_topic(bootstrap, topic, partitions=partitions)
-
-
 def outbox_state(db: Database) -> tuple[int, int]:
     """(notifications decided, notifications not delivered: pending or dead)."""
     with db.engine.connect() as conn:
@@ -346,7 +334,8 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
                 fault_end = time.monotonic()
                 produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half, n)])
             elif name == "topic_recreated":
-                delete_and_create(broker.bootstrap_servers, topic, partitions=4)
+                delete_topic(broker.bootstrap_servers, topic)
+                create_topic(broker.bootstrap_servers, topic, partitions=4)
                 fault_end = time.monotonic()
                 produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half, n)])
             else:

@@ -15,7 +15,7 @@ from monitor.ingest.batch import Batch
 from monitor.ingest.steps import Step
 from monitor.storage.db import make_engine
 from monitor.storage.schema import dead_letters, drift_buckets, records, stream_minutes
-from monitor.synthetic.broker import LocalBroker, create_topic, free_port
+from monitor.synthetic.broker import LocalBroker, create_topic, delete_topic, free_port
 from monitor.synthetic.poison import base, corpus
 from tests.helpers import DaemonThread, config_for, count, encode, good_record, produce, wait_for, write_config
 
@@ -172,19 +172,26 @@ def test_a_second_message_reusing_an_id_is_stored_once_and_counted_once(migrated
     assert _drift_counted(migrated_db_url) == 50
 
 
+def _own_broker(tmp_path, db_url: str, name: str, partitions: int):  # type: ignore[no-untyped-def]
+    """A broker of the test's own (to restart), a topic on it, and the daemon's config: (port, topic, broker,
+    config)."""
+    port = free_port()
+    topic = f"{name}-{uuid.uuid4().hex[:6]}"
+    broker = LocalBroker(port=port).start()
+    create_topic(broker.bootstrap_servers, topic, partitions=partitions)
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=db_url, bootstrap=broker.bootstrap_servers,
+                                     topic=topic))
+    return port, topic, broker, config
+
+
 @pytest.mark.slow
 def test_a_broker_restarted_empty_reuses_offsets_and_nothing_is_lost_or_skipped(migrated_db_url, tmp_path, caplog):
     """tansu keeps everything in memory: restarted, it has the topic again from offset 0 (here recreated by
     hand, then auto-created). The daemon waits the outage out, stores every new record although its offset
     was used before, keeps a new dead letter at a reused offset, counts every stored record, says once that
     offsets went backwards, and never exits."""
-    port = free_port()
-    topic = f"restart-{uuid.uuid4().hex[:6]}"
-    broker = LocalBroker(port=port).start()
+    port, topic, broker, config = _own_broker(tmp_path, migrated_db_url, "restart", partitions=1)
     try:
-        create_topic(broker.bootstrap_servers, topic, partitions=1)
-        config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url,
-                                         bootstrap=broker.bootstrap_servers, topic=topic))
         produce(broker.bootstrap_servers, topic, [encode(good_record(i)) for i in range(300)] + [b"{broken one"])
         with caplog.at_level(logging.INFO), DaemonThread(config) as daemon:
             wait_for(lambda: count(migrated_db_url, records) == 300 and count(migrated_db_url, dead_letters) == 1,
@@ -204,17 +211,6 @@ def test_a_broker_restarted_empty_reuses_offsets_and_nothing_is_lost_or_skipped(
     assert _counted(migrated_db_url) == 500
     warnings = [r.getMessage() for r in caplog.records if "offsets went backwards" in r.getMessage()]
     assert warnings and f"{topic}[0]" in warnings[0]
-
-
-def _delete_topic(bootstrap: str, topic: str) -> None:
-    from kafka.admin import KafkaAdminClient
-
-    admin = KafkaAdminClient(bootstrap_servers=bootstrap, client_id="watchkeeper-test")
-    try:
-        admin.delete_topics([topic])
-    finally:
-        admin.close()
-    time.sleep(1)
 
 
 def _produce_to(bootstrap: str, topic: str, by_partition: dict[int, list[bytes]]) -> None:
@@ -239,13 +235,8 @@ def test_a_topic_back_with_more_partitions_and_fewer_messages_is_read_whole_with
     re-read from the log start with one WARNING each, and the new partition is assigned once the consumer
     refreshes its metadata (``[kafka] metadata_max_age_ms``, 10 s; kafka-python's default of 5 minutes left
     it unread that long) — everything stored and counted within a minute, the daemon never exits."""
-    port = free_port()
-    topic = f"grow-{uuid.uuid4().hex[:6]}"
-    broker = LocalBroker(port=port).start()
+    port, topic, broker, config = _own_broker(tmp_path, migrated_db_url, "grow", partitions=3)
     try:
-        create_topic(broker.bootstrap_servers, topic, partitions=3)
-        config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url,
-                                         bootstrap=broker.bootstrap_servers, topic=topic))
         assert config.kafka.metadata_max_age_ms == 10_000
         _produce_to(broker.bootstrap_servers, topic,
                     {p: [encode(good_record(p * 100 + i)) for i in range(100)] for p in range(3)})
@@ -255,7 +246,7 @@ def test_a_topic_back_with_more_partitions_and_fewer_messages_is_read_whole_with
                 broker.stop()
                 broker = LocalBroker(port=port).start()
             else:
-                _delete_topic(broker.bootstrap_servers, topic)
+                delete_topic(broker.bootstrap_servers, topic)
             create_topic(broker.bootstrap_servers, topic, partitions=4)
             after = {p: [encode(base(f"after-{p}-{i}", ts=1_763_000_100_000 + i)) for i in range(50)]
                      for p in range(4)}
