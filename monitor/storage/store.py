@@ -37,15 +37,6 @@ TextPolicy = Callable[["Record", "Annotation | None"], tuple[Any, ...]]
 """(prompt, response, error, feedback_comment, metadata) as `records` stores them."""
 
 
-def committed_positions(engine: Engine, group_id: str) -> dict[tuple[str, int], int]:
-    """``consumer_progress.committed`` of ``group_id`` per (topic, partition): where each partition's stored
-    batches end. Steps that must not count a replayed record twice resume from here."""
-    t = consumer_progress.c
-    with engine.connect() as conn:
-        return {(topic, partition): int(committed) for topic, partition, committed in conn.execute(
-            select(t.topic, t.partition, t.committed).where(t.group_id == group_id))}
-
-
 class TransientStorageError(Exception):
     """The database is unreachable or failed in a way worth retrying (connection lost, server restart)."""
 
@@ -205,8 +196,11 @@ class Store:
     def read_positions(self, group_id: str) -> dict[tuple[str, int], int]:
         """``consumer_progress.committed`` of ``group_id`` per (topic, partition): the offset after the last
         batch stored, as stored with it."""
+        t = consumer_progress.c
         try:
-            return committed_positions(self.engine, group_id)
+            with self.engine.connect() as conn:
+                return {(topic, partition): int(committed) for topic, partition, committed in conn.execute(
+                    select(t.topic, t.partition, t.committed).where(t.group_id == group_id))}
         except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError) as e:
             raise TransientStorageError(_short(e)) from e
 
