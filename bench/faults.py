@@ -319,8 +319,8 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
             time.sleep(max(0.0, start + outage_s - time.monotonic()))
             slack.accept()
             fault_end = time.monotonic()
-            result.notes.append(f"Slack requests during the outage: {len(slack.requests)} (500s), "
-                                f"{outbox_state(db)[0]} notification(s) decided")
+            decided_in_outage = outbox_state(db)[0]
+            answered_500 = len(slack.requests)
         else:
             half = n // 2
             produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half)])
@@ -373,6 +373,10 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
     result.lost = len(expected_ids - stored) + max(0, dead_expected - n_dead)
     if slack is not None:
         result.lost += outbox_state(db)[1]
+        with db.engine.connect() as conn:
+            attempts = conn.scalar(select(func.coalesce(func.sum(alert_outbox.c.attempts), 0))) or 0
+        result.notes.append(f"Slack: {decided_in_outage} notification(s) decided during the outage, "
+                            f"{answered_500} request(s) answered 500, {attempts} delivery attempts in all")
         slack.__exit__(None, None, None)
     result.doubled = max(0, counted - n_rows)
     if counted < n_rows:
