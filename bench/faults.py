@@ -262,6 +262,7 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
     daemons = [DaemonProcess(config, log, env) for log in logs]
     expected_ids = {f"{prefix}-{i:07d}" for i in range(n)}
     dead_expected = 0
+    decided_in_outage = answered_500 = 0
     marks = [0 for _ in logs]
 
     def mark() -> None:
