@@ -229,7 +229,7 @@ def main() -> None:
           f"median of {args.rounds}")
     with fresh_database() as engine:
         steps = [DetectStep(DetectorChain.from_config(config.detectors, config.pipeline.store_text)),
-                 AggregateStep(engine, "bench")]
+                 AggregateStep()]
         store = Store(engine, text_policy(config.pipeline.store_text))
         loaded = 0
         for size in sizes:

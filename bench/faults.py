@@ -8,11 +8,19 @@ the daemon + Postgres or SQLite), not unit figures.
 
 Cases:
   poison          10% malformed traffic plus the fuzz corpus (`monitor.synthetic.poison`, with a 5 MB message)
-  broker_restart  tansu killed and started again empty on the same port; the topic auto-created
+  broker_restart  tansu killed and started again empty on the same port; the topic auto-created (1 partition
+                  instead of 3, so partition 0 holds fewer messages than the daemon had read there)
+  topic_recreated the topic deleted and created again with 4 partitions instead of 3 while the broker and
+                  the group's committed offsets stay: positions past the new log ends, and a new partition
   db_reset        the database connection reset and refused for ``--outage`` seconds (TCP proxy)
   db_blackhole    the database silent (packets dropped, no reset) for ``--outage`` seconds, longer than
                   max_poll_interval_ms (set to 20 s here), so the offset commit after it is rejected
   sigkill         the daemon SIGKILLed ``--kills`` times while it stores a run, restarted each time
+  sigkill2        the same with two daemons in one consumer group, killed in turn
+  slack           Slack (a local HTTP server standing in for it) answers 500 for half of ``--outage`` (90 s
+                  by default), then refuses connections for the other half, while traffic with 5% malformed
+                  messages makes the dead-letter rule fire; ``recover_s`` is from Slack's recovery to every
+                  decided notification delivered, ``lost`` counts records and notifications never delivered
 
 Columns: ``lost`` records produced but not in `records` (or dead letters expected but missing); ``doubled``
 records counted in `stream_minutes` more than once (sum(n) - rows of `records`; records themselves are
@@ -46,9 +54,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor.storage.db import make_engine, upgrade  # noqa: E402
-from monitor.storage.schema import dead_letters, records, stream_minutes  # noqa: E402
-from monitor.synthetic.broker import LocalBroker, create_topic, free_port  # noqa: E402
+from monitor.storage.schema import alert_outbox, dead_letters, records, stream_minutes  # noqa: E402
+from monitor.synthetic.broker import LocalBroker, create_topic, delete_topic, free_port  # noqa: E402
 from monitor.synthetic.poison import corpus  # noqa: E402
+from tests.monitor.alerts.slack_server import FakeSlack  # noqa: E402
 from tests.tcp_proxy import TcpProxy  # noqa: E402
 
 POSTGRES_ADMIN = os.environ.get("WATCHKEEPER_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
@@ -126,8 +135,8 @@ class Database:
 class DaemonProcess:
     """`python -m monitor run` restarted whenever it exits without being asked; its peak RSS is sampled."""
 
-    def __init__(self, config: Path, log: Path) -> None:
-        self.config, self.log = config, log
+    def __init__(self, config: Path, log: Path, env: dict[str, str] | None = None) -> None:
+        self.config, self.log, self.env = config, log, env or {}
         self.proc: subprocess.Popen[bytes] | None = None
         self.exits = 0
         self.asked_to_stop = False
@@ -140,7 +149,7 @@ class DaemonProcess:
         out = open(self.log, "ab")  # noqa: SIM115 - lives as long as the process
         self.proc = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(self.config)],
                                      stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT)})
+                                     env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(ROOT), **self.env})
 
     def _watch(self) -> None:
         while not self._stop.is_set():
@@ -217,8 +226,16 @@ def line_count(log: Path) -> int:
     return len(log.read_text(errors="replace").splitlines()) if log.exists() else 0
 
 
+def outbox_state(db: Database) -> tuple[int, int]:
+    """(notifications decided, notifications not delivered: pending or dead)."""
+    with db.engine.connect() as conn:
+        total = conn.scalar(select(func.count()).select_from(alert_outbox)) or 0
+        open_ = conn.scalar(select(func.count()).select_from(alert_outbox).where(alert_outbox.c.status != "sent"))
+    return int(total), int(open_ or 0)
+
+
 def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Result:
-    """One case from a fresh broker, topic and database to a stopped daemon, measured."""
+    """One case from a fresh broker, topic and database to stopped daemons, measured."""
     result = Result(name)
     work = Path(tempfile.mkdtemp(prefix=f"faults-{name}-"))
     port = free_port()
@@ -227,18 +244,34 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
     create_topic(broker.bootstrap_servers, topic, partitions=3)
     db = Database(db_kind, work)
     proxy = None
+    slack = None
+    env: dict[str, str] = {}
     db_url = db.url
     if name in ("db_reset", "db_blackhole"):
         url = make_url(db.url)
         proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
         db_url = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    if name == "slack":
+        slack = FakeSlack().__enter__()
+        slack.down, slack.down_status = True, 500
+        env["SLACK_WEBHOOK_URL"] = slack.webhook_url
     extra = "max_poll_interval_ms = 20000" if name == "db_blackhole" else ""
     config = write_config(work / "monitor.toml", db_url, broker.bootstrap_servers, topic, extra)
-    log = work / "daemon.log"
+    logs = [work / "daemon.log"] + ([work / "daemon2.log"] if name == "sigkill2" else [])
     prefix = f"{name}-{uuid.uuid4().hex[:4]}"
-    daemon = DaemonProcess(config, log)
+    daemons = [DaemonProcess(config, log, env) for log in logs]
     expected_ids = {f"{prefix}-{i:07d}" for i in range(n)}
     dead_expected = 0
+    decided_in_outage = answered_500 = 0
+    marks = [0 for _ in logs]
+
+    def mark() -> None:
+        marks[:] = [line_count(log) for log in logs]
+
+    def delivered() -> bool:
+        total, open_ = outbox_state(db)
+        return total > 0 and open_ == 0
+
     try:
         if name == "poison":
             poisons = corpus(prefix=prefix, big_mb=5)
@@ -253,31 +286,57 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
             dead_expected = malformed + sum(1 for p in poisons if p.reason is not None)
             expected_ids |= {f"{prefix}-deep63", f"{prefix}-huge-md", f"{prefix}-nul", f"{prefix}-dup",
                              f"{prefix}-big"}
-            mark = line_count(log)
+            mark()
             fault_end = time.monotonic()
             produce(broker.bootstrap_servers, topic, values)
         elif name == "clean":
-            mark = line_count(log)
+            mark()
             fault_end = time.monotonic()
             produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(n)])
-        elif name == "sigkill":
+        elif name in ("sigkill", "sigkill2"):
             produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(n)])
-            mark = line_count(log)
+            mark()
             for k in range(kills):
                 target = n * (k + 1) // (kills + 2)
                 wait_until(lambda t=target: db.counts()[0] >= t, 120)
-                daemon.kill()
+                daemons[k % len(daemons)].kill()
             fault_end = time.monotonic()
+        elif name == "slack":
+            assert slack is not None
+            mark()
+            start = time.monotonic()
+            values = []
+            for i in range(n):
+                values.append(record(i, prefix))
+                if i % 20 == 0:  # 5% malformed: the dead-letter rate rule fires
+                    values.append(record(i, prefix)[:25])
+                    dead_expected += 1
+            produce(broker.bootstrap_servers, topic, values)
+            if wait_until(lambda: outbox_state(db)[0] > 0, max(outage_s / 2, 60)) is None:
+                result.notes.append("no notification decided while Slack answered 500")
+            time.sleep(max(0.0, start + outage_s / 2 - time.monotonic()))
+            slack.down = False
+            slack.refuse()
+            time.sleep(max(0.0, start + outage_s - time.monotonic()))
+            slack.accept()
+            fault_end = time.monotonic()
+            decided_in_outage = outbox_state(db)[0]
+            answered_500 = len(slack.requests)
         else:
             half = n // 2
             produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half)])
             if wait_until(lambda: db.counts()[0] >= half, 120) is None:
                 result.notes.append("first half not stored in 120 s")
-            mark = line_count(log)
+            mark()
             if name == "broker_restart":
                 broker.stop()
                 time.sleep(outage_s)
                 broker = LocalBroker(port=port).start()  # empty: the topic is auto-created by the producer
+                fault_end = time.monotonic()
+                produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half, n)])
+            elif name == "topic_recreated":
+                delete_topic(broker.bootstrap_servers, topic)
+                create_topic(broker.bootstrap_servers, topic, partitions=4)
                 fault_end = time.monotonic()
                 produce(broker.bootstrap_servers, topic, [record(i, prefix) for i in range(half, n)])
             else:
@@ -290,34 +349,51 @@ def run_case(name: str, db_kind: str, n: int, outage_s: float, kills: int) -> Re
                 time.sleep(outage_s)
                 proxy.restore()
                 fault_end = time.monotonic()
-        done = wait_until(lambda: expected_ids <= db.stored_ids(prefix) and db.counts()[1] >= dead_expected, 300)
+
+        def recovered() -> bool:
+            stored = expected_ids <= db.stored_ids(prefix) and db.counts()[1] >= dead_expected
+            return stored and (slack is None or delivered())
+
+        done = wait_until(recovered, 300)
         result.recover_s = None if done is None else round(time.monotonic() - fault_end, 1)
         time.sleep(2)
-        result.log_lines, result.tracebacks = log_window(log, mark)
+        for log, start_line in zip(logs, marks, strict=True):
+            lines, tracebacks = log_window(log, start_line)
+            result.log_lines += lines
+            result.tracebacks += tracebacks
     finally:
-        code = daemon.stop()
-        if code != 0:
-            result.notes.append(f"exit code at SIGTERM {code}")
+        for daemon in daemons:
+            code = daemon.stop()
+            if code != 0:
+                result.notes.append(f"exit code at SIGTERM {code}")
         broker.stop()
         if proxy is not None:
             proxy.close()
     stored = db.stored_ids(prefix)
     n_rows, n_dead, counted = db.counts()
     result.lost = len(expected_ids - stored) + max(0, dead_expected - n_dead)
+    if slack is not None:
+        result.lost += outbox_state(db)[1]
+        with db.engine.connect() as conn:
+            attempts = conn.scalar(select(func.coalesce(func.sum(alert_outbox.c.attempts), 0))) or 0
+        result.notes.append(f"Slack: {decided_in_outage} notification(s) decided during the outage, "
+                            f"{answered_500} request(s) answered 500, {attempts} delivery attempts in all")
+        slack.__exit__(None, None, None)
     result.doubled = max(0, counted - n_rows)
     if counted < n_rows:
         result.notes.append(f"{n_rows - counted} stored records not counted")
     result.dead, result.dead_expected = n_dead, dead_expected
-    result.exits = daemon.exits
-    result.rss_mb = round(daemon.peak_rss / 2**20)
+    result.exits = sum(d.exits for d in daemons)
+    result.rss_mb = round(max(d.peak_rss for d in daemons) / 2**20)
     db.drop()
-    result.notes.append(f"log: {log}")
+    result.notes.append(f"log: {', '.join(map(str, logs))}")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    cases = ["clean", "poison", "broker_restart", "db_reset", "db_blackhole", "sigkill"]
+    cases = ["clean", "poison", "broker_restart", "topic_recreated", "db_reset", "db_blackhole", "sigkill", "sigkill2",
+             "slack"]
     parser.add_argument("--case", action="append", choices=cases, help="run only these (repeatable)")
     parser.add_argument("--db", choices=["postgres", "sqlite"], default="postgres")
     parser.add_argument("--quick", action="store_true", help="20k records, 15 s outages (30 s blackhole), 5 kills")

@@ -91,7 +91,7 @@ def main() -> None:
             for r in rs:
                 r.offset += span
 
-    drift = DriftStep(None, config.kafka.group_id, bucket_s=config.drift.bucket_s)
+    drift = DriftStep(bucket_s=config.drift.bucket_s)
     drifted: list[Batch] = []
 
     def run_drift() -> None:
@@ -104,7 +104,7 @@ def main() -> None:
         later_offsets()
         run_drift()
     drift_s = best_cpu(run_drift, args.rounds, before=later_offsets)
-    increments = sum(len(b.increments.get(drift_buckets, ())) for b in drifted)
+    increments = sum(len(t.increments.get(drift_buckets, ())) for b in drifted for t in b.tallies)
 
     def run_sampling() -> None:
         step = SamplingStep(config.sampling)

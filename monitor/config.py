@@ -74,6 +74,11 @@ class KafkaConfig(Section):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     session_timeout_ms: Annotated[int, Field(ge=1000)] = 10_000
     max_poll_interval_ms: Annotated[int, Field(ge=1000)] = 300_000
+    metadata_max_age_ms: Annotated[int, Field(ge=1000)] = 10_000
+    """How often the consumer refreshes the cluster metadata. Partitions added to a topic — or a topic
+    auto-created again with another partition count after a broker restart — are only noticed (and the
+    group rebalanced onto them) at a refresh; kafka-python's default, 5 minutes, left new partitions
+    unread that long. One small metadata request per interval."""
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     """``SSL``/``SASL_SSL`` encrypt the connection (and check the broker's certificate); ``SASL_*`` log in."""
     ssl_cafile: str | None = None
@@ -594,13 +599,16 @@ class AlertsConfig(Section):
     """Empty: every alert to Slack when it is configured, else to the console."""
     rules: dict[str, AlertRuleConfig] = {}
     inhibit: list[InhibitConfig] = []
-    max_attempts: Annotated[int, Field(ge=1)] = 100
+    max_attempts: Annotated[int, Field(ge=1)] = 1_000_000
+    """Failed attempts after which a notification is dead. Large on purpose: with attempts every
+    ``backoff_max``, a long Slack outage must not kill alerts; ``max_age`` is the real limit."""
     max_age: Duration = timedelta(days=1)
     """A notification not delivered after this long is marked dead (with the reason) and logged."""
     backoff_initial: Duration = timedelta(seconds=1)
-    backoff_max: Duration = timedelta(seconds=30)
-    """Longest wait between two attempts of one notification: after a long Slack outage delivery resumes
-    within this of Slack answering again."""
+    backoff_max: Duration = timedelta(seconds=5)
+    """Longest wait between two attempts of one notification: after a Slack outage of any length delivery
+    resumes within this of Slack answering again (only the head of each sink's queue is tried, so a long
+    outage costs one request per sink every ``backoff_max``)."""
     review_url: str | None = None
     """Base URL of the review page; messages link example records there when set."""
 

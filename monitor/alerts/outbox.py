@@ -88,9 +88,11 @@ class Sink(Protocol):
 
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
+    """How a failing notification is retried; the defaults are `monitor.config.AlertsConfig`'s."""
+
     initial: timedelta = timedelta(seconds=1)
-    maximum: timedelta = timedelta(minutes=5)
-    max_attempts: int = 100
+    maximum: timedelta = timedelta(seconds=5)
+    max_attempts: int = 1_000_000
     max_age: timedelta = timedelta(days=1)
 
     @classmethod

@@ -114,6 +114,7 @@ class Daemon:
             retry_initial_s=config.database.retry_initial_s,
             retry_max_s=config.database.retry_max_s,
         )
+        self.source.on_rewound = self.pipeline.expect_rewind
         self.services = Services(config, self.engine) if services else None
 
     def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:

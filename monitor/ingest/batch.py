@@ -10,6 +10,8 @@ themselves, so a batch is either stored whole or not at all, and a replayed batc
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Iterable
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
@@ -82,6 +84,37 @@ class GenAIEvent:
         return f"{self.trace_id}-{self.span_id}"
 
 
+Increments = dict[Table, list[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class Tally:
+    """Counter increments a step derived from some records, and how to derive them from fewer.
+
+    The store counts only the records it really inserted: when some of ``ids`` were not inserted by the
+    batch's write (a replay, a second message reusing an id, a record a later step or the database refused),
+    it adds ``recount(inserted)`` — the increments of only the records whose id is in ``inserted`` —
+    instead of ``increments``. ``recount`` must count each id at most once, as ``increments`` does."""
+
+    ids: AbstractSet[str]
+    increments: Increments
+    recount: Callable[[AbstractSet[str]], Increments]
+
+    def rows(self, inserted: AbstractSet[str]) -> Increments:
+        """The increments of the tallied records that were inserted (all of them, the common case)."""
+        return self.increments if self.ids <= inserted else self.recount(inserted)
+
+
+def settle(tallies: Iterable[Tally], inserted: AbstractSet[str], into: Increments | None = None) -> Increments:
+    """Every tally's increments for the records in ``inserted``, per table, added to ``into`` (a fresh mapping
+    when None)."""
+    out: Increments = defaultdict(list) if into is None else into
+    for tally in tallies:
+        for table, rows in tally.rows(inserted).items():
+            out.setdefault(table, []).extend(rows)
+    return out
+
+
 @dataclass(slots=True)
 class Batch:
     records: list[Record] = field(default_factory=list)
@@ -95,7 +128,12 @@ class Batch:
     increments: dict[Table, list[dict[str, Any]]] = field(default_factory=lambda: defaultdict(list))
     """Counter rows added to the row with the same primary key (``col = col + excluded.col``; columns whose
     ``info["merge"]`` says ``min``, ``max`` or ``replace`` merge that way). Not idempotent by itself: the
-    step that fills it must make sure a redelivered message is not counted again (`monitor.ingest.steps.aggregate`)."""
+    step that fills it must make sure a redelivered message is not counted again. Counters of records belong in
+    `tallies` instead."""
+    tallies: list[Tally] = field(default_factory=list)
+    """Counters derived from records (per-minute counts, drift buckets): the store adds them only for the
+    records it really inserted, so a record stored already — replayed, or another message under the same id —
+    is never counted twice, and a record dead-lettered after it was tallied is not counted at all."""
     next_offsets: dict[tuple[str, int], int] = field(default_factory=dict)
     """(topic, partition) -> offset of the next message to read: what is committed once stored."""
     first_offsets: dict[tuple[str, int], int] = field(default_factory=dict)

@@ -51,9 +51,9 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     formats = {kafka.format_of(topic) for topic in kafka.topics} | set(kafka.formats.values())
     join: list[Step] = [GenAIJoinStep(engine)] if "otlp_logs" in formats else []  # no logs topic: nothing to join
     steps: list[Step] = [*join, DetectStep(DetectorChain.from_config(config.detectors, store_text)),
-                         AggregateStep(engine, config.kafka.group_id, toxic_at)]
+                         AggregateStep(toxic_at)]
     if config.drift.enabled:
-        steps.append(DriftStep(engine, config.kafka.group_id, bucket_s=config.drift.bucket_s, toxic_at=toxic_at))
+        steps.append(DriftStep(bucket_s=config.drift.bucket_s, toxic_at=toxic_at))
         if config.drift.topic_sample_rate > 0:
             steps.append(TopicDriftStep.from_config(config.drift, engine, toxic_at))
     if config.sampling.enabled:

@@ -9,6 +9,19 @@ not committed is redelivered to the next owner, and the store ignores what it al
 The source never raises for the broker's sake: a rejected commit (the group rebalanced, e.g. after a stall
 longer than ``max_poll_interval_ms``) means "replay is coming"; a broker that is gone is waited out (poll
 returns nothing, one WARNING when it goes, one INFO when it is back).
+
+A partition whose position is past its log end (the topic was recreated, or a broker with memory-only
+storage restarted empty, while this consumer or its group kept the old position) is re-read from the log
+start, with one WARNING naming the partition and the jump. Kafka answers such a fetch with
+``OFFSET_OUT_OF_RANGE`` and kafka-python resets by ``auto_offset_reset``; tansu answers with nothing at all,
+so the source compares each partition's position with the log end the fetches report, and a partition seen
+past its end at two checks in a row (``end_check_s`` apart) is moved back.
+
+Partitions added to a topic (or a topic back with another partition count) are noticed at the next metadata
+refresh (``[kafka] metadata_max_age_ms``). Kafka then rebalances the group onto them by itself; tansu keeps
+the old assignment, so once the partition count of a subscribed topic changed the source leaves and rejoins
+the group (once per change, after ``session_timeout_ms`` and a few seconds of grace, with one INFO line):
+every partition is then assigned within seconds on either broker.
 """
 
 from __future__ import annotations
@@ -19,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from kafka import ConsumerRebalanceListener, KafkaConsumer, OffsetAndMetadata, TopicPartition
-from kafka.errors import CommitFailedError, KafkaError
+from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from monitor.config import KafkaConfig
 from monitor.ingest.batch import Message
@@ -27,6 +40,8 @@ from monitor.ingest.batch import Message
 log = logging.getLogger(__name__)
 
 PartitionCallback = Callable[[set[tuple[str, int]]], None]
+RewindCallback = Callable[[tuple[str, int], int, int], None]
+"""(partition, position it was at, position it was moved back to)."""
 
 
 class _Listener(ConsumerRebalanceListener):
@@ -49,6 +64,8 @@ class KafkaSource:
         max_poll_records: int,
         on_assigned: PartitionCallback | None = None,
         on_revoked: PartitionCallback | None = None,
+        *,
+        end_check_s: float = 2.0,
     ) -> None:
         options: dict[str, Any] = {
             "bootstrap_servers": config.bootstrap_servers,
@@ -59,18 +76,28 @@ class KafkaSource:
             "session_timeout_ms": config.session_timeout_ms,
             "heartbeat_interval_ms": max(300, config.session_timeout_ms // 4),
             "max_poll_interval_ms": config.max_poll_interval_ms,
+            "metadata_max_age_ms": config.metadata_max_age_ms,
             "max_poll_records": max_poll_records,
             "fetch_max_bytes": 64 * 1024 * 1024,
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
             **config.client_options(),
         }
         self._consumer = KafkaConsumer(**options)
-        self._consumer.subscribe(config.topics, listener=_Listener(self))
+        self._topics = list(config.topics)
+        self._consumer.subscribe(self._topics, listener=_Listener(self))
+        self._partition_counts: dict[str, frozenset[int]] = {}
+        self._rejoin_at: float | None = None
+        self._rejoin_grace_s = config.session_timeout_ms / 1000 + 3.0
         self._durable: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._user_on_assigned = on_assigned
         self._user_on_revoked = on_revoked
         self._broker_trouble_since: float | None = None
+        self.on_rewound: RewindCallback | None = None
+        """Told when a partition past its log end is moved back (the pipeline then expects the jump)."""
+        self._end_check_s = end_check_s
+        self._last_end_check = time.monotonic()
+        self._past_end: dict[tuple[str, int], int] = {}
 
     # -- the pipeline's view ------------------------------------------------------------------------------
 
@@ -85,6 +112,10 @@ class KafkaSource:
         if self._broker_trouble_since is not None:
             log.info("broker answering again after %.1f s", time.monotonic() - self._broker_trouble_since)
             self._broker_trouble_since = None
+        if time.monotonic() - self._last_end_check >= self._end_check_s:
+            self._last_end_check = time.monotonic()
+            self._rewind_past_end()
+            self._rejoin_if_partitions_changed()
         if not fetched:
             return []
         if len(fetched) == 1:
@@ -123,6 +154,60 @@ class KafkaSource:
         self._committed.update(pending)
         return True
 
+    def _rewind_past_end(self) -> None:
+        """Move every partition seen past its log end at this check and the last one back to its log start."""
+        seen: dict[tuple[str, int], int] = {}
+        for tp in self._consumer.assignment():
+            key = (tp.topic, tp.partition)
+            try:
+                end = self._consumer.highwater(tp)
+                position = self._consumer.position(tp, timeout_ms=0) if end is not None else None
+            except Exception as exc:  # noqa: BLE001 - not known yet: checked again next time
+                log.debug("position of %s[%d] not known: %s", tp.topic, tp.partition, exc)
+                continue
+            if end is None or position is None or position <= end:
+                continue
+            if self._past_end.get(key) != end:
+                seen[key] = end  # first sighting: the log end may be one fetch behind
+                continue
+            try:
+                start = int(self._consumer.beginning_offsets([tp], timeout_ms=2000)[tp])
+                self._consumer.seek(tp, start)
+            except Exception as exc:  # noqa: BLE001 - the broker is busy: tried again at the next check
+                log.debug("could not move %s[%d] to its log start: %s", tp.topic, tp.partition, exc)
+                seen[key] = end
+                continue
+            log.warning("%s[%d]: position %d is past the log end %d (topic recreated, or the broker restarted "
+                        "empty); re-reading from the log start %d, %d offsets back", tp.topic, tp.partition,
+                        position, end, start, position - start)
+            if self.on_rewound is not None:
+                self.on_rewound(key, position, start)
+        self._past_end = seen
+
+    def _rejoin_if_partitions_changed(self) -> None:
+        """Leave and rejoin the group once, a grace period after a subscribed topic's partitions changed."""
+        for topic in self._topics:
+            try:
+                now = frozenset(self._consumer.partitions_for_topic(topic) or ())
+            except Exception as exc:  # noqa: BLE001 - metadata not available now: checked again next time
+                log.debug("partitions of %s not known: %s", topic, exc)
+                continue
+            before = self._partition_counts.get(topic)
+            if not now or now == before:
+                continue
+            self._partition_counts[topic] = now
+            if before is not None:
+                log.info("%s now has %d partition(s), had %d; making sure the group is assigned all of them",
+                         topic, len(now), len(before))
+                self._rejoin_at = time.monotonic() + self._rejoin_grace_s
+        if self._rejoin_at is not None and time.monotonic() >= self._rejoin_at:
+            self._rejoin_at = None
+            log.info("rejoining the consumer group so that every partition of %s is assigned", ",".join(self._topics))
+            held = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+            self._consumer.unsubscribe()  # gives the partitions up without calling the listener: tell it here
+            self._on_revoked(held)
+            self._consumer.subscribe(self._topics, listener=_Listener(self))
+
     def _broker_trouble(self, exc: Exception) -> None:
         """One WARNING when the broker stops answering; details of later failures at DEBUG."""
         if self._broker_trouble_since is None:
@@ -146,8 +231,12 @@ class KafkaSource:
         return known
 
     def highwater(self, topic: str, partition: int) -> int | None:
-        """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers)."""
-        return self._consumer.highwater(TopicPartition(topic, partition))
+        """Log end offset as last seen by the fetcher (fresher than end_offsets() on some brokers); None when
+        not known, or the partition is no longer assigned here."""
+        try:
+            return self._consumer.highwater(TopicPartition(topic, partition))
+        except IllegalStateError:
+            return None
 
     def pause(self) -> None:
         """Stop fetching (backpressure) while staying in the group: keep calling `poll`, it returns nothing."""

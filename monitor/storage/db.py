@@ -105,14 +105,22 @@ def check_schema(engine: Engine, url: str) -> None:
         )
 
 
-def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+def insert_ignore(conn: Connection, table: Table, rows: list[dict[str, Any]],
+                  returning: str | None = None) -> list[Any] | None:
     """Insert ``rows``, skipping any whose key is already there: how every natural-keyed write stays
-    idempotent (a replayed batch, a second daemon, a retried job). Postgres and SQLite only."""
+    idempotent (a replayed batch, a second daemon, a retried job). Postgres and SQLite only.
+
+    With ``returning`` (a column name), the values of that column of the rows really inserted (``INSERT …
+    ON CONFLICT DO NOTHING RETURNING``), so a caller can count only what is new."""
     if not rows:
-        return
+        return [] if returning else None
     if conn.dialect.name == "postgresql":
-        conn.execute(postgresql.insert(table).on_conflict_do_nothing(), rows)
+        stmt = postgresql.insert(table).on_conflict_do_nothing()
     elif conn.dialect.name == "sqlite":
-        conn.execute(sqlite.insert(table).on_conflict_do_nothing(), rows)
+        stmt = sqlite.insert(table).on_conflict_do_nothing()
     else:  # pragma: no cover - only Postgres and SQLite are supported
         raise NotImplementedError(conn.dialect.name)
+    if returning is None:
+        conn.execute(stmt, rows)
+        return None
+    return list(conn.scalars(stmt.returning(table.c[returning]), rows))

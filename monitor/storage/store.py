@@ -39,15 +39,6 @@ TextPolicy = Callable[["Record", "Annotation | None"], tuple[Any, ...]]
 (text_encrypted, text_key)."""
 
 
-def committed_positions(engine: Engine, group_id: str) -> dict[tuple[str, int], int]:
-    """``consumer_progress.committed`` of ``group_id`` per (topic, partition): where each partition's stored
-    batches end. Steps that must not count a replayed record twice resume from here."""
-    t = consumer_progress.c
-    with engine.connect() as conn:
-        return {(topic, partition): int(committed) for topic, partition, committed in conn.execute(
-            select(t.topic, t.partition, t.committed).where(t.group_id == group_id))}
-
-
 class TransientStorageError(Exception):
     """The database is unreachable or failed in a way worth retrying (connection lost, server restart)."""
 
@@ -174,8 +165,12 @@ class Store:
         self._dialect = engine.dialect.name
         self._copy_types: dict[str, dict[str, int]] = {}
 
-    def write(self, batch: Batch, now: datetime | None = None) -> None:
-        """Store the whole batch atomically, or raise Transient/PermanentStorageError and store nothing."""
+    def write(self, batch: Batch, now: datetime | None = None) -> set[str]:
+        """Store the whole batch atomically, or raise Transient/PermanentStorageError and store nothing.
+
+        Returns the ids of the records this write inserted. A record whose id was stored already (a replay,
+        or another message reusing the id) is not stored again, and neither its detections nor its share of
+        the batch's counters (`Batch.tallies`) are added: each stored record is counted exactly once."""
         now = now or datetime.now(UTC)
         annotations: Sequence[Annotation | None] = batch.annotations or [None] * len(batch.records)
         record_rows = []
@@ -199,7 +194,9 @@ class Store:
         ]
         try:
             with self.engine.begin() as conn:
-                self._insert_ignore(conn, records, record_rows)
+                inserted = self._insert_records(conn, record_rows)
+                if len(inserted) < len(record_rows):
+                    detection_rows = [d for d in detection_rows if d["record_id"] in inserted]
                 self._insert_ignore(conn, detections, detection_rows)
                 self._insert_ignore(conn, dead_letters, letter_rows)
                 # Records whose text arrived after them: their row and every detection replaced (a detection
@@ -210,7 +207,11 @@ class Store:
                     self._insert_ignore(conn, table, rows)
                 for table, rows in batch.upserts.items():
                     self._upsert(conn, table, rows)
-                for table, rows in batch.increments.items():
+                increments = {table: list(rows) for table, rows in batch.increments.items()}
+                for tally in batch.tallies:
+                    for table, rows in tally.rows(inserted).items():
+                        increments.setdefault(table, []).extend(rows)
+                for table, rows in increments.items():
                     self._increment(conn, table, rows)
         except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError,
                 psycopg.OperationalError, psycopg.InterfaceError) as e:  # raw cursor errors (COPY) too
@@ -222,6 +223,7 @@ class Store:
             if isinstance(e.orig, TypeError | ValueError | OverflowError | RecursionError):
                 raise PermanentStorageError(f"value not sendable: {type(e.orig).__name__}") from e
             raise
+        return inserted
 
     def _raw_columns(self, raw: bytes | None) -> dict[str, Any]:
         """A dead letter's bytes as stored: clear, or sealed with the first key."""
@@ -232,8 +234,11 @@ class Store:
     def read_positions(self, group_id: str) -> dict[tuple[str, int], int]:
         """``consumer_progress.committed`` of ``group_id`` per (topic, partition): the offset after the last
         batch stored, as stored with it."""
+        t = consumer_progress.c
         try:
-            return committed_positions(self.engine, group_id)
+            with self.engine.connect() as conn:
+                return {(topic, partition): int(committed) for topic, partition, committed in conn.execute(
+                    select(t.topic, t.partition, t.committed).where(t.group_id == group_id))}
         except (exc.OperationalError, exc.InterfaceError, exc.DisconnectionError, exc.TimeoutError) as e:
             raise TransientStorageError(_short(e)) from e
 
@@ -248,6 +253,14 @@ class Store:
         return None if row is None else (row[0], int(row[1]), int(row[2]))
 
     # -- dialect-specific idempotent writes ------------------------------------------------------------
+
+    def _insert_records(self, conn: Connection, rows: list[dict[str, Any]]) -> set[str]:
+        """Insert the `records` rows not stored yet; the ids inserted."""
+        if not rows:
+            return set()
+        if self._dialect == "postgresql" and len(rows) >= _COPY_MIN_ROWS:
+            return set(self._copy_insert_ignore(conn, records, rows, returning="id"))
+        return set(insert_ignore(conn, records, rows, returning="id") or ())
 
     def _insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
         if not rows:
@@ -305,10 +318,12 @@ class Store:
                 update[name] = old + new
         return stmt.on_conflict_do_update(index_elements=keys, set_=update)
 
-    def _copy_insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]]) -> None:
+    def _copy_insert_ignore(self, conn: Connection, table: Table, rows: list[dict[str, Any]],
+                            returning: str | None = None) -> list[Any]:
         """Binary COPY straight into ``table`` under a savepoint: the common case, new rows only, writes
         each row once. If any row is already there (a replayed batch), roll back to the savepoint and go
-        through a staging table with ``INSERT … ON CONFLICT DO NOTHING``.
+        through a staging table with ``INSERT … ON CONFLICT DO NOTHING``. With ``returning`` (a column), the
+        values of that column of the rows inserted (all of them when the COPY went straight in).
 
         Binary rather than text COPY because formatting every value as text is most of what the client
         spends on a batch (``bench/store.py``); the price is that values are sent as the column's exact
@@ -329,16 +344,19 @@ class Store:
                 cur.execute("ROLLBACK TO SAVEPOINT watchkeeper_copy")
             else:
                 cur.execute("RELEASE SAVEPOINT watchkeeper_copy")
-                return
+                return [row[returning] for row in rows] if returning else []
             stage = f"_stage_{table.name}"
             cur.execute(
                 f'CREATE TEMP TABLE IF NOT EXISTS "{stage}" (LIKE "{table.name}") ON COMMIT DELETE ROWS'
             )
             _copy_rows(cur, f'COPY "{stage}" ({quoted}) FROM STDIN (FORMAT BINARY)', types, values)
+            tail = f' RETURNING "{returning}"' if returning else ""
             cur.execute(
-                f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{stage}" ON CONFLICT DO NOTHING'
+                f'INSERT INTO "{table.name}" ({quoted}) SELECT {quoted} FROM "{stage}" ON CONFLICT DO NOTHING{tail}'
             )
+            inserted = [row[0] for row in cur.fetchall()] if returning else []
             cur.execute(f'TRUNCATE "{stage}"')
+            return inserted
 
     def _column_types(self, dbapi: psycopg.Connection[Any], table: Table, columns: list[str]) -> list[int]:
         """The type OID of each of ``columns`` as the database has it (read once per table)."""

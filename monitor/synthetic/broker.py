@@ -112,3 +112,16 @@ def create_topic(bootstrap_servers: str, topic: str, partitions: int = 1) -> Non
         pass
     finally:
         admin.close()
+
+
+def delete_topic(bootstrap_servers: str, topic: str) -> None:
+    """Delete ``topic`` (the broker, and consumer groups' committed offsets, stay); waits a second for the
+    deletion to settle, so that a `create_topic` right after makes a new topic."""
+    from kafka.admin import KafkaAdminClient
+
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap_servers, client_id="watchkeeper-admin")
+    try:
+        admin.delete_topics([topic])
+    finally:
+        admin.close()
+    time.sleep(1)

@@ -6,12 +6,11 @@ its records to one counter row per (minute, model, app) — records, errors, tox
 responses leaking personal data or secrets, prompts flagged as injection attempts, spend (``cost_usd``),
 latency sum and a log-spaced latency histogram — and the rules sum the few rows of their window.
 
-The counters must count each stored record once although Kafka delivers at least once, and must not skip a
-stored record when offsets go backwards (a broker restarted empty, a topic recreated). `AggregateStep`
-relies on the pipeline storing ``consumer_progress.committed`` (the next offset to read) in the same
-transaction as each batch, hence with the same batch's increments: a message at or above that offset has not
-been counted; one below it is a redelivery *or* a new message at a reused offset, told apart by whether its id
-is already in `records`. See `AggregateStep` for what that does not cover.
+The counters must count each stored record once although Kafka delivers at least once, a producer may reuse
+an id, and offsets may go backwards (a broker restarted empty, a topic recreated). `AggregateStep` hands its
+counts to the store as a `monitor.ingest.batch.Tally`: the store inserts the batch's records first and adds
+the counts of only the records that insert really stored, in the same transaction. Stored means counted, by
+construction, whatever the offsets did.
 
 >>> from datetime import UTC, datetime
 >>> counts = MinuteCounts()
@@ -31,33 +30,30 @@ from __future__ import annotations
 import logging
 import math
 from bisect import bisect_right
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, select, text
+from sqlalchemy import Table
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
-from monitor.ingest.batch import Batch
+from monitor.ingest.batch import Batch, Tally
+from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
 from monitor.storage.db import as_utc
 from monitor.storage.schema import (
     STREAM_LATENCY_BOUNDS_MS,
     STREAM_LATENCY_COLUMNS,
-    records,
     stream_minutes,
 )
-from monitor.storage.store import committed_positions
 
 log = logging.getLogger(__name__)
 
 __all__ = ["AggregateStep", "MinuteCounts", "in_response", "latency_bucket", "minute_of", "quantile"]
 
-Partition = tuple[str, int]
 _BUCKETS = len(STREAM_LATENCY_COLUMNS)
-_LOOKUP_CHUNK = 900  # ids per IN (...) look-up: under SQLite's default limit of 999 bound parameters
-_JOIN_IDS = text("SELECT r.id FROM records r JOIN unnest(CAST(:ids AS varchar[])) AS u(id) ON r.id = u.id")
 
 
 def minute_of(ts: datetime) -> datetime:
@@ -194,82 +190,37 @@ def _in_response(annotation: Annotation, detector: str) -> bool:
 
 
 class AggregateStep(Step):
-    """`monitor.ingest.batch.Step` that adds each batch's records to `stream_minutes`, each stored record once.
+    """`monitor.ingest.steps.Step` that adds each batch's records to `stream_minutes`, each stored record once.
 
-    Where a partition was left: on assignment (``on_assigned``, called by the daemon on a rebalance; or when a
-    batch first shows a partition) the step reads ``consumer_progress.committed`` of its consumer group — the
-    offset after the last batch stored, written in the same transaction as that batch's increments. A record
-    at or above that position is new and counted without a look-up (the happy path costs nothing). A record
-    *below* it is either a redelivery (a crash or rebalance replays what was stored) or a new message at a
-    reused offset (a broker restarted empty, a topic recreated): for those the step looks up which ids are
-    already in `records` — stored means counted — and counts the others. An id twice in one batch counts once.
-
-    What it does not cover: a producer that reuses an id for a new message at a new offset has it stored once
-    in `records` (the first wins) but counted twice here (looking every id up costs ~8 µs per record on
-    Postgres, more than the rest of the step); two daemons storing the same batch during a rebalance hand-over
-    can both count it; records the database rejects (then dead-lettered one by one) stay counted. Requires the
+    The counts go into the batch as a `Tally`; the store adds those of the records it really inserted (a
+    replayed record, or a second message reusing a stored id, is not inserted, so not counted), in the
+    transaction that stores them. An id twice in one batch counts once. Costs nothing extra in the common
+    case (every record new); a batch with records already stored is counted again without them. Requires the
     detect step before it for the toxicity, refusal and leak counters.
 
     >>> from monitor.ingest.record import decode
-    >>> step = AggregateStep(engine=None, group_id="watchkeeper")  # no database: every partition from 0
+    >>> step = AggregateStep()
     >>> record = decode(b'{"id": "r1", "ts": 0, "model": "m", "prompt": "p", "response": "r"}')
-    >>> first, again = Batch(records=[record, record], next_offsets={("", 0): 1}), Batch(records=[record])
-    >>> step.process(first), step.process(again)
-    (None, None)
-    >>> [row["n"] for row in first.increments[stream_minutes]], again.increments[stream_minutes]
-    ([1], [])
+    >>> batch = Batch(records=[record, record])
+    >>> step.process(batch)
+    >>> (tally,) = batch.tallies
+    >>> [row["n"] for row in tally.rows({"r1"})[stream_minutes]], tally.rows(set())
+    ([1], {})
     """
 
-    def __init__(self, engine: Engine | None, group_id: str, toxic_at: float = TOXIC_AT) -> None:
+    def __init__(self, toxic_at: float = TOXIC_AT) -> None:
         """``toxic_at``: ``[detectors.toxicity] threshold`` (the ``toxic`` counter's cut-off)."""
-        self.engine = engine
-        self.group_id = group_id
         self.toxic_at = toxic_at
-        self._positions: dict[Partition, int] = {}
 
-    def on_assigned(self, partitions: Iterable[Partition]) -> None:
-        """Read where each newly assigned partition's counting stopped (0: never counted)."""
-        wanted = set(partitions)
-        if not wanted:
-            return
-        found = committed_positions(self.engine, self.group_id) if self.engine is not None else {}
-        for key in wanted:
-            self._positions[key] = found.get(key, 0)
-
-    def on_revoked(self, partitions: Iterable[Partition]) -> None:
-        """Forget revoked partitions: their next owner counts from the committed position."""
-        for key in partitions:
-            self._positions.pop(key, None)
-
-    def stored_ids(self, ids: list[str]) -> set[str]:
-        """Which of ``ids`` are already in `records` (hence counted with the batch that stored them). Without a
-        database, all of them: a record below the position is taken for a redelivery."""
-        if self.engine is None or not ids:
-            return set(ids)
-        found: set[str] = set()
-        with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":  # an index look-up per id (IN/ANY may plan a full scan)
-                found.update(conn.scalars(_JOIN_IDS, {"ids": ids}))
-                return found
-            for start in range(0, len(ids), _LOOKUP_CHUNK):
-                chunk = ids[start:start + _LOOKUP_CHUNK]
-                found.update(conn.scalars(select(records.c.id).where(records.c.id.in_(chunk))))
-        return found
-
-    def process(self, batch: Batch) -> None:
-        unknown = set(batch.next_offsets) - self._positions.keys()
-        unknown |= {(r.topic, r.partition) for r in batch.records} - self._positions.keys()
-        if unknown:
-            self.on_assigned(unknown)
-        positions = self._positions
-        below = [r.id for r in batch.records if r.offset < positions[(r.topic, r.partition)]]
-        skip = self.stored_ids(below) if below else set()
+    def counts(self, records: Sequence[Record], annotations: Sequence[Annotation] | None,
+               only: AbstractSet[str] | None = None) -> dict[Table, list[dict[str, Any]]]:
+        """The `stream_minutes` increments of ``records`` (each id once; only ids in ``only`` when given)."""
+        seen: set[str] = set()
         counts = MinuteCounts(self.toxic_at)
-        annotations = batch.annotations
-        for i, record in enumerate(batch.records):
-            if record.id in skip:
-                continue  # stored (and counted) already, or earlier in this batch
-            skip.add(record.id)
+        for i, record in enumerate(records):
+            if record.id in seen or (only is not None and record.id not in only):
+                continue
+            seen.add(record.id)
             if annotations:
                 annotation = annotations[i]
                 signals = annotation.signals
@@ -281,10 +232,15 @@ class AggregateStep(Step):
             counts.add(record.ts, record.model, record.app, record.status, record.latency_ms,
                        toxicity=signals.get("response_toxicity"), refusal=signals.get("refusal"),
                        pii_leak=pii_leak, secret_leak=secret_leak, cost_usd=record.cost_usd, injection=injection)
-        for key, next_offset in batch.next_offsets.items():
-            positions[key] = max(positions.get(key, 0), next_offset)
-        if counts:
-            batch.increments[stream_minutes].extend(counts.rows(datetime.now(UTC)))
+        return {stream_minutes: counts.rows(datetime.now(UTC))} if counts else {}
+
+    def process(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        records, annotations = list(batch.records), list(batch.annotations)
+        batch.tallies.append(Tally(
+            ids={r.id for r in records}, increments=self.counts(records, annotations),
+            recount=lambda inserted: self.counts(records, annotations, inserted)))
 
     def close(self) -> None:
-        """Nothing to release: positions live in the database."""
+        """Nothing to release: the counters live in the database."""

@@ -12,34 +12,33 @@ batch, in its transaction; `monitor.jobs.drift` folds closed buckets into the de
 Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
 daemons or in which order a backlog was read.
 
-Each record is added once although Kafka delivers at least once, as the per-minute counters are
-(`monitor.ingest.steps.aggregate`): the pipeline stores ``consumer_progress.committed`` in the same
-transaction as each batch, so a record below it was added with its batch and is skipped.
+Each stored record is added once although Kafka delivers at least once and a producer may reuse an id, as
+the per-minute counters are (`monitor.ingest.steps.aggregate`): the rows go into the batch as a
+`monitor.ingest.batch.Tally`, and the store adds those of only the records it really inserted.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
+from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Engine
+from sqlalchemy import Table
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
 from detectors.drift.signals import SCALAR_SIGNALS
-from monitor.ingest.batch import Batch
+from monitor.ingest.batch import Batch, Tally
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
 from monitor.storage.db import as_utc
 from monitor.storage.schema import drift_buckets
-from monitor.storage.store import committed_positions
 
 log = logging.getLogger(__name__)
 
-Partition = tuple[str, int]
 GLOBAL = "*"
 
 
@@ -175,64 +174,51 @@ def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | No
 
 
 class DriftStep(Step):
-    """`Step` that adds every record's drift signals to the bucket of its event time, in its four streams,
-    once. Positions work as in `monitor.ingest.steps.aggregate.AggregateStep`, with the same assumptions
-    (one consumer group per database, a record id at one offset).
+    """`Step` that adds every stored record's drift signals to the bucket of its event time, in its four
+    streams, once: the rows are a `Tally`, added by the store for the records it really inserted.
 
     >>> from monitor.ingest.record import decode
-    >>> step = DriftStep(engine=None, group_id="watchkeeper")
+    >>> step = DriftStep()
     >>> record = decode(b'{"id": "r1", "ts": 0, "model": "m", "app": "a", "prompt": "p", "response": "hello"}')
-    >>> first, again = Batch(records=[record], next_offsets={("", 0): 1}), Batch(records=[record])
-    >>> step.process(first), step.process(again)
-    (None, None)
-    >>> sorted(r["stream"] for r in first.increments[drift_buckets] if r["signal"] == "response_chars")
+    >>> batch = Batch(records=[record])
+    >>> step.process(batch)
+    >>> (tally,) = batch.tallies
+    >>> sorted(r["stream"] for r in tally.rows({"r1"})[drift_buckets] if r["signal"] == "response_chars")
     ['*', 'app=a', 'model=m', 'model=m,app=a']
-    >>> again.increments[drift_buckets]
-    []
+    >>> tally.rows(set())
+    {}
     """
 
-    def __init__(self, engine: Engine | None, group_id: str, *, bucket_s: float = 2.0,
-                 toxic_at: float = TOXIC_AT) -> None:
-        self.engine = engine
-        self.group_id = group_id
+    def __init__(self, *, bucket_s: float = 2.0, toxic_at: float = TOXIC_AT) -> None:
         self.bucket_s = bucket_s
         self.toxic_at = toxic_at
-        self._positions: dict[Partition, int] = {}
 
-    def on_assigned(self, partitions: Iterable[Partition]) -> None:
-        """Read where each newly assigned partition's adding stopped (0: never added)."""
-        wanted = set(partitions)
-        if not wanted:
-            return
-        found = committed_positions(self.engine, self.group_id) if self.engine is not None else {}
-        for key in wanted:
-            self._positions[key] = found.get(key, 0)
-
-    def on_revoked(self, partitions: Iterable[Partition]) -> None:
-        """Forget revoked partitions: their next owner reads the committed position."""
-        for key in partitions:
-            self._positions.pop(key, None)
-
-    def process(self, batch: Batch) -> None:
-        unknown = set(batch.next_offsets) - self._positions.keys()
-        unknown |= {(r.topic, r.partition) for r in batch.records} - self._positions.keys()
-        if unknown:
-            self.on_assigned(unknown)
-        records = batch.records
-        keep = [i for i, r in enumerate(records) if r.offset >= self._positions[(r.topic, r.partition)]]
-        for key, next_offset in batch.next_offsets.items():
-            self._positions[key] = max(self._positions.get(key, 0), next_offset)
-        if not keep:
-            return
-        annotations: Sequence[Annotation | None] = batch.annotations or [None] * len(records)
+    def buckets(self, records: Sequence[Record], annotations: Sequence[Annotation | None],
+                only: AbstractSet[str] | None = None) -> dict[Table, list[dict[str, Any]]]:
+        """The `drift_buckets` increments of ``records``, each id once (only ids in ``only`` when given)."""
+        seen: set[str] = set()
+        keep = []
+        for i, r in enumerate(records):
+            if r.id not in seen and (only is None or r.id in only):
+                seen.add(r.id)
+                keep.append(i)
         if len(keep) < len(records):
             records = [records[i] for i in keep]
             annotations = [annotations[i] for i in keep]
         rows = bucket_rows(records, annotations, self.bucket_s, datetime.now(UTC), self.toxic_at)
-        batch.increments[drift_buckets].extend(rows)
+        return {drift_buckets: rows} if rows else {}
+
+    def process(self, batch: Batch) -> None:
+        if not batch.records:
+            return
+        records = list(batch.records)
+        annotations: Sequence[Annotation | None] = list(batch.annotations) or [None] * len(records)
+        batch.tallies.append(Tally(
+            ids={r.id for r in records}, increments=self.buckets(records, annotations),
+            recount=lambda inserted: self.buckets(records, annotations, inserted)))
 
     def close(self) -> None:
-        """Nothing to release: positions live in the database."""
+        """Nothing to release: the buckets live in the database."""
 
 
 __all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of"]

@@ -6,7 +6,9 @@ Endpoints: ``POST /services/T/B/X`` (webhook), ``POST /api/chat.postMessage``, `
 Faults are scripted, one per coming request, with `fail_next`: ``("status", 500)``, ``("ratelimit", 2)``
 (429 with ``Retry-After: 2``), ``("timeout", 5)`` (answer only after 5 s), ``("accept_then_stall", 30)``
 (record the message, then answer only after 30 s — a client killed meanwhile is the crash-after-send case).
-``down = True`` answers 503 to everything until cleared.
+``down = True`` answers ``down_status`` (503) to everything until cleared. `refuse` closes the listening
+socket (connections refused, as when Slack's edge is unreachable) until `accept` opens it again on the same
+port.
 
 >>> with FakeSlack() as slack:
 ...     import urllib.request, json
@@ -38,6 +40,7 @@ class FakeSlack:
         self.requests: list[tuple[str, int]] = []
         """(path, status answered) for every request, failures included."""
         self.down = False
+        self.down_status = 503
         self._faults: deque[tuple[str, float]] = deque()
         self._lock = threading.Lock()
         self._seq = 0
@@ -71,6 +74,19 @@ class FakeSlack:
     def __enter__(self) -> FakeSlack:
         self._thread.start()
         return self
+
+    def refuse(self) -> None:
+        """Stop listening: every connection is refused until `accept`."""
+        self._server.shutdown()
+        self._server.server_close()
+
+    def accept(self) -> None:
+        """Listen again on the same port after `refuse`."""
+        port = self._server.server_address[1]
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
 
     def __exit__(self, *exc: object) -> None:
         self._server.shutdown()
@@ -123,7 +139,7 @@ class FakeSlack:
                 webhook = path.startswith("/services/")
                 if slack.down:
                     down = b"service unavailable" if webhook else {"ok": False, "error": "fatal_error"}
-                    return self._reply(503, down)
+                    return self._reply(slack.down_status, down)
                 fault = slack._next_fault()
                 if fault is not None:
                     kind, arg = fault

@@ -143,3 +143,36 @@ def test_slack_down_for_a_while_then_up_delivers_everything_in_order(engine, db_
     assert [m["blocks"][0]["text"]["text"] for m in slack.messages] == [
         f"[CRITICAL] FIRING model={m}: secret_in_response" for m in ["m1", "m2", "m3", "m4", "m5"]]
     assert {r.status for r in outbox_rows(engine)} == {"sent"}
+
+
+def test_after_slack_fails_and_refuses_for_20_s_the_alert_arrives_within_seconds_of_recovery(engine, db_url,
+                                                                                             slack) -> None:  # type: ignore[no-untyped-def]
+    """Real clock, default retry settings: Slack answers 500 for 10 s, then refuses connections for 10 s.
+    Delivery attempts back off but never wait more than ``backoff_max`` (5 s), so the alert arrives within
+    seconds of Slack's recovery (a 30 s cap, the old default, would wait 11 s here) and is not dead."""
+    import time
+    from datetime import UTC, datetime
+
+    config = webhook_config(db_url, slack)
+    sinks = build_sinks(config)
+    policy = RetryPolicy.from_config(config.alerts)
+    assert policy.maximum == timedelta(seconds=5) and policy.max_attempts >= 100_000
+    fire(engine, config, at=datetime.now(UTC) - timedelta(seconds=3))
+    slack.down, slack.down_status = True, 500
+    start = time.monotonic()
+    recovered_at = None
+    while not slack.messages and time.monotonic() - start < 40:
+        elapsed = time.monotonic() - start
+        if 10 <= elapsed < 20 and slack.down:
+            slack.down = False
+            slack.refuse()
+        elif elapsed >= 20 and recovered_at is None:
+            slack.accept()
+            recovered_at = time.monotonic()
+        deliver_pending(engine, sinks, datetime.now(UTC), policy=policy)
+        time.sleep(0.2)
+    assert recovered_at is not None and len(slack.messages) == 1
+    assert time.monotonic() - recovered_at < 6.0
+    (row,) = outbox_rows(engine)
+    assert row.status == "sent" and row.attempts >= 5
+    assert {s for _, s in slack.requests} == {500, 200}

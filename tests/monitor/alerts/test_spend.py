@@ -35,7 +35,7 @@ def test_spend_fires_per_model_above_its_budget_and_names_the_costliest_calls(mi
                   + [_record(i, "local", None, 5) for i in range(10)]
                   + [_record(99, "gpt-big", 40.0, 180)])  # long before the window
     batch.next_offsets = {("", 0): len(batch.records)}
-    AggregateStep(engine=None, group_id="g").process(batch)
+    AggregateStep().process(batch)
     engine = make_engine(migrated_db_url)
     Store(engine, text_policy("none")).write(batch)
     rule = Spend("spend", AlertRuleConfig(kind="spend", scope="model", threshold=10.0, window="1h", min_samples=5))

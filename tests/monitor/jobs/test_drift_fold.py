@@ -50,7 +50,7 @@ class Feed:
         self.engine = engine
         self.store = Store(engine, text_policy("none"))
         self.detect = DetectStep(DetectorChain.from_config(Config().detectors, "none"))
-        self.step = DriftStep(engine, "wk", bucket_s=CONFIG.bucket_s)
+        self.step = DriftStep(bucket_s=CONFIG.bucket_s)
         self.now = 0.0
 
     def write(self, records: list[Record], size: int = 500) -> Iterator[None]:

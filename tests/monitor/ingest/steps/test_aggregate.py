@@ -85,7 +85,7 @@ def chain() -> DetectorChain:
 
 def run_pipeline(engine: Engine, log: PartitionLog, chain: DetectorChain) -> Pipeline:
     """A daemon's pipeline (detect → aggregate → store) over ``log`` until it is drained."""
-    steps = [DetectStep(chain), AggregateStep(engine, "watchkeeper")]
+    steps = [DetectStep(chain), AggregateStep()]
     pipeline = Pipeline(log, steps, Store(engine, text_policy("none")), group_id="watchkeeper", batch_size=50)
     while pipeline.run_once(threading.Event()):
         pass
