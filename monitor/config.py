@@ -106,6 +106,16 @@ class PipelineConfig(Section):
     """What prompt/response text reaches the database: nothing, text with findings replaced, or raw text."""
 
 
+class OpsConfig(Section):
+    """The ops endpoint (monitor.ops): ``/metrics`` for Prometheus, ``/livez`` and ``/readyz`` for probes."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    """All interfaces by default, so that Prometheus and the kubelet's probes reach it; it serves no secret."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    """``WATCHKEEPER_METRICS_PORT`` overrides it; 0 picks a free port (logged)."""
+
+
 class RecordConfig(Section):
     fields: dict[str, str] = {}
     """Our field name -> the deployment's field name, e.g. ``response = "completion"``."""
@@ -651,6 +661,7 @@ class Config(Section):
     shadow: ShadowConfig = ShadowConfig()
     drift: DriftConfig = DriftConfig()
     compare: CompareConfig = CompareConfig()
+    ops: OpsConfig = OpsConfig()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
 
@@ -676,6 +687,7 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SLACK_WEBHOOK_URL": ("alerts", "slack_webhook_url"),
     "SLACK_BOT_TOKEN": ("alerts", "slack_bot_token"),
     "SLACK_CHANNEL": ("alerts", "slack_channel"),
+    "WATCHKEEPER_METRICS_PORT": ("ops", "port"),
 }
 _LIST_KEYS = {("kafka", "bootstrap_servers"), ("kafka", "topics")}
 

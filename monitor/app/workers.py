@@ -22,6 +22,7 @@ from monitor.app.daemon import Daemon, settle_heap
 from monitor.app.logs import setup_logging
 from monitor.app.services import Services
 from monitor.config import Config
+from monitor.ops import multiproc
 from monitor.storage.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -79,6 +80,8 @@ def run_workers(config: Config, count: int) -> int:
             for i, proc in enumerate(workers):
                 if proc.is_alive():
                     continue
+                if proc.pid is not None:
+                    multiproc.worker_gone(proc.pid)
                 delay = _RESTART_BACKOFF_S[min(restarts[i], len(_RESTART_BACKOFF_S) - 1)]
                 log.error("worker %d exited with code %s; restarting in %.0f s", i, proc.exitcode, delay)
                 if stop.wait(delay):
@@ -94,6 +97,9 @@ def run_workers(config: Config, count: int) -> int:
             proc.join(max(0.0, deadline - time.monotonic()))
         services.stop()
         engine.dispose()
+        for proc in workers:
+            if proc.pid is not None:
+                multiproc.worker_gone(proc.pid)
     codes = [proc.exitcode for proc in workers]
     log.info("workers stopped with exit codes %s", codes)
     return max((code or 0) if code is not None and code >= 0 else 1 for code in codes)

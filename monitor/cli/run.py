@@ -10,6 +10,19 @@ import click
 from monitor.cli.options import config_option, load
 
 
+MAX_DEFAULT_WORKERS = 8
+
+
+def default_workers() -> int:
+    """``[pipeline] workers = 0`` (the default): one consumer process per core of this machine (the cores
+    this process may use), at most `MAX_DEFAULT_WORKERS`."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(cores, MAX_DEFAULT_WORKERS))
+
+
 @click.command()
 @config_option
 def run(config_path: str | None) -> None:
@@ -25,8 +38,11 @@ def run(config_path: str | None) -> None:
     except (ConfigError, ValueError) as exc:
         click.echo(f"watchkeeper: {exc}", err=True)
         sys.exit(2)
-    workers = config.pipeline.workers or os.cpu_count() or 1
+    workers = config.pipeline.workers or default_workers()
     if workers > 1:
+        from monitor.ops import multiproc
+
+        multiproc.enable()  # before anything creates a metric: the workers write theirs to files there
         from monitor.app.workers import run_workers
 
         engine = make_engine(config.database.url)
