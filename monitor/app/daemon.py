@@ -28,6 +28,8 @@ from monitor.ingest.formats import decoders_for
 from monitor.ingest.pipeline import Pipeline, StoppedDuringOutage
 from monitor.ingest.source import KafkaSource
 from monitor.ingest.steps import Step
+from monitor.ingest.steps.detect import DetectStep
+from monitor.ops import metrics
 from monitor.storage.db import check_schema, make_engine, redacted_url
 from monitor.storage.store import Store, text_policy
 
@@ -95,6 +97,7 @@ class Daemon:
         _wait_for(lambda: check_schema(self.engine, config.database.url), _DATABASE_DOWN,
                   f"database {redacted_url(config.database.url)}")
         self.steps = list(steps) if steps is not None else build_steps(config, self.engine)
+        metrics.initialise(d.name for step in self.steps if isinstance(step, DetectStep) for d in step.chain.detectors)
         self.stop_event = threading.Event()
         self.source = _wait_for(lambda: KafkaSource(
             config.kafka, max_poll_records=config.pipeline.batch_size,

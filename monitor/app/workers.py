@@ -19,7 +19,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from monitor.app.daemon import Daemon, settle_heap
-from monitor.app.logs import setup_logging
+from monitor.app.logs import LogFormat, current_format, setup_logging
 from monitor.app.services import Services
 from monitor.config import Config
 from monitor.ops import multiproc
@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def _worker_main(config: Config, index: int, log_level: int) -> None:
+def _worker_main(config: Config, index: int, log_level: int, log_format: LogFormat) -> None:
     """A child: one consumer-group member without the background services."""
 
-    setup_logging(logging.getLevelName(log_level))
+    setup_logging(logging.getLevelName(log_level), log_format)
     daemon = Daemon(config, services=False)
     daemon.install_signal_handlers()
     parent = os.getppid()
@@ -59,7 +59,8 @@ def run_workers(config: Config, count: int) -> int:
     level = logging.getLogger().getEffectiveLevel()
 
     def start(i: int) -> BaseProcess:
-        proc = ctx.Process(target=_worker_main, args=(config, i, level), name=f"watchkeeper-worker-{i}")
+        proc = ctx.Process(target=_worker_main, args=(config, i, level, current_format()),
+                           name=f"watchkeeper-worker-{i}")
         proc.start()
         return proc
 

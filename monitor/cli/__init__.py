@@ -46,7 +46,9 @@ class LazyGroup(click.Group):
 
 @click.group(cls=LazyGroup)
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="WATCHKEEPER_LOG_FORMAT", help="text lines, or one JSON object per line for log shippers.")
 @click.version_option(package_name="watchkeeper")
-def main(log_level: str) -> None:
+def main(log_level: str, log_format: str) -> None:
     """Watchkeeper: a production monitor for LLM traffic."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)  # type: ignore[arg-type]

@@ -9,7 +9,6 @@ import click
 
 from monitor.cli.options import config_option, load
 
-
 MAX_DEFAULT_WORKERS = 8
 
 

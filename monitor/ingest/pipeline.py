@@ -330,7 +330,8 @@ class Pipeline:
             self.source.resume()
 
     def _database_down(self, exc: BaseException, stop: threading.Event | None, held: int) -> None:
-        """Count a failed attempt (also in ``watchkeeper_database_errors_total``); the first of an outage logs one WARNING and pauses fetching. Past the stop
+        """Count a failed attempt (also in ``watchkeeper_database_errors_total``); the first of an outage
+        logs one WARNING and pauses fetching. Past the stop
         grace period after a stop request, give up with `StoppedDuringOutage` (nothing committed)."""
         self.counters.storage_retries += 1
         metrics.DATABASE_ERRORS.labels("pipeline").inc()

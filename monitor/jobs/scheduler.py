@@ -223,8 +223,9 @@ class Scheduler:
         return "ran"
 
     def _database_down(self, exc: BaseException) -> None:
-        """Counted in ``watchkeeper_database_errors_total{component="scheduler"}``; one WARNING when the database stops answering the scheduler (not a traceback per job and second);
-        the rest at DEBUG until `_database_back`."""
+        """Counted in ``watchkeeper_database_errors_total{component="scheduler"}``; one WARNING when the
+        database stops answering the scheduler (not a traceback per job and second); the rest at DEBUG until
+        `_database_back`."""
         DATABASE_ERRORS.labels("scheduler").inc()
         if self._down_since is None:
             self._down_since = time.monotonic()

@@ -3,9 +3,9 @@ histograms, base units) and with low-cardinality labels only (an outcome, a dete
 record, a model or a reason text).
 
 With ``[pipeline] workers > 1`` every worker is its own process: `prometheus_client`'s multiprocess mode
-(``PROMETHEUS_MULTIPROC_DIR``, set by `monitor.ops.multiproc.enable` before anything imports this module) makes each write its
-values to files that the supervisor sums at scrape time. The directory must be set before this module is
-imported in a process; the workers are spawned, so they import it afresh.
+(``PROMETHEUS_MULTIPROC_DIR``, set by `monitor.ops.multiproc.enable` before anything imports this module)
+makes each write its values to files that the supervisor sums at scrape time; the workers are spawned, so
+they import this module afresh with the directory already set.
 """
 
 from __future__ import annotations

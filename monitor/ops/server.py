@@ -82,7 +82,7 @@ class OpsServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 path = self.path.split("?", 1)[0]
                 if path == "/metrics":
                     self._reply(200, generate_latest(server.registry), CONTENT_TYPE_LATEST)
@@ -103,7 +103,7 @@ class OpsServer:
                 self.end_headers()
                 self.wfile.write(body)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002 - one line per scrape: none
+            def log_message(self, format: str, *args: object) -> None:
                 return
 
         self._httpd = ThreadingHTTPServer((host, port), Handler)
