@@ -92,9 +92,10 @@ class KafkaConfig(Section):
 
 
 class PipelineConfig(Section):
-    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
     """Consumer processes on this host (each a group member; the parent runs the scheduled jobs).
-    0 means one per CPU core. Give the topic at least this many partitions."""
+    0 (the default) means one per CPU core this process may use (its CPU quota in a container), at most 8.
+    Give the topic at least this many partitions."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 2000
     """Most records per batch; one database transaction and one offset commit per batch."""
     batch_timeout_ms: Annotated[int, Field(ge=1)] = 500

@@ -42,6 +42,7 @@ session_timeout_ms = 6000
 [pipeline]
 batch_size = 500
 batch_timeout_ms = 200
+{"" if "workers" in extra else "workers = 1"}
 {extra}
 """
     )

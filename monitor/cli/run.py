@@ -12,13 +12,20 @@ from monitor.cli.options import config_option, load
 MAX_DEFAULT_WORKERS = 8
 
 
-def default_workers() -> int:
-    """``[pipeline] workers = 0`` (the default): one consumer process per core of this machine (the cores
-    this process may use), at most `MAX_DEFAULT_WORKERS`."""
+def default_workers(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
+    """``[pipeline] workers = 0`` (the default): one consumer process per core this process may use — the
+    cores it is pinned to, or its container's CPU quota (cgroup v2 ``cpu.max``) when smaller — at most
+    `MAX_DEFAULT_WORKERS`."""
     try:
         cores = len(os.sched_getaffinity(0))
     except AttributeError:  # not on Linux
         cores = os.cpu_count() or 1
+    try:
+        quota, period = open(cpu_max).read().split()[:2]  # noqa: SIM115 - one short read
+        if quota != "max":
+            cores = min(cores, max(1, int(int(quota) / int(period) + 0.5)))
+    except (OSError, ValueError):
+        pass  # no cgroup v2 quota here
     return max(1, min(cores, MAX_DEFAULT_WORKERS))
 
 
