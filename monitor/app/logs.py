@@ -67,6 +67,11 @@ def setup_logging(level: str, log_format: LogFormat = "text") -> None:
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job…" / "executed" per tick
+    # "skipped: maximum number of running instances reached" whenever a job outlasts its tick: our scheduler
+    # tracks slots itself (a skipped check is re-done on the next tick), so it is noise to an operator.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    for chatty in ("httpx", "httpcore"):  # one INFO line per HTTP request (shadow replay, Slack, health)
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # kafka-python times its IO thread's tasks and warns when one ran long; start-up (loading the detectors)
     # trips it every time and the warning says nothing an operator can act on.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

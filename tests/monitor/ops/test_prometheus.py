@@ -126,11 +126,9 @@ scrape_configs:
             assert _count(engine, samples) > 0
             time.sleep(8)  # a few more scrapes, so every rate() has two points with the data in them
 
-            # The two workers' metrics are summed: all 8000 messages are counted once.
-            consumed = _query(api, "sum(watchkeeper_records_total)")
-            assert consumed and float(consumed[0]["value"][1]) == pytest.approx(8_000, abs=0)
-            consumers = _query(api, "sum(watchkeeper_consumers)")
-            assert float(consumers[0]["value"][1]) == 2
+            # The two workers' metrics are summed: all 8000 messages are counted once, by two members.
+            wait_for(lambda: _scalar(api, "sum(watchkeeper_records_total)") == 8_000, 60, "8000 messages counted")
+            wait_for(lambda: _scalar(api, "sum(watchkeeper_consumers)") == 2, 60, "two consumers in the group")
 
             missing = []
             for name, title, expr in targets("prometheus"):
@@ -164,6 +162,11 @@ def _ok(url: str) -> bool:
         return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _scalar(api: str, expr: str) -> float | None:
+    result = _query(api, expr)
+    return float(result[0]["value"][1]) if result else None
 
 
 def _query(api: str, expr: str) -> list[dict]:
