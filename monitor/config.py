@@ -691,6 +691,9 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "WATCHKEEPER_METRICS_PORT": ("ops", "port"),
 }
 _LIST_KEYS = {("kafka", "bootstrap_servers"), ("kafka", "topics")}
+ENV_VARS: tuple[str, ...] = (*_ENV_OVERRIDES, "WATCHKEEPER_REFERENCE_URL", "WATCHKEEPER_REFERENCE_MODEL",
+                             "WATCHKEEPER_LOG_FORMAT")
+"""Every environment variable Watchkeeper reads (docs/cli.md); the deploy files may set only these."""
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
