@@ -63,6 +63,16 @@ class DatabaseConfig(Section):
     statement_timeout_s: Annotated[float, Field(gt=0)] = 300.0
     """Server-side limit on one statement (Postgres): a statement stuck this long fails and is retried."""
 
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        """``postgres://`` (Heroku's form, and many tools') and a bare ``postgresql://`` mean psycopg 3, the
+        driver Watchkeeper installs."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value.removeprefix(prefix)
+        return value
+
 
 class KafkaConfig(Section):
     bootstrap_servers: list[str] = ["127.0.0.1:9092"]

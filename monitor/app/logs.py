@@ -65,7 +65,7 @@ def setup_logging(level: str, log_format: LogFormat = "text") -> None:
         handler.setFormatter(SealingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl…" per check, one line per plugin
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job…" / "executed" per tick
     # "skipped: maximum number of running instances reached" whenever a job outlasts its tick: our scheduler
     # tracks slots itself (a skipped check is re-done on the next tick), so it is noise to an operator.

@@ -34,9 +34,9 @@ def default_workers(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
 def run(config_path: str | None) -> None:
     """Run the daemon: consume, detect, sample, store, commit; scheduled jobs in the background."""
     from monitor.alerts.rules import build_rules
-    from monitor.app.daemon import EXIT_SCHEMA, Daemon, settle_heap
+    from monitor.app.daemon import DATABASE_DOWN, EXIT_SCHEMA, Daemon, settle_heap, wait_for_service
     from monitor.config import ConfigError
-    from monitor.storage.db import SchemaNotReady, check_schema, make_engine
+    from monitor.storage.db import SchemaNotReady, check_schema, make_engine, redacted_url
 
     config = load(config_path)
     try:  # every rule can be built from this configuration: say which one cannot before consuming anything
@@ -52,8 +52,9 @@ def run(config_path: str | None) -> None:
         from monitor.app.workers import run_workers
 
         engine = make_engine(config.database.url)
-        try:
-            check_schema(engine, config.database.url)
+        try:  # a database that is still starting is waited for, as the one-process daemon does
+            wait_for_service(lambda: check_schema(engine, config.database.url), DATABASE_DOWN,
+                             f"database {redacted_url(config.database.url)}")
         except SchemaNotReady as exc:
             click.echo(f"watchkeeper: {exc}", err=True)
             sys.exit(EXIT_SCHEMA)
