@@ -78,6 +78,8 @@ class LeakRule(Rule):
                 sample_size=count, after={"records": count},
                 look=("SELECT r.id, r.ts, r.model, r.app, d.details FROM detections d JOIN records r "
                       f"ON r.id = d.record_id WHERE d.detector = '{self.detector}' AND d.flagged "
+                      # only findings in the response, as counted (a prompt-side finding says "prompt")
+                      "AND CAST(d.details AS TEXT) LIKE '%\"response\"%' "
                       f"AND r.ts > '{since}'{_sql_filter(scope).replace(' AND ', ' AND r.')} "
                       "ORDER BY r.ts DESC LIMIT 50;"),
             )
