@@ -31,7 +31,7 @@ def test_three_minutes_of_demo_reach_every_incident_and_a_real_evidently_report(
     assert done.returncode == 0, out[-4000:]
     produced = [int(m) for m in re.findall(r"produced\s+(\d+)", out)]
     last_incident = max(i.start + i.duration for i in SCRIPT)
-    assert produced and produced[-1] >= last_incident, f"only {produced[-1:]} produced, incidents run to {last_incident}"
+    assert produced and produced[-1] >= last_incident, f"{produced[-1:]} produced, incidents end at {last_incident}"
     assert "failed for slot" not in out and "Traceback" not in out, out[-4000:]
 
     db = sqlite3.connect(tmp_path / ".watchkeeper-demo" / "watchkeeper.db")
