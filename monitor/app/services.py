@@ -15,6 +15,7 @@ from monitor.alerts import jobs as alert_jobs
 from monitor.config import Config
 from monitor.jobs import compare, drift, reference_health, reports, retention, rollups
 from monitor.jobs.scheduler import Job, Scheduler
+from monitor.ops import metrics
 from monitor.ops.health import Health
 from monitor.ops.server import OpsServer, build_registry, gauge_value
 from monitor.ops.state import StateCollector
@@ -74,6 +75,7 @@ class Services:
         ops = self.config.ops
         if not ops.enabled:
             return
+        metrics.initialise()  # this process's series at zero (the scheduler's database errors, in particular)
         registry = build_registry(StateCollector(self.engine, self.config.kafka.group_id))
         health = Health(self.engine, self.config.database.url,
                         consumers=lambda: gauge_value(registry, "watchkeeper_consumers"),

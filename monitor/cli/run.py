@@ -34,9 +34,7 @@ def default_workers(cpu_max: str = "/sys/fs/cgroup/cpu.max") -> int:
 def run(config_path: str | None) -> None:
     """Run the daemon: consume, detect, sample, store, commit; scheduled jobs in the background."""
     from monitor.alerts.rules import build_rules
-    from monitor.app.daemon import DATABASE_DOWN, EXIT_SCHEMA, Daemon, settle_heap, wait_for_service
     from monitor.config import ConfigError
-    from monitor.storage.db import SchemaNotReady, check_schema, make_engine, redacted_url
 
     config = load(config_path)
     try:  # every rule can be built from this configuration: say which one cannot before consuming anything
@@ -48,8 +46,10 @@ def run(config_path: str | None) -> None:
     if workers > 1:
         from monitor.ops import multiproc
 
-        multiproc.enable()  # before anything creates a metric: the workers write theirs to files there
+        metrics_dir = multiproc.enable()  # before anything creates a metric: every process writes its own there
+        from monitor.app.daemon import DATABASE_DOWN, EXIT_SCHEMA, wait_for_service
         from monitor.app.workers import run_workers
+        from monitor.storage.db import SchemaNotReady, check_schema, make_engine, redacted_url
 
         engine = make_engine(config.database.url)
         try:  # a database that is still starting is waited for, as the one-process daemon does
@@ -60,7 +60,14 @@ def run(config_path: str | None) -> None:
             sys.exit(EXIT_SCHEMA)
         finally:
             engine.dispose()
-        sys.exit(run_workers(config, workers))
+        try:
+            code = run_workers(config, workers)
+        finally:
+            multiproc.cleanup(metrics_dir)
+        sys.exit(code)
+    from monitor.app.daemon import EXIT_SCHEMA, Daemon, settle_heap
+    from monitor.storage.db import SchemaNotReady
+
     try:
         daemon = Daemon(config)
     except SchemaNotReady as exc:

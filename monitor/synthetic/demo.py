@@ -80,6 +80,9 @@ reference_window = "1m"
 [scheduler]
 tick = "10s"
 
+[ops]                        # metrics and probes, on this machine only
+host = "127.0.0.1"
+
 [drift]                      # shorter warm-ups than production so detectors arm within the demo's first minutes
 warmup = 1000
 topic_warmup = 1000
