@@ -11,23 +11,17 @@ import sys
 import click
 from sqlalchemy import Engine
 
-from monitor.cli.options import config_option, fail, load
+from monitor.cli.options import config_option, load
 from monitor.config import Config
 
 
 def _setup(config_path: str | None) -> tuple[Config, Engine]:
-    """The configuration and an engine on a database at the schema's head (else one line, exit 2: nothing
-    half-done, such as a CSV header before the failure)."""
-    from monitor.storage.db import SchemaNotReady, check_schema, make_engine
+    """The configuration and an engine on an existing database (a missing table is reported as one line by
+    the command line's safety net, `monitor.cli.errors`)."""
+    from monitor.storage.db import make_engine
 
     config = load(config_path, existing_database=True)
-    engine = make_engine(config.database.url)
-    try:
-        check_schema(engine, config.database.url)
-    except SchemaNotReady as exc:
-        engine.dispose()
-        fail(str(exc))
-    return config, engine
+    return config, make_engine(config.database.url)
 
 
 @click.group()
