@@ -16,8 +16,8 @@ DEMO_CONFIG = Path(".watchkeeper-demo") / "monitor.toml"
 
 EXIT_USAGE = 2
 """Bad configuration, bad database URL, schema missing or behind: fix and run again."""
-EXIT_UNAVAILABLE = 69
-"""The database did not answer (sysexits' EX_UNAVAILABLE): try again later."""
+EXIT_UNAVAILABLE = 1
+"""The database did not answer: try again later (docs/cli.md: 1 is "failed, says why in one line")."""
 
 config_option = click.option(
     "--config", "config_path", type=click.Path(dir_okay=False), default=None,
