@@ -62,7 +62,8 @@ def test_a_url_with_a_password_is_never_echoed(tmp_path):
 
 
 @pytest.mark.parametrize("command", [("silence", "list"), ("reviewer", "add", "x"),
-                                     ("labels", "export", "--format", "csv"), ("report",)])
+                                     ("labels", "export", "--format", "csv"), ("report",),
+                                     ("review", "serve", "--port", "0")])
 def test_a_database_without_the_schema_is_one_line_not_a_traceback(tmp_path, command):
     (tmp_path / "empty.db").touch()
     done = watchkeeper(*command, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///empty.db"})
