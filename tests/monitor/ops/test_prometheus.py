@@ -11,6 +11,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +98,14 @@ name = "scripted"
         produce_to_kafka(kafka_broker, topic, generator.generate(8_000))
         daemon = start_daemon_process(config, tmp_path / "daemon.log")
         prometheus = None
+        stop = threading.Event()
+        sent = [8_000]
+
+        def steady() -> None:  # traffic while Prometheus scrapes, so every rate() has something to measure
+            while not stop.wait(0.5):
+                sent[0] += produce_to_kafka(kafka_broker, topic, generator.generate(50))
+
+        feeder = threading.Thread(target=steady, daemon=True)
         engine = make_engine(postgres_url)
         try:
             base = f"http://127.0.0.1:{ops_port}"
@@ -118,6 +127,7 @@ scrape_configs:
                 stdout=open(tmp_path / "prometheus.log", "wb"), stderr=subprocess.STDOUT)  # noqa: SIM115
             api = f"http://127.0.0.1:{prom_port}/api/v1"
             wait_for(lambda: _ok(f"http://127.0.0.1:{prom_port}/-/ready"), 60, "Prometheus to be ready")
+            feeder.start()
 
             wait_for(lambda: _count(engine, alerts, alerts.c.status == "firing") > 0, 150, "an alert firing")
             wait_for(lambda: _count(engine, drift_events) > 0, 150, "a drift event")
@@ -126,8 +136,8 @@ scrape_configs:
             assert _count(engine, samples) > 0
             time.sleep(8)  # a few more scrapes, so every rate() has two points with the data in them
 
-            # The two workers' metrics are summed: all 8000 messages are counted once, by two members.
-            wait_for(lambda: _scalar(api, "sum(watchkeeper_records_total)") == 8_000, 60, "8000 messages counted")
+            # The two workers' metrics are summed: the messages are counted once each, by two members.
+            wait_for(lambda: (_scalar(api, "sum(watchkeeper_records_total)") or 0) >= 8_000, 60, "8000 messages")
             wait_for(lambda: _scalar(api, "sum(watchkeeper_consumers)") == 2, 60, "two consumers in the group")
 
             missing = []
@@ -138,6 +148,12 @@ scrape_configs:
                     missing.append(f"{name} / {title}: {expr}")
             assert not missing, "dashboard queries without data:\n" + "\n".join(missing)
 
+            stop.set()
+            feeder.join(30)
+            # The two workers' counts are summed by the multiprocess mode: each message exactly once.
+            wait_for(lambda: _scalar(api, "sum(watchkeeper_records_total)") == sent[0], 60,
+                     f"Prometheus to count the {sent[0]} messages sent")
+
             now = datetime.now(UTC)
             with engine.connect() as conn:
                 for _name, _title, sql in targets("postgres"):
@@ -147,6 +163,9 @@ scrape_configs:
             daemon.send_signal(signal.SIGTERM)
             assert daemon.wait(90) == 0
         finally:
+            stop.set()
+            if feeder.is_alive():
+                feeder.join(10)
             if prometheus is not None:
                 prometheus.terminate()
                 prometheus.wait(30)
