@@ -66,6 +66,16 @@ class DatabaseConfig(Section):
     statement_timeout_s: Annotated[float, Field(gt=0)] = 300.0
     """Server-side limit on one statement (Postgres): a statement stuck this long fails and is retried."""
 
+    @field_validator("url")
+    @classmethod
+    def _driver(cls, value: str) -> str:
+        """``postgres://`` (Heroku's form, and many tools') and a bare ``postgresql://`` mean psycopg 3, the
+        driver Watchkeeper installs."""
+        for prefix in ("postgres://", "postgresql://"):
+            if value.startswith(prefix):
+                return "postgresql+psycopg://" + value.removeprefix(prefix)
+        return value
+
 
 class KafkaConfig(Section):
     bootstrap_servers: list[str] = ["127.0.0.1:9092"]
@@ -163,9 +173,10 @@ class StorageConfig(Section):
 
 
 class PipelineConfig(Section):
-    workers: Annotated[int, Field(ge=0, le=64)] = 1
+    workers: Annotated[int, Field(ge=0, le=64)] = 0
     """Consumer processes on this host (each a group member; the parent runs the scheduled jobs).
-    0 means one per CPU core. Give the topic at least this many partitions."""
+    0 (the default) means one per CPU core this process may use (its CPU quota in a container), at most 8.
+    Give the topic at least this many partitions."""
     batch_size: Annotated[int, Field(ge=1, le=100_000)] = 2000
     """Most records per batch; one database transaction and one offset commit per batch."""
     batch_timeout_ms: Annotated[int, Field(ge=1)] = 500
@@ -175,6 +186,16 @@ class PipelineConfig(Section):
     scores are in `records` columns such as response_toxicity, pii_count), or one row per record and detector."""
     store_text: Literal["none", "redacted", "full"] = "redacted"
     """What prompt/response text reaches the database: nothing, text with findings replaced, or raw text."""
+
+
+class OpsConfig(Section):
+    """The ops endpoint (monitor.ops): ``/metrics`` for Prometheus, ``/livez`` and ``/readyz`` for probes."""
+
+    enabled: bool = True
+    host: str = "0.0.0.0"
+    """All interfaces by default, so that Prometheus and the kubelet's probes reach it; it serves no secret."""
+    port: Annotated[int, Field(ge=0, le=65535)] = 9464
+    """``WATCHKEEPER_METRICS_PORT`` overrides it; 0 picks a free port (logged)."""
 
 
 class RecordConfig(Section):
@@ -740,6 +761,7 @@ class Config(Section):
     shadow: ShadowConfig = ShadowConfig()
     drift: DriftConfig = DriftConfig()
     compare: CompareConfig = CompareConfig()
+    ops: OpsConfig = OpsConfig()
     alerts: AlertsConfig = Field(default_factory=lambda: AlertsConfig())  # validated after import
     source: str = Field(default="<defaults>", exclude=True)
 
@@ -768,8 +790,12 @@ _ENV_OVERRIDES: dict[str, tuple[str, ...]] = {
     "SLACK_WEBHOOK_URL": ("alerts", "slack_webhook_url"),
     "SLACK_BOT_TOKEN": ("alerts", "slack_bot_token"),
     "SLACK_CHANNEL": ("alerts", "slack_channel"),
+    "WATCHKEEPER_METRICS_PORT": ("ops", "port"),
 }
 _LIST_KEYS = {("kafka", "bootstrap_servers"), ("kafka", "topics")}
+ENV_VARS: tuple[str, ...] = (*_ENV_OVERRIDES, "WATCHKEEPER_REFERENCE_URL", "WATCHKEEPER_REFERENCE_MODEL",
+                             "WATCHKEEPER_LOG_FORMAT")
+"""Every environment variable Watchkeeper reads (docs/cli.md); the deploy files may set only these."""
 
 
 def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:

@@ -42,7 +42,10 @@ session_timeout_ms = 6000
 [pipeline]
 batch_size = 500
 batch_timeout_ms = 200
+{"" if "workers" in extra else "workers = 1"}
 {extra}
+{"" if "[ops]" in extra else "[ops]"}
+{"" if "[ops]" in extra else "port = 0  # a free port: tests run side by side"}
 """
     )
     return path

@@ -46,9 +46,19 @@ def _stats(stats: Mapping[str, Any] | None) -> str:
 
 
 def _observed(alert: Any) -> str:
+    """The value against its threshold, in the value's own unit: a percent only for a rate (a float), never
+    for a count such as a number of drift events beside a signal's rate. A resolved alert says that these
+    were the figures when it last fired, not now."""
     ev = alert.evidence
-    key = "rate" if ev.after and "rate" in ev.after else "value"
-    return f"{_number(key, ev.value)} (threshold {_number(key, float(ev.threshold))})"
+    key = "rate" if ev.after and "rate" in ev.after and isinstance(ev.value, float) else "value"
+    threshold = float(ev.threshold) if key == "rate" else ev.threshold
+    observed = f"{_number(key, ev.value)} (threshold {_number(key, threshold)})"
+    return f"{observed} when last firing" if alert.status == "resolved" else observed
+
+
+def _summary(alert: Any) -> str:
+    ev = alert.evidence
+    return f"back within threshold; when last firing: {ev.summary}" if alert.status == "resolved" else ev.summary
 
 
 def _status(alert: Any) -> str:
@@ -73,7 +83,8 @@ def _timing(alert: Any) -> str:
     if alert.status == "resolved" and alert.resolved_at is not None:
         lasted = human_duration((alert.resolved_at - alert.first_seen).total_seconds())
         return f"resolved {alert.resolved_at:%H:%M:%S} UTC after {lasted}"
-    return f"since {alert.first_seen:%Y-%m-%d %H:%M:%S} UTC, seen {alert.count}×"
+    lasted = human_duration(max(0.0, (alert.last_seen - alert.first_seen).total_seconds()))
+    return f"firing since {alert.first_seen:%Y-%m-%d %H:%M:%S} UTC ({lasted} so far)"
 
 
 def _links(ids: Sequence[str], review_url: str | None) -> str:
@@ -88,7 +99,7 @@ def _alert_blocks(alert: Any, review_url: str | None) -> list[dict[str, Any]]:
     status = _status(alert)
     blocks: list[dict[str, Any]] = [
         {"type": "section", "text": {"type": "mrkdwn", "text": (
-            f"{_EMOJI[status]} *{alert.rule}* · {status} · `{alert.scope}`\n{ev.summary}")[:3000]}},
+            f"{_EMOJI[status]} *{alert.rule}* · {status} · `{alert.scope}`\n{_summary(alert)}")[:3000]}},
         {"type": "section", "fields": [
             {"type": "mrkdwn", "text": f"*Observed*\n{_observed(alert)}"},
             {"type": "mrkdwn", "text": f"*Window / sample*\n{human_duration(ev.window_s)} / {ev.sample_size:,}"},
@@ -122,7 +133,7 @@ def slack_message(kind: str, scope: str, alerts: Sequence[Any], *, review_url: s
                                         "WHERE status = 'firing';"}]})
     blocks.append({"type": "context", "elements": [{"type": "mrkdwn", "text": (
         "Watchkeeper · `watchkeeper silence add --rule RULE --scope SCOPE --for 2h --reason ...` to mute")}]})
-    summary = "; ".join(a.evidence.summary for a in alerts[:3])
+    summary = "; ".join(_summary(a) for a in alerts[:3])
     return {"text": f"{head} — {summary}"[:3000], "blocks": blocks}
 
 
@@ -131,7 +142,7 @@ def console_text(kind: str, scope: str, alerts: Sequence[Any]) -> str:
     lines = [title(kind, scope, alerts)]
     for alert in alerts:
         ev = alert.evidence
-        lines.append(f"  - {alert.rule} ({_status(alert)}): {ev.summary}")
+        lines.append(f"  - {alert.rule} ({_status(alert)}): {_summary(alert)}")
         lines.append(f"    observed {_observed(alert)} · window {human_duration(ev.window_s)} · "
                      f"sample {ev.sample_size:,} · {_timing(alert)}")
         if ev.before or ev.after:

@@ -28,6 +28,8 @@ from monitor.ingest.formats import decoders_for
 from monitor.ingest.pipeline import Pipeline, StoppedDuringOutage
 from monitor.ingest.source import KafkaSource
 from monitor.ingest.steps import Step
+from monitor.ingest.steps.detect import DetectStep
+from monitor.ops import metrics
 from monitor.storage.db import check_schema, make_engine, redacted_url
 from monitor.storage.store import Store, text_policy
 
@@ -62,10 +64,11 @@ def settle_heap() -> None:
     gc.set_threshold(GC_YOUNG_THRESHOLD, middle, old)
 
 
-_DATABASE_DOWN = (OperationalError, InterfaceError)
+DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
-def _wait_for(make: Callable[[], T], down: tuple[type[BaseException], ...], what: str, max_delay_s: float = 5.0) -> T:
+def wait_for_service(make: Callable[[], T], down: tuple[type[BaseException], ...], what: str,
+                     max_delay_s: float = 5.0) -> T:
     """``make()``, retried while it fails with one of ``down`` (the service is not answering yet): a daemon
     started before its database or broker waits for them, with one WARNING, instead of exiting."""
     delay, since = 0.5, None
@@ -92,11 +95,12 @@ class Daemon:
         self.config = config
         self.engine = engine or make_engine(config.database.url, connect_timeout_s=config.database.connect_timeout_s,
                                             statement_timeout_s=config.database.statement_timeout_s)
-        _wait_for(lambda: check_schema(self.engine, config.database.url), _DATABASE_DOWN,
+        wait_for_service(lambda: check_schema(self.engine, config.database.url), DATABASE_DOWN,
                   f"database {redacted_url(config.database.url)}")
         self.steps = list(steps) if steps is not None else build_steps(config, self.engine)
+        metrics.initialise(d.name for step in self.steps if isinstance(step, DetectStep) for d in step.chain.detectors)
         self.stop_event = threading.Event()
-        self.source = _wait_for(lambda: KafkaSource(
+        self.source = wait_for_service(lambda: KafkaSource(
             config.kafka, max_poll_records=config.pipeline.batch_size,
             on_assigned=self._on_assigned, on_revoked=self._on_revoked,
         ), (KafkaTimeoutError, KafkaConnectionError), f"Kafka at {','.join(config.kafka.bootstrap_servers)}")

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+from datetime import UTC, datetime
+from typing import Literal
+
+LogFormat = Literal["text", "json"]
+_current: LogFormat = "text"
 
 
 class SealingFormatter(logging.Formatter):
@@ -23,15 +29,49 @@ class SealingFormatter(logging.Formatter):
         return self._seal(super().format(record))
 
 
-def setup_logging(level: str) -> None:
-    """Log lines to standard error, one format everywhere; library chatter (kafka-python,
-    Alembic, APScheduler) from WARNING up only."""
+class JsonFormatter(SealingFormatter):
+    """One JSON object per line for log shippers: ``ts`` (RFC 3339, UTC), ``level``, ``logger``, ``message``,
+    and ``exception`` when there is one; sealed like the text format (the whole line, after encoding)."""
+
+    def __init__(self) -> None:
+        super().__init__("%(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return self._seal(json.dumps(entry, ensure_ascii=False))
+
+
+def current_format() -> LogFormat:
+    """The format `setup_logging` chose last (the worker processes use the same)."""
+    return _current
+
+
+def setup_logging(level: str, log_format: LogFormat = "text") -> None:
+    """Log lines to standard error, one format everywhere (``text`` or ``json``); library chatter
+    (kafka-python, Alembic, APScheduler) from WARNING up only."""
+    global _current
+    _current = log_format
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(SealingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    if log_format == "json":
+        handler.setFormatter(JsonFormatter())
+    else:
+        handler.setFormatter(SealingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("kafka").setLevel(logging.WARNING)
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)  # one line per plugin at import
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl…" per check, one line per plugin
     logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job…" / "executed" per tick
+    # "skipped: maximum number of running instances reached" whenever a job outlasts its tick: our scheduler
+    # tracks slots itself (a skipped check is re-done on the next tick), so it is noise to an operator.
+    logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+    for chatty in ("httpx", "httpcore"):  # one INFO line per HTTP request (shadow replay, Slack, health)
+        logging.getLogger(chatty).setLevel(logging.WARNING)
     # kafka-python times its IO thread's tasks and warns when one ran long; start-up (loading the detectors)
     # trips it every time and the warning says nothing an operator can act on.
     logging.getLogger("kafka.net.selector").setLevel(logging.ERROR)

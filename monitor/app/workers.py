@@ -19,9 +19,10 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from monitor.app.daemon import Daemon, settle_heap
-from monitor.app.logs import setup_logging
+from monitor.app.logs import LogFormat, current_format, setup_logging
 from monitor.app.services import Services
 from monitor.config import Config
+from monitor.ops import multiproc
 from monitor.storage.db import make_engine
 
 log = logging.getLogger(__name__)
@@ -29,10 +30,10 @@ log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def _worker_main(config: Config, index: int, log_level: int) -> None:
+def _worker_main(config: Config, index: int, log_level: int, log_format: LogFormat) -> None:
     """A child: one consumer-group member without the background services."""
 
-    setup_logging(logging.getLevelName(log_level))
+    setup_logging(logging.getLevelName(log_level), log_format)
     daemon = Daemon(config, services=False)
     daemon.install_signal_handlers()
     parent = os.getppid()
@@ -58,7 +59,8 @@ def run_workers(config: Config, count: int) -> int:
     level = logging.getLogger().getEffectiveLevel()
 
     def start(i: int) -> BaseProcess:
-        proc = ctx.Process(target=_worker_main, args=(config, i, level), name=f"watchkeeper-worker-{i}")
+        proc = ctx.Process(target=_worker_main, args=(config, i, level, current_format()),
+                           name=f"watchkeeper-worker-{i}")
         proc.start()
         return proc
 
@@ -79,6 +81,8 @@ def run_workers(config: Config, count: int) -> int:
             for i, proc in enumerate(workers):
                 if proc.is_alive():
                     continue
+                if proc.pid is not None:
+                    multiproc.worker_gone(proc.pid)
                 delay = _RESTART_BACKOFF_S[min(restarts[i], len(_RESTART_BACKOFF_S) - 1)]
                 log.error("worker %d exited with code %s; restarting in %.0f s", i, proc.exitcode, delay)
                 if stop.wait(delay):
@@ -94,6 +98,9 @@ def run_workers(config: Config, count: int) -> int:
             proc.join(max(0.0, deadline - time.monotonic()))
         services.stop()
         engine.dispose()
+        for proc in workers:
+            if proc.pid is not None:
+                multiproc.worker_gone(proc.pid)
     codes = [proc.exitcode for proc in workers]
     log.info("workers stopped with exit codes %s", codes)
     return max((code or 0) if code is not None and code >= 0 else 1 for code in codes)

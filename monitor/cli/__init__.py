@@ -43,10 +43,26 @@ class LazyGroup(click.Group):
         command: click.Command = getattr(importlib.import_module(f"monitor.cli.{module}"), attribute)
         return command
 
+    def invoke(self, ctx: click.Context) -> object:
+        """Run the command; a database failure it did not handle becomes one line and an exit code
+        (`monitor.cli.errors`), not a traceback."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            from monitor.cli.errors import DATABASE_ERRORS, describe
+
+            if not isinstance(exc, DATABASE_ERRORS):
+                raise
+            message, code = describe(exc)
+            click.echo(f"watchkeeper: {message}", err=True)
+            ctx.exit(code)
+
 
 @click.group(cls=LazyGroup)
 @click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING or ERROR.")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              envvar="WATCHKEEPER_LOG_FORMAT", help="text lines, or one JSON object per line for log shippers.")
 @click.version_option(package_name="watchkeeper")
-def main(log_level: str) -> None:
+def main(log_level: str, log_format: str) -> None:
     """Watchkeeper: a production monitor for LLM traffic."""
-    setup_logging(log_level)
+    setup_logging(log_level, log_format)  # type: ignore[arg-type]

@@ -18,7 +18,7 @@ from datetime import UTC, datetime, timedelta
 
 import click
 
-from monitor.cli.options import config_option, load
+from monitor.cli.options import config_option, fail, load
 from monitor.durations import parse_since
 
 
@@ -71,13 +71,13 @@ def compare(config_path: str | None, models: tuple[str, ...], app: str | None, s
     from monitor.compare.render import render
     from monitor.storage.db import SchemaNotReady, check_schema, make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     engine = make_engine(config.database.url)
     try:
         try:
             check_schema(engine, config.database.url)
         except SchemaNotReady as exc:
-            raise click.ClickException(str(exc)) from None
+            fail(str(exc))
         confidence = 0.95
         if split_text is not None:
             split = _time(split_text, "--split")

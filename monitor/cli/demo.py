@@ -9,7 +9,8 @@ import click
 
 @click.command()
 @click.option("--rate", default=200.0, show_default=True, help="Generated records per second.")
-@click.option("--malformed", default=0.01, show_default=True, help="Share of malformed messages.")
+@click.option("--malformed", default=0.002, show_default=True,
+              help="Share of malformed messages (the dead_letter_rate rule fires above 1%).")
 @click.option("--seed", default=1, show_default=True)
 @click.option("--workdir", type=click.Path(file_okay=False), default=".watchkeeper-demo", show_default=True,
               help="Where the demo keeps its SQLite database and config.")

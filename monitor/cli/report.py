@@ -6,7 +6,7 @@ from datetime import UTC, datetime
 
 import click
 
-from monitor.cli.options import config_option, load
+from monitor.cli.options import config_option, fail, load
 
 
 @click.command("report")
@@ -19,13 +19,13 @@ def report(config_path: str | None, model: str | None, html_path: str | None, ru
     from monitor.jobs.reports import format_summary, latest_reports, run_drift_reports
     from monitor.storage.db import SchemaNotReady, check_schema, make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     engine = make_engine(config.database.url)
     try:
         try:
             check_schema(engine, config.database.url)
         except SchemaNotReady as exc:
-            raise click.ClickException(str(exc)) from None
+            fail(str(exc))
         if run_now:
             made = run_drift_reports(
                 engine, config.reports, datetime.now(UTC), models=None if model is None else [model]

@@ -11,14 +11,16 @@ import sys
 import click
 from sqlalchemy import Engine
 
-from monitor.cli.options import config_option, load
+from monitor.cli.options import config_option, fail, load
 from monitor.config import Config
 
 
 def _setup(config_path: str | None) -> tuple[Config, Engine]:
+    """The configuration and an engine on an existing database (a missing table is reported as one line by
+    the command line's safety net, `monitor.cli.errors`)."""
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     return config, make_engine(config.database.url)
 
 
@@ -43,6 +45,11 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
     from monitor.review.app import create_app
 
     config, engine = _setup(config_path)
+    from sqlalchemy import inspect
+
+    missing = [t for t in ("reviewers", "samples", "labels", "records") if not inspect(engine).has_table(t)]
+    if missing:  # the page would answer 500 to every request: say so now, once
+        fail(f"the database has no Watchkeeper schema (no table {missing[0]}): run `watchkeeper db upgrade`")
     review = config.review
     if (certfile is None) != (keyfile is None):
         raise click.UsageError("--certfile and --keyfile go together")

@@ -58,7 +58,7 @@ def replay(config_path: str | None, since_text: str, limit: int, reference: str 
     """Replay past records against the reference model(s) and store the comparisons."""
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     since = _since(since_text)
     engine = make_engine(config.database.url)
     failed = False
@@ -121,7 +121,7 @@ def status(config_path: str | None, since_text: str) -> None:
     from monitor.shadow.candidates import agreement_rates
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     engine = make_engine(config.database.url)
     try:
         rates = agreement_rates(engine, _since(since_text))

@@ -37,7 +37,7 @@ def add(config_path: str | None, rule: str, scope: str, duration: str, reason: s
     from monitor.alerts import silences
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     try:
         length = parse_duration(duration)
     except ValueError as exc:
@@ -69,7 +69,7 @@ def list_(config_path: str | None, include_ended: bool) -> None:
     from monitor.alerts import silences
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     engine = make_engine(config.database.url)
     now = datetime.now(UTC)
     try:
@@ -95,7 +95,7 @@ def expire(config_path: str | None, silence_id: int) -> None:
     from monitor.alerts import silences
     from monitor.storage.db import make_engine
 
-    config = load(config_path)
+    config = load(config_path, existing_database=True)
     engine = make_engine(config.database.url)
     try:
         with engine.begin() as conn:

@@ -36,6 +36,7 @@ from kafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from monitor.config import KafkaConfig
 from monitor.ingest.batch import Message
+from monitor.ops import metrics
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +99,8 @@ class KafkaSource:
         self._end_check_s = end_check_s
         self._last_end_check = time.monotonic()
         self._past_end: dict[tuple[str, int], int] = {}
+        self._assigned: set[tuple[str, int]] = set()
+        self._member = False
 
     # -- the pipeline's view ------------------------------------------------------------------------------
 
@@ -253,6 +256,15 @@ class KafkaSource:
             except KafkaError as exc:
                 log.warning("final commit failed: %s", exc)
         self._consumer.close(autocommit=False)
+        self._membership(set(), member=False)
+
+    def _membership(self, assigned: set[tuple[str, int]], *, member: bool) -> None:
+        """``watchkeeper_consumers`` and ``watchkeeper_assigned_partitions`` (what ``/readyz`` reads)."""
+        metrics.ASSIGNED.inc(len(assigned) - len(self._assigned))
+        self._assigned = assigned
+        if member != self._member:
+            metrics.CONSUMERS.inc(1 if member else -1)
+            self._member = member
 
     # -- rebalance hooks ------------------------------------------------------------------------------
 
@@ -264,10 +276,12 @@ class KafkaSource:
         for key in revoked:
             self._durable.pop(key, None)
             self._committed.pop(key, None)
+        self._membership(self._assigned - revoked, member=self._member)
         if self._user_on_revoked:
             self._user_on_revoked(revoked)
 
     def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
+        self._membership(self._assigned | assigned, member=True)
         if self._user_on_assigned:
             self._user_on_assigned(assigned)

@@ -213,7 +213,9 @@ def _evidently(
         warnings.simplefilter("ignore")
         datasets = [
             Dataset.from_pandas(
-                frame[keep].assign(**{t: frame[t].fillna("") for t in texts}),
+                # Missing or empty text (an error's empty response) as one space: Evidently's
+                # NonLetterCharacterPercentage divides by the length and fails the whole report on "".
+                frame[keep].assign(**{t: frame[t].fillna("").where(lambda s: s != "", " ") for t in texts}),
                 data_definition=definition,
                 descriptors=descriptors,
             )

@@ -54,6 +54,7 @@ from sqlalchemy import ColumnElement, Engine, and_, insert, or_, select, update
 from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from monitor.ops.metrics import DATABASE_ERRORS
 from monitor.storage.db import as_utc
 from monitor.storage.schema import scheduler_locks
 
@@ -137,6 +138,7 @@ class Scheduler:
         self._down_since: float | None = None
         self._rows_lock = threading.Lock()
         self._aps: BackgroundScheduler | None = None
+        self._last_attempt = time.monotonic()
 
     def start(self) -> None:
         """Start the background thread; each job is first checked right away (a missed slot runs now)."""
@@ -161,6 +163,18 @@ class Scheduler:
         self._aps = aps
         log.info("scheduler started as %s with jobs %s", self.owner, [job.name for job in self.jobs])
 
+    def alive(self) -> bool:
+        """The background thread is running and has attempted a job within three ticks (a wedged pool is
+        not alive): what ``/livez`` and ``/readyz`` report."""
+        aps = self._aps
+        thread = getattr(aps, "_thread", None)
+        if aps is None or not aps.running or (thread is not None and not thread.is_alive()):
+            return False
+        if not self.jobs:
+            return True
+        every = min(min(job.interval for job in self.jobs), self.tick).total_seconds()
+        return time.monotonic() - self._last_attempt < 3 * every + 30
+
     def shutdown(self, wait: bool = True) -> None:
         """Stop scheduling; with ``wait`` the runs in progress finish (and record their slot) first."""
         if self._aps is not None:
@@ -172,6 +186,7 @@ class Scheduler:
         return {job.name: self._attempt(job, now) for job in self.jobs}
 
     def _attempt(self, job: Job, now: datetime | None = None) -> Outcome:
+        self._last_attempt = time.monotonic()
         now = as_utc(now) if now is not None else datetime.now(UTC)
         slot = slot_start(job.interval, now)
         try:
@@ -208,8 +223,10 @@ class Scheduler:
         return "ran"
 
     def _database_down(self, exc: BaseException) -> None:
-        """One WARNING when the database stops answering the scheduler (not a traceback per job and second);
-        the rest at DEBUG until `_database_back`."""
+        """Counted in ``watchkeeper_database_errors_total{component="scheduler"}``; one WARNING when the
+        database stops answering the scheduler (not a traceback per job and second); the rest at DEBUG until
+        `_database_back`."""
+        DATABASE_ERRORS.labels("scheduler").inc()
         if self._down_since is None:
             self._down_since = time.monotonic()
             text = str(getattr(exc, "orig", None) or exc).strip().splitlines()

@@ -77,8 +77,13 @@ def write_labels(engine: Engine, fmt: Format, out: TextIO, reviewer_id: int | No
     count = 0
     if fmt == "csv":
         writer = csv.writer(out)
+        rows = label_rows(engine, reviewer_id, cipher)
+        first = next(rows, None)  # the query runs before the header: a failing one leaves nothing half-written
         writer.writerow(COLUMNS)
-        for row in label_rows(engine, reviewer_id, cipher):
+        for row in ([first] if first is not None else []):
+            writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
+            count += 1
+        for row in rows:
             writer.writerow([_csv_cell(row[c]) for c in COLUMNS])
             count += 1
     elif fmt == "jsonl":

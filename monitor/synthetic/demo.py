@@ -29,14 +29,15 @@ log = logging.getLogger(__name__)
 
 DEMO_TOPIC = "llm-logs"
 
-# Incidents at record indices; at the default 200 records/s the first starts after ~40 s.
+# Incidents at record indices; at the default 200 records/s the first starts after 20 s and the last ends
+# after ~165 s, so a three-minute demo shows every one of them.
 SCRIPT = (
-    Incident("toxic_burst", start=8_000, duration=3_000, model="llama-3.1-8b-instruct", magnitude=0.3),
-    Incident("secret_leak", start=14_000, duration=400, app="code-assistant", magnitude=0.2),
-    Incident("latency_shift", start=20_000, duration=8_000, model="gpt-4o-mini-2024-07", magnitude=1.0),
-    Incident("response_length_shift", start=30_000, duration=8_000, magnitude=-1.0),
-    Incident("error_spike", start=40_000, duration=2_000, magnitude=0.25),
-    Incident("topic_shift", start=46_000, duration=10_000, magnitude=0.6),
+    Incident("toxic_burst", start=4_000, duration=3_000, model="llama-3.1-8b-instruct", magnitude=0.3),
+    Incident("secret_leak", start=8_000, duration=400, app="code-assistant", magnitude=0.2),
+    Incident("latency_shift", start=10_000, duration=6_000, model="gpt-4o-mini-2024-07", magnitude=1.0),
+    Incident("response_length_shift", start=16_000, duration=6_000, magnitude=-1.0),
+    Incident("error_spike", start=22_000, duration=2_000, magnitude=0.25),
+    Incident("topic_shift", start=25_000, duration=8_000, magnitude=0.6),
 )
 
 
@@ -65,13 +66,22 @@ port = {review_port}
 [alerts]
 group_wait = "5s"
 
-[reports]                    # short windows so Evidently reports appear while the demo runs
-interval = "2m"
-current_window = "2m"
-reference_window = "6m"
+[alerts.rules.pii_in_response]
+# The generated traffic has support addresses and phone numbers in ordinary answers, and no PII incident:
+# with the default (any personal data in a response) this rule fires on normal traffic within seconds.
+# Production: set a threshold above your own baseline, or keep the default where no answer should hold any.
+enabled = false
+
+[reports]                    # one-minute windows: from the second minute on, each report compares two full
+interval = "1m"              # windows of demo traffic (a longer reference would be empty in a short demo)
+current_window = "1m"
+reference_window = "1m"
 
 [scheduler]
 tick = "10s"
+
+[ops]                        # metrics and probes, on this machine only
+host = "127.0.0.1"
 
 [drift]                      # shorter warm-ups than production so detectors arm within the demo's first minutes
 warmup = 1000
@@ -111,6 +121,16 @@ def _status_line(engine, daemon, traffic: _Traffic, last: dict[str, float]) -> s
     return (f"{time.strftime('%H:%M:%S')}  produced {traffic.sent:>7}  stored {stored:>7}  {rate:6.0f} rec/s  "
             f"lag {lag:>5}  dead letters {letters:>4}  flagged {flagged:>5}  drift events {drifts:>3}  "
             f"alerts firing {firing:>2}")
+
+
+def closing_hint(db_path: Path, config_path: Path) -> str:
+    """Where to look next, and how the other commands find the demo's database."""
+    return (f"\ndemo stopped. Its database is {db_path}; where to look next:\n"
+            f"  sqlite3 {db_path} 'select detector, count(*) from detections group by 1'\n"
+            f"  watchkeeper report          # the Evidently drift reports\n"
+            f"  watchkeeper silence list    # and labels export --format csv, compare, reviewer ...\n"
+            f"Run from this folder, those commands use the demo's database when ./monitor.toml's does not exist "
+            f"(they say so); elsewhere add --config {config_path}.")
 
 
 def run_demo(rate: float, malformed: float, seed: int, workdir: str, duration: float, review_port: int) -> int:
@@ -160,6 +180,5 @@ def run_demo(rate: float, malformed: float, seed: int, workdir: str, duration: f
         traffic.stop.set()
         traffic.join(5)
         engine.dispose()
-    click.echo(f"\ndemo stopped. Explore the results: sqlite3 {db_path}  (tables: records, detections, "
-               "drift_events, alerts, samples, dead_letters)")
+    click.echo(closing_hint(db_path, config_path))
     return code

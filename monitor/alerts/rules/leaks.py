@@ -18,7 +18,6 @@ from monitor.alerts.rules.base import (
     MINUTE,
     Rule,
     _minute_filter,
-    _minute_sums,
     _scope_columns,
     _scope_filter,
     _scope_label,
@@ -49,35 +48,55 @@ class LeakRule(Rule):
     counter: ClassVar[str]
     what: ClassVar[str]
 
-    def fetch(self, conn: Connection, now: datetime) -> dict[str, int]:
+    def fetch(self, conn: Connection, now: datetime) -> dict[str, dict[str, int]]:
+        """``{scope: {app: records}}``: the count per app too, so that an alert can say where the leak is
+        (a leak in one app's responses, across every model, is one app's problem)."""
         since = now - self.window
         head = minute_of(since)
-        counts = {scope: int(n) for scope, (n,) in _minute_sums(
-            conn, self.config.scope, [func.sum(_sm[self.counter])], _sm.minute > head).items() if n}
-        keys = _scope_columns(self.config.scope)
-        partial = (select(*keys, detections.c.details)
+        scope = self.config.scope
+        counts: dict[str, dict[str, int]] = {}
+
+        def add(label: str, app: str | None, n: int) -> None:
+            by_app = counts.setdefault(label, {})
+            by_app[app or "-"] = by_app.get(app or "-", 0) + n
+
+        model_key = [_sm.model] if scope == "model" else []
+        whole = (select(*model_key, _sm.app, func.sum(_sm[self.counter])).where(_sm.minute > head)
+                 .group_by(*model_key, _sm.app))
+        for row in conn.execute(whole):
+            if row[-1]:
+                label = _scope_label(scope, [row[-2] or None] if scope == "app" else row)
+                add(label, row[-2], int(row[-1]))
+        partial = (select(*_scope_columns(scope), records.c.app, detections.c.details)
                    .select_from(detections.join(records, records.c.id == detections.c.record_id))
                    .where(records.c.ts > since, records.c.ts < head + MINUTE,
                           detections.c.detector == self.detector, detections.c.flagged.is_(True)))
         for row in conn.execute(partial):
             if in_response(row[-1]):
-                scope = _scope_label(self.config.scope, row)
-                counts[scope] = counts.get(scope, 0) + 1
+                add(_scope_label(scope, row), row[-2], 1)
         return counts
 
-    def decide(self, fetched: Mapping[str, int], now: datetime | None) -> dict[str, Evidence]:
+    def decide(self, fetched: Mapping[str, Mapping[str, int]], now: datetime | None) -> dict[str, Evidence]:
         cfg, firing = self.config, {}
-        for scope, count in fetched.items():
+        for scope, by_app in fetched.items():
+            count = sum(by_app.values())
             if count <= cfg.threshold:
                 continue
             window = human_duration(cfg.window.total_seconds())
             since = _since(now, cfg.window) if now else "<window start>"
+            where = ""
+            if not scope.startswith("app="):
+                apps = sorted(by_app.items(), key=lambda kv: (-kv[1], kv[0]))
+                where = (f", all in app {apps[0][0]}" if len(apps) == 1 else
+                         ", in apps " + ", ".join(f"{app} ({n})" for app, n in apps[:5]))
             firing[scope] = Evidence(
-                summary=f"{count} response(s) with {self.what} in the last {window}",
+                summary=f"{count} response(s) with {self.what} in the last {window}{where}",
                 value=count, threshold=cfg.threshold, window_s=cfg.window.total_seconds(),
-                sample_size=count, after={"records": count},
+                sample_size=count, after={"records": count, **({"apps": len(by_app)} if len(by_app) > 1 else {})},
                 look=("SELECT r.id, r.ts, r.model, r.app, d.details FROM detections d JOIN records r "
                       f"ON r.id = d.record_id WHERE d.detector = '{self.detector}' AND d.flagged "
+                      # only findings in the response, as counted (a prompt-side finding says "prompt")
+                      "AND CAST(d.details AS TEXT) LIKE '%\"response\"%' "
                       f"AND r.ts > '{since}'{_sql_filter(scope).replace(' AND ', ' AND r.')} "
                       "ORDER BY r.ts DESC LIMIT 50;"),
             )

@@ -151,7 +151,7 @@ def test_watchkeeper_report_runs_prints_and_writes_html(tmp_path: Path) -> None:
     config.write_text(f'[database]\nurl = "sqlite:///{db}"\n[reports]\nmin_rows = 50\n')
     runner = CliRunner()
     not_ready = runner.invoke(report_command, ["--config", str(config)])
-    assert not_ready.exit_code == 1 and "watchkeeper db upgrade" in not_ready.output
+    assert not_ready.exit_code == 2 and "watchkeeper db upgrade" in not_ready.output  # 2: fix, then rerun
 
     upgrade(f"sqlite:///{db}")
     engine = make_engine(f"sqlite:///{db}")

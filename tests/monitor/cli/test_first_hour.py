@@ -1,0 +1,140 @@
+"""The first hour of a new user, as the issue found it: every database problem is one line naming what to
+do and an exit code (no traceback); ``postgres://`` URLs work; commands run after the demo use the demo's
+database (and say so) instead of silently creating an empty one; ``run`` waits for a database that is still
+starting; ``workers`` defaults to one per core, capped."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from monitor.cli.run import MAX_DEFAULT_WORKERS, default_workers
+from monitor.config import load_config
+from monitor.storage.db import upgrade
+from tests.helpers import wait_for, write_config
+from tests.tcp_proxy import TcpProxy
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def watchkeeper(*args: str, cwd: Path, env: dict[str, str] | None = None, timeout: float = 120
+                ) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WATCHKEEPER_", "SLACK_"))}
+    environment.update(env or {}, PYTHONPATH=str(ROOT))
+    return subprocess.run([sys.executable, "-m", "monitor", *args], cwd=cwd, env=environment, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def one_line(done: subprocess.CompletedProcess[str]) -> str:
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(("url", "says"), [
+    ("nonsense", "is not a database URL"),
+    ("mysql+nodriver://u@h/db", "driver that is not installed or not known (mysql.nodriver)"),
+    ("sqlite:///no/such/dir/x.db", "not answering"),
+])
+@pytest.mark.parametrize("command", [("db", "upgrade"), ("run",), ("silence", "list"), ("reviewer", "add", "x")])
+def test_a_bad_database_url_is_one_line_and_an_exit_code(tmp_path, url, says, command):
+    if command == ("run",) and "not answering" in says:
+        pytest.skip("run waits for a database that is not answering (tested below)")
+    done = watchkeeper(*command, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": url})
+    line = one_line(done)
+    assert says in line or "no database at" in line, line
+    assert done.returncode == (1 if says in line and says == "not answering" else 2)
+
+
+def test_a_url_with_a_password_is_never_echoed(tmp_path):
+    done = watchkeeper("db", "upgrade", cwd=tmp_path,
+                       env={"WATCHKEEPER_DATABASE_URL": "postgresql://u:hunter2secret@127.0.0.1:1/db"})
+    assert done.returncode == 1
+    assert "hunter2secret" not in done.stderr + done.stdout
+
+
+@pytest.mark.parametrize("command", [("silence", "list"), ("reviewer", "add", "x"),
+                                     ("labels", "export", "--format", "csv"), ("report",),
+                                     ("review", "serve", "--port", "0")])
+def test_a_database_without_the_schema_is_one_line_not_a_traceback(tmp_path, command):
+    (tmp_path / "empty.db").touch()
+    done = watchkeeper(*command, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///empty.db"})
+    assert "watchkeeper db upgrade" in one_line(done)
+    assert done.returncode == 2
+    assert done.stdout == ""  # no CSV header before the failure
+
+
+@pytest.mark.postgres
+def test_postgres_scheme_urls_work(postgres_url, tmp_path):
+    url = make_url(postgres_url)
+    heroku = f"postgres://{url.username or ''}@{url.host}:{url.port}/{url.database}"
+    assert load_config(None, env={"WATCHKEEPER_DATABASE_URL": heroku}).database.url.startswith("postgresql+psycopg://")
+    done = watchkeeper("db", "upgrade", cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": heroku})
+    assert done.returncode == 0, done.stderr
+    done = watchkeeper("silence", "list", cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": heroku})
+    assert done.returncode == 0, done.stderr
+
+
+def test_commands_after_the_demo_use_its_database_and_say_so(tmp_path):
+    """The repository's ./monitor.toml names sqlite:///watchkeeper.db; the demo's database is elsewhere."""
+    (tmp_path / "monitor.toml").write_text((ROOT / "monitor.toml").read_text())
+    demo = tmp_path / ".watchkeeper-demo"
+    demo.mkdir()
+    upgrade(f"sqlite:///{demo / 'watchkeeper.db'}")
+    (demo / "monitor.toml").write_text(f'[database]\nurl = "sqlite:///{demo / "watchkeeper.db"}"\n')
+    for command in (("silence", "list"), ("labels", "export", "--format", "csv"), ("report",)):
+        done = watchkeeper(*command, cwd=tmp_path)
+        assert "Traceback" not in done.stderr, done.stderr
+        assert "using the demo's database" in done.stderr and "--config" in done.stderr, done.stderr
+        assert not (tmp_path / "watchkeeper.db").exists(), "an empty database was created"
+    assert watchkeeper("silence", "list", cwd=tmp_path).returncode == 0
+    done = watchkeeper("silence", "list", "--config", "monitor.toml", cwd=tmp_path)
+    assert "no database at watchkeeper.db (database.url from monitor.toml)" in one_line(done)
+    assert done.returncode == 2 and not (tmp_path / "watchkeeper.db").exists()
+
+
+@pytest.mark.postgres
+def test_run_with_workers_waits_for_a_database_that_is_still_starting(postgres_url, kafka_broker, topic, tmp_path):
+    upgrade(postgres_url)
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.cut()  # the database is "starting": connections refused
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    config = write_config(tmp_path / "monitor.toml", db_url=proxied, bootstrap=kafka_broker, topic=topic,
+                          extra="workers = 2\n\n[ops]\nport = 0\n")
+    log = tmp_path / "run.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                              stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_for(lambda: "waiting for it" in log.read_text(), 60, "the daemon to say it waits for the database")
+        time.sleep(3)
+        assert daemon.poll() is None, log.read_text()
+        proxy.restore()
+        wait_for(lambda: "answering after" in log.read_text(), 60, "the daemon to see the database")
+        wait_for(lambda: log.read_text().count("partitions assigned") >= 2, 120, "both workers to join")
+    finally:
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(90)
+        proxy.close()
+    assert code == 0, log.read_text()[-3000:]
+    assert "Traceback" not in log.read_text()
+
+
+def test_workers_default_to_one_per_core_capped(tmp_path):
+    assert load_config(None, env={}).pipeline.workers == 0  # 0 = automatic
+    cores = len(os.sched_getaffinity(0))
+    assert default_workers(str(tmp_path / "absent")) == min(cores, MAX_DEFAULT_WORKERS)
+    quota = tmp_path / "cpu.max"
+    quota.write_text("150000 100000\n")  # a container limited to 1.5 CPUs
+    assert default_workers(str(quota)) == min(2, cores)
+    quota.write_text("max 100000\n")
+    assert default_workers(str(quota)) == min(cores, MAX_DEFAULT_WORKERS)
