@@ -5,7 +5,7 @@ Lengths, token counts and latency are positive and heavy-tailed (roughly lognorm
 warm-up histogram takes their shape as it is. Errors, refusals and toxic answers are rates, watched with
 Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches ``[detectors.toxicity]
 threshold``. The topic
-mix is watched from prompt embeddings.
+mix is watched from the subjects of embedded prompts (`detectors.drift.subjects`).
 """
 
 from __future__ import annotations
@@ -36,3 +36,6 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("prompt_topic", "topic"),
 )
 SCALAR_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "topic")
+TOPIC_SIGNAL = Signal("prompt_topic", "topic")
+TOPIC_PREFIX = "topic:"
+"""Bucket rows of the topic mix are named ``topic:<subject>``; their counts are folded into ``prompt_topic``."""

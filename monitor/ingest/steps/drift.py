@@ -12,6 +12,11 @@ transaction; `monitor.jobs.drift` folds closed buckets into the detectors, in bu
 Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
 daemons or in which order a backlog was read.
 
+Topic drift follows the same model: a deterministic sample of prompts (``[drift] topic_sample_rate``, by a
+hash of the record id) is embedded and each assigned the nearest of the fixed subject anchors
+(`detectors.drift.subjects`, the same cells in every daemon); the count of each subject is a row of signal
+``topic:<subject>`` (``n`` = ``total`` = ``total_sq`` = the count) in the same buckets and transaction.
+
 Each record is added once although Kafka delivers at least once, as the per-minute counters are
 (`monitor.ingest.steps.aggregate`): the pipeline stores ``consumer_progress.committed`` in the same
 transaction as each batch, so a record below it was added with its batch and is skipped.
@@ -29,7 +34,9 @@ from sqlalchemy import Engine
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
-from detectors.drift.signals import SCALAR_SIGNALS
+from detectors.drift.embedding import sampled
+from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX
+from detectors.drift.subjects import SubjectCells
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
@@ -164,6 +171,28 @@ def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | No
             for (bucket, stream, signal), (n, total, total_sq) in sums.items()]
 
 
+def topic_rows(records: Sequence[Record], subjects: np.ndarray, names: Sequence[str], bucket_s: float,
+               now: datetime) -> list[dict[str, Any]]:
+    """The `drift_buckets` increments of the prompt subjects of ``records`` (``subjects[i]``: the cell of
+    record i, an index into ``names``): one ``topic:<subject>`` row per (bucket, stream, subject) seen."""
+    if not records:
+        return []
+    pairs: dict[tuple[int, str, str | None], int] = {}
+    code = np.fromiter((pairs.setdefault((bucket_of(as_utc(r.ts).timestamp(), bucket_s), r.model, r.app or None),
+                                         len(pairs)) for r in records), dtype=np.intp, count=len(records))
+    table = np.zeros((len(pairs), len(names)), dtype=np.int64)
+    np.add.at(table, (code, np.asarray(subjects, dtype=np.intp)), 1)
+    sums: dict[tuple[int, str, int], int] = {}
+    for (bucket, model, app), j in pairs.items():
+        for subject in np.flatnonzero(table[j]):
+            for stream in streams_of(model, app):
+                key = (bucket, stream, int(subject))
+                sums[key] = sums.get(key, 0) + int(table[j, subject])
+    return [{"bucket_ms": bucket, "stream": stream, "signal": f"{TOPIC_PREFIX}{names[subject]}", "n": n,
+             "total": float(n), "total_sq": float(n), "updated_at": now}
+            for (bucket, stream, subject), n in sums.items()]
+
+
 class DriftStep(Step):
     """`Step` that adds every record's drift signals to the bucket of its event time, in its four streams,
     once. Positions work as in `monitor.ingest.steps.aggregate.AggregateStep`, with the same assumptions
@@ -182,8 +211,11 @@ class DriftStep(Step):
     """
 
     def __init__(self, engine: Engine | None, group_id: str, *, bucket_s: float = 2.0,
-                 toxic_at: float = TOXIC_AT) -> None:
+                 toxic_at: float = TOXIC_AT, subjects: SubjectCells | None = None,
+                 topic_sample_rate: float = 0.0) -> None:
         self.engine = engine
+        self.subjects = subjects if topic_sample_rate > 0 else None
+        self.topic_sample_rate = topic_sample_rate
         self.group_id = group_id
         self.bucket_s = bucket_s
         self.toxic_at = toxic_at
@@ -218,11 +250,17 @@ class DriftStep(Step):
         if len(keep) < len(records):
             records = [records[i] for i in keep]
             annotations = [annotations[i] for i in keep]
-        rows = bucket_rows(records, annotations, self.bucket_s, datetime.now(UTC), self.toxic_at)
+        now = datetime.now(UTC)
+        rows = bucket_rows(records, annotations, self.bucket_s, now, self.toxic_at)
+        if self.subjects is not None:
+            rate = self.topic_sample_rate
+            chosen = [r for r in records if sampled(r.id, rate)]
+            subjects = self.subjects.assign([r.prompt for r in chosen])
+            rows += topic_rows(chosen, subjects, self.subjects.names, self.bucket_s, now)
         batch.increments[drift_buckets].extend(rows)
 
     def close(self) -> None:
         """Nothing to release: positions live in the database."""
 
 
-__all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of"]
+__all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of", "topic_rows"]
