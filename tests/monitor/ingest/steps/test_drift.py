@@ -20,7 +20,7 @@ from monitor.ingest.record import decode
 from monitor.ingest.steps.drift import DriftStep, streams_of
 from monitor.jobs.drift import STATE_KEY, overlaps
 from monitor.storage.db import make_engine
-from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events
+from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events, samples
 from monitor.storage.schema import records as records_table
 from monitor.synthetic.broker import create_topic
 from monitor.synthetic.generator import Incident, TrafficGenerator
@@ -237,3 +237,45 @@ def test_a_topic_mix_change_of_one_model_is_reported_once_on_the_model(migrated_
     assert risen & {"legal", "gaming"}, event["details"]
     assert sum(event["after"]["shares"].values()) == pytest.approx(1.0, abs=0.01)
     assert {r["stream"] for r in rows} <= {f"model={LLAMA}"} | {f"model={LLAMA},app={a}" for a in APPS}, rows
+
+
+def test_a_drift_event_written_by_another_daemon_boosts_sampling_of_its_stream(migrated_db_url, kafka_broker,
+                                                                               tmp_path):
+    """The fold that found a drift may run on another daemon: this daemon's sampler reads the event from the
+    table within seconds and samples that stream's records for review (reason ``drift``), and only them."""
+    gen = TrafficGenerator(seed=9, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC))
+    values = [item.value for item in gen.generate(1200)]
+    topic = _four_partitions(kafka_broker)
+    extra = """
+[drift]
+enabled = false
+
+[sampling]
+uniform_rate = 0.0
+drift_boost_s = 86400
+risk_cap = 100000
+
+[sampling.risk_rates]
+drift = 1.0
+"""
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
+                                     topic=topic, extra=extra))
+    engine = make_engine(migrated_db_url)
+    try:
+        with DaemonThread(config):
+            produce(kafka_broker, topic, values[:600])
+            wait_for(lambda: count(migrated_db_url, records_table) == 600, 120, "the first records stored")
+            with engine.begin() as conn:  # what the fold on another daemon writes
+                conn.execute(drift_events.insert().values(
+                    stream=f"model={LLAMA}", signal="prompt_topic", detector="bucket_mix",
+                    detected_at=datetime(2026, 4, 1, tzinfo=UTC), created_at=datetime.now(UTC)))
+            time.sleep(3)  # the sampler polls every 2 s
+            produce(kafka_broker, topic, values[600:])
+            wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        with engine.connect() as conn:
+            rows = conn.execute(select(samples.c.record_id, samples.c.model).where(samples.c.reason == "drift")).all()
+    finally:
+        engine.dispose()
+    later = {decode(v).id for v in values[600:] if decode(v).model == LLAMA}
+    assert rows and {model for _, model in rows} == {LLAMA}
+    assert {rid for rid, _ in rows} == later
