@@ -45,6 +45,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import betaln, gammaln
+from scipy.stats import chi2, norm
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange
 
@@ -94,7 +95,7 @@ class BucketMix:
     def rearm(self) -> None:
         """Forget the reference and learn a new one (after a change), keeping the old one for `deviation`."""
         if getattr(self, "_armed", False):
-            self.prev = self.shares().tolist()
+            self.prev = self.ref.tolist()
         self._armed = False
         self.ref = np.zeros(len(self.names))
         self.starts: list[Any] = []  # the bucket (``at``) each start point began at
@@ -171,14 +172,14 @@ class BucketMix:
         b = self.ref + 0.5
         return b / b.sum()
 
-    def reference_shares(self) -> np.ndarray | None:
-        """The mix that `deviation` compares with: the current reference, else the one before the last change,
-        else the warm-up so far (None before 30 observations)."""
+    def reference_counts(self) -> np.ndarray | None:
+        """The counts that `deviation` compares with: the current reference, else the one before the last
+        change, else the warm-up so far (None before 30 observations)."""
         if self._armed:
-            return self.shares()
+            return self.ref
         if self.prev is not None:
-            return np.asarray(self.prev)
-        return self.shares() if self.ref.sum() >= 30 else None
+            return np.asarray(self.prev, dtype=float)
+        return self.ref if self.ref.sum() >= 30 else None
 
     def reference(self) -> dict[str, Any]:
         return {"shares": dict(zip(self.names, np.round(self.shares(), 4).tolist(), strict=True)),
@@ -191,24 +192,35 @@ class BucketMix:
 
     def moved(self, counts: np.ndarray, top: int = 3) -> list[str]:
         """The categories whose share moved most (in absolute terms) from the reference to ``counts``."""
-        before = self.reference_shares()
+        ref = self.reference_counts()
         n = float(np.sum(counts))
-        if before is None or not n:
+        if ref is None or not n:
             return []
-        delta = np.abs(np.asarray(counts) / n - before)
+        delta = np.abs(np.asarray(counts) / n - ref / ref.sum())
         return [self.names[i] for i in np.argsort(-delta)[:top]]
 
-    def deviation(self, counts: np.ndarray, direction: np.ndarray) -> tuple[float, float]:
-        """``counts`` projected on ``direction`` (one weight per category, e.g. log(after/before) of the change):
-        (a sum of standardised deviations from the reference — divided by sqrt(n) a z-score —, n). Used to
-        attribute a change to a stream the way the scalar charts are; NaN without a reference."""
-        before = self.reference_shares()
+    def deviation(self, counts: np.ndarray) -> tuple[float, float]:
+        """How far ``counts`` lie from the reference mix, as (z·sqrt(n), n): z is the two-sample G-test of the
+        counts against the reference counts (so a reference learnt from few prompts is not taken for exact)
+        turned into a standard normal score — about N(0, 1) when the mix did not change, large when it did —,
+        so that streams are judged as the scalar charts' `deviation` judges them and several can be pooled
+        (Stouffer, weighted by sqrt(n)). Used to attribute a change to a stream; NaN without a reference."""
+        ref = self.reference_counts()
         n = float(np.sum(counts))
-        if before is None or n <= 0:
+        if ref is None or n <= 0:
             return math.nan, n
-        mu = float(before @ direction)
-        sd = math.sqrt(max(float(before @ direction ** 2) - mu * mu, 1e-12))
-        return (float(counts @ direction) - n * mu) / sd, n
+        c = np.asarray(counts, dtype=float)
+        both = c + ref
+        cells = both > 0
+        if cells.sum() < 2:
+            return 0.0, n
+        g = 0.0
+        for x, total in ((c, n), (ref, float(ref.sum()))):
+            expected = total * both / both.sum()
+            seen = x > 0
+            g += 2.0 * float(np.sum(x[seen] * np.log(x[seen] / expected[seen])))
+        z = float(norm.isf(chi2.sf(max(g, 0.0), int(cells.sum()) - 1)))
+        return min(max(z, -8.0), 38.0) * math.sqrt(n), n
 
     # -- state --------------------------------------------------------------------------------------------
 
@@ -229,10 +241,3 @@ class BucketMix:
         chart.counts = [np.asarray(c, dtype=float) for c in state["counts"]]
         chart.statistic = state["statistic"]
         return chart
-
-
-def mix_direction(before: dict[str, float], after: dict[str, float], names: Sequence[str]) -> np.ndarray:
-    """Per category, log(after / before) of a change's shares (smoothed): the direction the mix moved in."""
-    b = np.array([before.get(n, 0.0) for n in names]) + 0.01
-    a = np.array([after.get(n, 0.0) for n in names]) + 0.01
-    return np.log(a / b)

@@ -26,9 +26,9 @@ about 5–7 s with the defaults.
 Topic drift: the pipelines count each sampled prompt's subject cell as ``topic:<subject>`` rows; the fold
 gathers a stream's rows of one bucket into one count vector and feeds it to the stream's one mix chart
 (`detectors.drift.mix.BucketMix`), so a change in what users ask about is one ``prompt_topic`` event, with
-the subject shares before → after. Attribution projects every stream's counts on the direction the mix
-moved in (log after/before of each share), which makes a topic change as comparable across streams as a
-scalar one.
+the subject shares before → after. Attribution judges each stream's counts since the change against its own
+reference mix (a G-test as a z-score), which makes a topic change as comparable across streams as a scalar
+one.
 
 False alarms: every detector is calibrated to ``arl0 × signals`` records (10 signals with topic drift on;
 the topic chart sees only the sampled prompts, so ``arl0 × signals × topic_sample_rate`` of them), so a
@@ -53,7 +53,7 @@ from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, sele
 import numpy as np
 
 from detectors.drift.buckets import BucketBernoulli, BucketChange, BucketChart, BucketCUSUM, RiverBuckets
-from detectors.drift.mix import BucketMix, mix_direction
+from detectors.drift.mix import BucketMix
 from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX, TOPIC_SIGNAL, Signal
 from detectors.drift.subjects import SUBJECTS
 from monitor.config import Config, DriftConfig
@@ -394,11 +394,8 @@ class DriftFold:
             counts: dict[str, np.ndarray] = {}
             if first.signal == TOPIC_SIGNAL.name:
                 counts = self._topic_counts(conn, start, bucket)
-                direction = mix_direction(first.before.get("shares", {}), first.after.get("shares", {}),
-                                          self.subjects)
                 sums = {s: (float(c.sum()), 0.0) for s, c in counts.items()}
-                judged: Mapping[str, Any] = {s: _Projected(charts[s], counts[s], direction)  # type: ignore[arg-type]
-                                             for s in counts if s in charts}
+                judged: Mapping[str, Any] = mix_judges(charts, counts)  # type: ignore[arg-type]
             else:
                 sums = self._sums(conn, first.signal, start, bucket)
                 judged = charts
@@ -537,15 +534,34 @@ def _chart_from_state(state: dict[str, Any]) -> Chart:
     return BucketMix.from_state(state) if state["kind"] == BucketMix.kind else BucketChart.from_state(state)
 
 
-class _Projected:
-    """A stream's topic counts since a change, seen by `attribute` like a scalar chart: their projection on
-    the direction the mix moved in, as standardised deviations from the stream's reference mix."""
+@dataclass
+class _Judged:
+    """A stream's topic counts since a change as `attribute` sees a scalar chart's: a fixed deviation."""
 
-    def __init__(self, chart: BucketMix, counts: np.ndarray, direction: np.ndarray) -> None:
-        self.chart, self.counts, self.direction = chart, counts, direction
+    value: float
 
     def deviation(self, n: float, total: float) -> float:
-        return self.chart.deviation(self.counts, self.direction)[0]
+        return self.value
+
+
+def mix_judges(charts: Mapping[str, BucketMix], counts: Mapping[str, np.ndarray]) -> dict[str, _Judged]:
+    """Per stream, how far its subject counts since a change lie from what was expected, for `attribute`.
+
+    Each (model, app) pair is judged against its own reference mix (`BucketMix.deviation`: a G-test as a
+    z-score, times sqrt(n)): the mix of each pair moves its own way (a support app loses support questions, a
+    coding app coding ones), so no single direction fits all. A wider stream is the sum of its pairs'
+    deviations (Stouffer's pooling, as `attribute` pools the rest of a stream): judged against its own
+    reference, a model's mix would look changed whenever its apps' shares of traffic moved.
+    """
+    pairs = {s: charts[s].deviation(c)[0] for s, c in counts.items()
+             if s in charts and None not in parse_stream(s)}
+    pairs = {s: d for s, d in pairs.items() if not math.isnan(d)}
+    out = {s: _Judged(d) for s, d in pairs.items()}
+    for stream in counts:
+        if stream not in pairs and stream in charts:
+            inside = [d for p, d in pairs.items() if overlaps(p, stream)]
+            out[stream] = _Judged(sum(inside) if inside else math.nan)
+    return out
 
 
 def moved_shares(before: Mapping[str, float], after: Mapping[str, float], top: int = 3) -> list[list[Any]]:
