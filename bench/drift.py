@@ -411,10 +411,9 @@ def main() -> None:
             for name, make in (("river ADWIN (record, unit)", None), ("our chart (record, unit)", our_chart)):
                 from river.drift import ADWIN
 
-                def baseline():  # type: ignore[no-untyped-def]
-                    return SubjectADWINs() if shift.signal == "prompt_topic" else ADWIN()
-
-                rows = [unit_baseline(unit_values(t, shift), t.before, make(shift) if make else baseline())
+                topical = shift.signal == "prompt_topic"
+                rows = [unit_baseline(unit_values(t, shift), t.before,
+                                      make(shift) if make else SubjectADWINs() if topical else ADWIN())
                         for t in trials]
                 found = [r[0] for r in rows if r[0] is not None]
                 fa = sum(r[1] for r in rows) / max(sum(r[2] for r in rows), 1) * 1e6

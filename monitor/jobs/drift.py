@@ -32,8 +32,9 @@ one.
 
 False alarms: every detector is calibrated to ``arl0 × signals`` records (10 signals with topic drift on;
 the topic chart sees only the sampled prompts, so ``arl0 × signals × topic_sample_rate`` of them), so a
-stream raises at most one false alarm per ``arl0`` of its records, its signals together; a record feeds four streams (global, its
-model, its app, its pair), and alarms of related streams that fire together become one event.
+stream raises at most one false alarm per ``arl0`` of its records, its signals together; a record feeds four
+streams (global, its model, its app, its pair), and alarms of related streams that fire together become one
+event.
 """
 
 from __future__ import annotations
@@ -47,10 +48,9 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
-
-import numpy as np
 
 from detectors.drift.buckets import BucketBernoulli, BucketChange, BucketChart, BucketCUSUM, RiverBuckets
 from detectors.drift.mix import BucketMix
