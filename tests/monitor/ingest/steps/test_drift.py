@@ -113,18 +113,23 @@ def _last_ts_ms(values: list[bytes]) -> int:
     return int(max(decode(v).ts for v in values).timestamp()) * 1000
 
 
+def _one_daemon_reads(values: list[bytes], extra: str, db_url: str, kafka_broker: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Produce ``values`` into a fresh 4-partition topic, run the daemon (config ``extra``) until every
+    record is stored and folded, and stop it cleanly."""
+    topic = _four_partitions(kafka_broker)
+    produce(kafka_broker, topic, values)
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=db_url, bootstrap=kafka_broker,
+                                     topic=topic, extra=extra))
+    with DaemonThread(config) as daemon:
+        wait_for(lambda: count(db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
+        assert daemon.stop() == 0
+
+
 @pytest.mark.slow
 def test_a_model_wide_change_on_a_4_partition_topic_with_3_apps_is_reported_once_on_the_model(
         migrated_db_url, kafka_broker, tmp_path):
-    values = _traffic()
-    topic = _four_partitions(kafka_broker)
-    produce(kafka_broker, topic, values)
-    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra=FAST_DRIFT))
-    with DaemonThread(config) as daemon:
-        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
-        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
-        assert daemon.stop() == 0
+    _one_daemon_reads(_traffic(), FAST_DRIFT, migrated_db_url, kafka_broker, tmp_path)
     _assert_one_model_change(_drift(migrated_db_url))
 
 
@@ -186,15 +191,8 @@ def test_a_deployment_that_chooses_rivers_adwin_for_a_signal_gets_rivers_detecti
     """``[drift.river.response_chars] detector = "ADWIN"``: that signal is watched by river's own ADWIN (fed
     bucket means) on every stream, the others by the calibrated charts; its events say so."""
     values = _traffic()
-    topic = _four_partitions(kafka_broker)
-    produce(kafka_broker, topic, values)
     river = FAST_DRIFT + '[drift.river.response_chars]\ndetector = "ADWIN"\noptions = { clock = 4 }\n'
-    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra=river))
-    with DaemonThread(config) as daemon:
-        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
-        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
-        assert daemon.stop() == 0
+    _one_daemon_reads(values, river, migrated_db_url, kafka_broker, tmp_path)
     engine = make_engine(migrated_db_url)
     with engine.connect() as conn:
         rows = conn.execute(select(drift_events.c.stream, drift_events.c.signal, drift_events.c.detector,
@@ -211,20 +209,13 @@ def test_a_deployment_that_chooses_rivers_adwin_for_a_signal_gets_rivers_detecti
 @pytest.mark.slow
 def test_a_topic_mix_change_of_one_model_is_reported_once_on_the_model(migrated_db_url, kafka_broker, tmp_path):
     """From record 7,000 three in ten of one model's prompts are about subjects its users never asked about
-    (legal, gaming), in every app. Through 4 partitions and the daemon, with topic drift at its default
-    sampling: one ``prompt_topic`` event, on ``model=M``, naming the subjects that rose, before → after."""
+    (legal, gaming), in every app. Through 4 partitions and the daemon, half the prompts sampled: one
+    ``prompt_topic`` event, on ``model=M``, naming the subjects that rose, before → after."""
     gen = TrafficGenerator(seed=5, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC),
                            incidents=[NEW_SUBJECTS])
     values = [item.value for item in gen.generate(10_000)]
-    topic = _four_partitions(kafka_broker)
-    produce(kafka_broker, topic, values)
     extra = FAST_DRIFT.replace("topic_sample_rate = 0.0", "topic_sample_rate = 0.5")
-    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra=extra))
-    with DaemonThread(config) as daemon:
-        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
-        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
-        assert daemon.stop() == 0
+    _one_daemon_reads(values, extra, migrated_db_url, kafka_broker, tmp_path)
     engine = make_engine(migrated_db_url)
     with engine.connect() as conn:
         rows = [dict(r) for r in conn.execute(select(drift_events)).mappings()]
