@@ -105,7 +105,7 @@ class BucketMix:
     def update(self, category: int) -> bool:
         """river's API: one observation of ``category``; True when it revealed a change."""
         counts = np.zeros(len(self.names))
-        counts[category] = 1
+        counts[int(category)] = 1
         return self.update_counts(counts) is not None
 
     def update_counts(self, counts: Sequence[float] | np.ndarray, at: Any = None) -> BucketChange | None:
