@@ -8,7 +8,8 @@ configuration. Times are CPU seconds (``time.process_time``), best of ``--rounds
 - decode: ``decode_messages`` per batch (the cost every record already pays; the baseline);
 - drift: `DriftStep.process`, which adds each record's signals to the per-stream buckets (`drift_buckets`
   increments; detection runs in the fold job, `bench/drift.py` measures it), with topic drift at its default
-  sampling (a quarter of the prompts embedded and assigned a subject), first pass and then after
+  sampling (a quarter of the prompts embedded and assigned a subject) — and, to price it, without topic
+  drift and with every prompt embedded, first pass and then after
   ``--warm-passes`` untimed passes. Each pass feeds the same records again with later offsets, so none is
   skipped as a redelivery;
 - sampling: `SamplingStep.process`; then again with a drift event on the global stream (as the sampler
@@ -109,6 +110,22 @@ def main() -> None:
         run_drift()
     drift_s = best_cpu(run_drift, args.rounds, before=later_offsets)
     increments = sum(len(b.increments.get(drift_buckets, ())) for b in drifted)
+    scalar = DriftStep(None, config.kafka.group_id, bucket_s=config.drift.bucket_s)
+
+    def run_scalar() -> None:
+        for batch in fresh():
+            scalar.process(batch)
+
+    scalar_s = best_cpu(run_scalar, args.rounds, before=later_offsets)
+    every = DriftStep(None, config.kafka.group_id, bucket_s=config.drift.bucket_s, topic_sample_rate=1.0,
+                      subjects=drift.subjects or SubjectCells())
+
+    def run_every() -> None:
+        for batch in fresh():
+            every.process(batch)
+
+    run_every()
+    every_s = best_cpu(run_every, args.rounds, before=later_offsets)
 
     def run_sampling() -> None:
         step = SamplingStep(config.sampling)
@@ -137,6 +154,8 @@ def main() -> None:
     print(f"decode (baseline):      {per(decode_s)}")
     print(f"drift, first pass:      {per(cold_s)}")
     print(f"drift, later passes:    {per(drift_s)}   ({increments} bucket increments in the last pass)")
+    print(f"drift, no topic drift:  {per(scalar_s)}")
+    print(f"drift, every prompt:    {per(every_s)}   (topic_sample_rate = 1)")
     print(f"sampling:               {per(sampling_s)}   samples kept: {kept}")
     print(f"sampling, drift boost:  {per(boosted_s)}   (every record also in a drifting stream)")
 
