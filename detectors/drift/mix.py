@@ -45,7 +45,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from scipy.special import betaln, gammaln
-from scipy.stats import chi2, norm
+from scipy.stats import binom, chi2, norm
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange
 
@@ -200,11 +200,18 @@ class BucketMix:
         return [self.names[i] for i in np.argsort(-delta)[:top]]
 
     def deviation(self, counts: np.ndarray) -> tuple[float, float]:
-        """How far ``counts`` lie from the reference mix, as (z·sqrt(n), n): z is the two-sample G-test of the
-        counts against the reference counts (so a reference learnt from few prompts is not taken for exact)
-        turned into a standard normal score — about N(0, 1) when the mix did not change, large when it did —,
-        so that streams are judged as the scalar charts' `deviation` judges them and several can be pooled
-        (Stouffer, weighted by sqrt(n)). Used to attribute a change to a stream; NaN without a reference."""
+        """How far ``counts`` lie from the reference mix, as (z·sqrt(n), n), so that streams are judged as the
+        scalar charts' `deviation` judges them and several can be pooled (Stouffer, weighted by sqrt(n)).
+        Used to attribute a change to a stream; NaN without a reference.
+
+        z is the standard normal score, floored at 0 (no evidence of a change; a conservative p-value near 1
+        would otherwise weigh as strong evidence of no change), of the smaller of two p-values,
+        Bonferroni-corrected: the two-sample G-test of the counts against the
+        reference counts (the whole mix; two-sample, so a reference learnt from few prompts is not taken for
+        exact), and the exact conditional binomial test of the one subject whose share moved most (given
+        a subject's total in both, its count here is binomial; corrected for the subjects tried). The
+        second sees a rare subject rising in a stream whose evidence is still too thin for the whole-mix
+        test."""
         ref = self.reference_counts()
         n = float(np.sum(counts))
         if ref is None or n <= 0:
@@ -219,8 +226,13 @@ class BucketMix:
             expected = total * both / both.sum()
             seen = x > 0
             g += 2.0 * float(np.sum(x[seen] * np.log(x[seen] / expected[seen])))
-        z = float(norm.isf(chi2.sf(max(g, 0.0), int(cells.sum()) - 1)))
-        return min(max(z, -8.0), 38.0) * math.sqrt(n), n
+        p_mix = float(chi2.sf(max(g, 0.0), int(cells.sum()) - 1))
+        q = n / (n + float(ref.sum()))
+        c, t = c[cells], both[cells]
+        tails = np.minimum(binom.sf(c - 1, t, q), binom.cdf(c, t, q))
+        p_one = min(1.0, 2.0 * float(np.min(tails)) * len(t))
+        z = float(norm.isf(min(0.5, 2.0 * min(p_mix, p_one))))  # no evidence of a change scores 0, not less
+        return min(z, 38.0) * math.sqrt(n), n
 
     # -- state --------------------------------------------------------------------------------------------
 

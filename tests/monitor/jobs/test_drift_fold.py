@@ -129,15 +129,21 @@ def test_stationary_traffic_of_six_streams_raises_nothing(sqlite_engine, config)
     assert events(sqlite_engine) == []
 
 
-def test_a_topic_mix_change_is_one_event_on_the_model_with_the_subjects_that_moved(sqlite_engine):
-    """Three in ten of one model's prompts turn to subjects it never had: one ``prompt_topic`` event on
-    ``model=M`` (not one per subject, not one per app), whose shares before → after name what rose."""
-    records = generated(11_000, Incident("topic_shift", 8000, 10**6, model=LLAMA, magnitude=0.3))
+@pytest.mark.parametrize(("incident", "stream"), [
+    (Incident("topic_shift", 8000, 10**6, model=LLAMA, magnitude=0.3), f"model={LLAMA}"),
+    (Incident("topic_shift", 8000, 10**6, model=MODELS[0], app=APPS[1], magnitude=0.3),
+     f"model={MODELS[0]},app={APPS[1]}"),
+], ids=["one-model", "one-model-one-app"])
+def test_a_topic_mix_change_is_one_event_on_its_stream_with_the_subjects_that_moved(sqlite_engine, incident, stream):
+    """Three in ten of one model's prompts (in every app, or in one) turn to subjects it never had: one
+    ``prompt_topic`` event on that model (or pair) — not one per subject, not one per app —, whose shares
+    before → after name what rose."""
+    records = generated(12_000, incident)
     run_through(Feed(sqlite_engine, TOPICS), records)
     found = [e for e in events(sqlite_engine) if e["signal"] == "prompt_topic"]
-    assert [e["stream"] for e in found] == [f"model={LLAMA}"], events(sqlite_engine)
+    assert [e["stream"] for e in found] == [stream], events(sqlite_engine)
     event = found[0]
-    shifted = [r for r in records[8000:] if r.model == LLAMA]
+    shifted = [r for r in records[8000:] if r.model == incident.model and (incident.app in (None, r.app))]
     delay = sum(r.ts < event["detected_at"].replace(tzinfo=UTC) for r in shifted)
     assert 0 < delay < 1000, delay
     before, after = event["before"]["shares"], event["after"]["shares"]
