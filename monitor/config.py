@@ -622,9 +622,11 @@ class DriftConfig(Section):
     river: dict[str, RiverChoice] = {}
     """Per signal, a river detector instead of the calibrated chart: ``[drift.river.latency_ms]
     detector = "ADWIN"``."""
-    topic_warmup: Annotated[int, Field(ge=200)] = 400
+    topic_warmup: Annotated[int, Field(ge=100)] = 250
     """Embedded prompts a stream's topic chart learns its reference subject mix from before it may fire (again
-    after a change); the reference keeps growing while the stream is in control."""
+    after a change): 250 at the default sampling is a stream's first 1,000 records. The reference keeps
+    growing while the stream is in control, and the chart's null is the reference's posterior, so a short
+    warm-up costs power, not false alarms."""
     topic_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.25
     """Fraction of records whose prompt is embedded and assigned a subject (`detectors.drift.subjects`) for
     topic drift, chosen by a hash of the record id (0 turns topic drift off). The topic chart of a stream is

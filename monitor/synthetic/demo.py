@@ -75,7 +75,7 @@ tick = "10s"
 
 [drift]                      # shorter warm-ups than production so detectors arm within the demo's first minutes
 warmup = 1000
-topic_warmup = 300
+topic_warmup = 200
 """
 
 
