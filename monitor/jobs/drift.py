@@ -413,8 +413,16 @@ class DriftFold:
                                       counts.get(target)))
             for a in explained:
                 self.pending.remove(a)
+            moved = None
+            if first.signal == TOPIC_SIGNAL.name and target == GLOBAL:
+                # The whole traffic's mix moves whenever the share of its models or apps does, though none of
+                # them changed: a stream with no sign of the change keeps its reference, so that a global
+                # event does not blind a model's chart that is about to see a change of its own.
+                moved = {a.stream for a in explained} | {target} | {
+                    s for s, (n, _) in sums.items()
+                    if s in judged and n and judged[s].deviation(n, 0.0) / math.sqrt(n) >= SHIFTED_Z}
             for stream, chart in charts.items():
-                if overlaps(stream, target) and chart.armed:
+                if overlaps(stream, target) and chart.armed and (moved is None or stream in moved):
                     chart.rearm()
                     self.rearmed[f"{first.signal}|{stream}"] = bucket
 
