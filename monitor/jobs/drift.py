@@ -26,9 +26,9 @@ about 5–7 s with the defaults.
 Topic drift: the pipelines count each sampled prompt's subject cell as ``topic:<subject>`` rows; the fold
 gathers a stream's rows of one bucket into one count vector and feeds it to the stream's one mix chart
 (`detectors.drift.mix.BucketMix`), so a change in what users ask about is one ``prompt_topic`` event, with
-the subject shares before → after. Attribution judges each stream's counts since the change against its own
-reference mix (a G-test as a z-score), which makes a topic change as comparable across streams as a scalar
-one.
+the subject shares before → after. Attribution judges each (model, app) pair's counts since the change
+against its own reference mix and pools the pairs of wider streams (`mix_judges`), which makes a topic change
+as comparable across streams as a scalar one.
 
 False alarms: every detector is calibrated to ``arl0 × signals`` records (10 signals with topic drift on;
 the topic chart sees only the sampled prompts, so ``arl0 × signals × topic_sample_rate`` of them), so a
