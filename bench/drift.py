@@ -36,6 +36,8 @@ False alarms of the unit baselines are their detections before the change, per 1
 that stream.
 
     python -m bench.drift --quick          # length shift, P 4 and 12, D 1 and 2, 3 trials
+    python -m bench.drift --shifts topic --grid-shifts topic --partitions 4 --trials 3 --topic-rates 0.25,1
+                                           # topic mix, D 1 and 2, a quarter and all of the prompts sampled
     python -m bench.drift                  # the issue's grid, 10 trials (about 30-40 minutes on 2 cores)
 """
 
@@ -84,7 +86,11 @@ SHIFTS = {
     "latency": Shift("latency", "latency_shift", 0.5, "latency_ms"),
     "toxic": Shift("toxic", "toxic_burst", 0.05, "toxic"),
     "refusal": Shift("refusal", "refusal_spike", 0.10, "refusal"),
+    "topic": Shift("topic", "topic_shift", 0.3, "prompt_topic"),
 }
+"""``topic``: three in ten of the changed model's prompts turn to subjects baseline traffic never has (legal,
+gaming); topic drift runs at each ``--topic-rates`` (``[drift] topic_sample_rate``; default 0.25, the
+product's default), the other scenarios with topic drift off."""
 
 
 def traffic(shift: Shift, before: int, after: int, seed: int, trial: int = 0) -> list[bytes]:
@@ -136,7 +142,7 @@ class Trial:
 
 
 def run_daemons(bootstrap: str, topic: str, db_url: str, n_daemons: int, trials: list[Trial], workdir: Path,
-                river: str | None = None) -> tuple[list[dict], list[dict], list[float]]:
+                river: str | None = None, topics: float = 0.0) -> tuple[list[dict], list[dict], list[float]]:
     """Produce each trial (its stationary part, then its shifted part) once the one before is stored, read
     them with ``n_daemons`` daemons; return the drift events, the alerts, and per trial the wall time its
     first shifted record was produced."""
@@ -161,7 +167,7 @@ tick = "1s"
 evaluate_every = "1s"
 group_wait = "0s"
 [drift]
-topic_sample_rate = 0.0
+topic_sample_rate = {topics}
 fold_every_s = 0.5
 grace_s = 1.0
 {river_table}[sampling]
@@ -210,7 +216,14 @@ enabled = false
 
 
 def unit_values(trial: Trial, shift: Shift) -> list[tuple[int, float]]:
-    """(index in the trial, value) of the changed model's records for ``shift``'s signal, in event order."""
+    """(index in the trial, value) of the changed model's records for ``shift``'s signal, in event order (for
+    the topic mix: the subject cell of every record's prompt, none sampled out)."""
+    if shift.signal == "prompt_topic":
+        from detectors.drift.subjects import SubjectCells
+
+        mine_all = [(i, r) for i, r in enumerate(trial.decoded) if r.model == trial.changed]
+        cells = SubjectCells().assign([r.prompt for _, r in mine_all])
+        return [(i, float(c)) for (i, _), c in zip(mine_all, cells, strict=True)]
     mine = [(i, r) for i, r in enumerate(trial.decoded) if r.model == trial.changed and r.status != "error"]
     if shift.signal not in ("toxic", "refusal"):
         return [(i, x) for i, r in mine if (x := signal_value(r, shift.signal)) is not None]
@@ -246,12 +259,33 @@ def unit_baseline(values: list[tuple[int, float]], before: int, detector) -> tup
     return None, alarms_before, seen_before
 
 
+class SubjectADWINs:
+    """river's ADWIN at its defaults on each subject's share (one 0/1 value per record and subject); a change
+    when any of them fires. The per-record baseline of the topic scenario: every record, no sampling."""
+
+    def __init__(self) -> None:
+        from river.drift import ADWIN
+
+        from detectors.drift.subjects import SUBJECTS
+
+        self.detectors = [ADWIN() for _ in SUBJECTS]
+        self.drift_detected = False
+
+    def update(self, subject: float) -> None:
+        for j, detector in enumerate(self.detectors):
+            detector.update(float(j == int(subject)))
+        self.drift_detected = any(d.drift_detected for d in self.detectors)
+
+
 def our_chart(shift: Shift):  # type: ignore[no-untyped-def]
-    """The fold's default detector for ``shift``'s signal, as `monitor.jobs.drift.DriftFold` makes it."""
-    from detectors.drift.signals import SCALAR_SIGNALS
+    """The fold's default detector for ``shift``'s signal, as `monitor.jobs.drift.DriftFold` makes it (for the
+    topic mix: as if every prompt were sampled, one record per bucket)."""
+    from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_SIGNAL
     from monitor.config import DriftConfig
     from monitor.jobs.drift import DriftFold
 
+    if shift.signal == "prompt_topic":
+        return DriftFold(DriftConfig(topic_sample_rate=1.0), "bench").make_chart(TOPIC_SIGNAL)
     signal = next(s for s in SCALAR_SIGNALS if s.name == shift.signal)
     chart = DriftFold(DriftConfig(), "bench").make_chart(signal)
     if hasattr(chart, "transform"):
@@ -338,6 +372,8 @@ def main() -> None:
     parser.add_argument("--grid-shifts", default="length",
                         help="shifts run on every partitions × daemons pair; the others on P=4 D=2 only")
     parser.add_argument("--no-river", action="store_true", help="skip the ADWIN-through-the-daemon baseline")
+    parser.add_argument("--topic-rates", default="0.25",
+                        help="topic scenario: [drift] topic_sample_rate values to run, comma-separated")
     parser.add_argument("--db-url", default=None, help="a Postgres URL (fresh database per scenario: give a base)")
     args = parser.parse_args()
     n_trials = args.trials or (3 if args.quick else 10)
@@ -356,18 +392,21 @@ def main() -> None:
             for t in range(n_trials):
                 values = traffic(shift, args.before, after, seed=100 + t, trial=t)
                 trials.append(Trial(t, values, [decode(v) for v in values], args.before))
-            runs = [(p, d, None) for p in partitions for d in daemons] if shift.name in grid else [(4, 2, None)]
-            if not args.no_river:
-                runs.append((4, 1, shift.signal))
-            for p, d, river in runs:
+            rates = [float(r) for r in args.topic_rates.split(",")] if shift.signal == "prompt_topic" else [0.0]
+            runs = [(p, d, None, rate) for rate in rates for p in partitions for d in daemons] \
+                if shift.name in grid else [(4, 2, None, rate) for rate in rates]
+            if not args.no_river and shift.signal != "prompt_topic":  # river is offered for scalar signals only
+                runs.append((4, 1, shift.signal, 0.0))
+            for p, d, river, rate in runs:
                 topic = f"bench-drift-{uuid.uuid4().hex[:8]}"
                 create_topic(broker.bootstrap_servers, topic, partitions=p)
                 with tempfile.TemporaryDirectory() as tmp:
                     db_url = args.db_url or f"sqlite:///{Path(tmp) / 'wk.db'}"
                     upgrade(db_url)
                     events, fired, produced_at = run_daemons(broker.bootstrap_servers, topic, db_url, d, trials,
-                                                             Path(tmp), river=river)
-                label = f"{shift.name} P={p} D={d}" + (" river ADWIN (daemon)" if river else "")
+                                                             Path(tmp), river=river, topics=rate)
+                label = f"{shift.name}{f'@{rate:g}' if rate else ''} P={p} D={d}" \
+                    + (" river ADWIN (daemon)" if river else "")
                 if os.environ.get("BENCH_DRIFT_DUMP"):
                     with open(os.environ["BENCH_DRIFT_DUMP"], "a") as dump:
                         for e in events:
@@ -377,7 +416,9 @@ def main() -> None:
             for name, make in (("river ADWIN (record, unit)", None), ("our chart (record, unit)", our_chart)):
                 from river.drift import ADWIN
 
-                rows = [unit_baseline(unit_values(t, shift), t.before, make(shift) if make else ADWIN())
+                topical = shift.signal == "prompt_topic"
+                rows = [unit_baseline(unit_values(t, shift), t.before,
+                                      make(shift) if make else SubjectADWINs() if topical else ADWIN())
                         for t in trials]
                 found = [r[0] for r in rows if r[0] is not None]
                 fa = sum(r[1] for r in rows) / max(sum(r[2] for r in rows), 1) * 1e6

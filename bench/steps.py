@@ -7,11 +7,13 @@ configuration. Times are CPU seconds (``time.process_time``), best of ``--rounds
 
 - decode: ``decode_messages`` per batch (the cost every record already pays; the baseline);
 - drift: `DriftStep.process`, which adds each record's signals to the per-stream buckets (`drift_buckets`
-  increments; detection runs in the fold job, `bench/drift.py` measures it), first pass and then after
+  increments; detection runs in the fold job, `bench/drift.py` measures it), with topic drift at its default
+  sampling (a quarter of the prompts embedded and assigned a subject) — and, to price it, without topic
+  drift and with every prompt embedded, first pass and then after
   ``--warm-passes`` untimed passes. Each pass feeds the same records again with later offsets, so none is
   skipped as a redelivery;
-- sampling: `SamplingStep.process` with the drift step's events in the batch, as in the daemon; then again
-  with a drift event on the global stream, so that every record is also considered for the drift reason.
+- sampling: `SamplingStep.process`; then again with a drift event on the global stream (as the sampler
+  learns it from `drift_events`), so that every record is also considered for the drift reason.
 
     python -m bench.steps                 # 30k records, 5 rounds
     python -m bench.steps -n 10000 --rounds 3
@@ -26,6 +28,7 @@ from datetime import UTC, datetime
 
 from detectors.annotation import Annotation
 from detectors.chain import DetectorChain
+from detectors.drift.subjects import SubjectCells
 from monitor.config import Config
 from monitor.ingest.batch import Batch, RawMessage
 from monitor.ingest.pipeline import decode_messages
@@ -33,7 +36,7 @@ from monitor.ingest.record import Record
 from monitor.ingest.steps.detect import DetectStep
 from monitor.ingest.steps.drift import DriftStep
 from monitor.ingest.steps.sampling import SamplingStep
-from monitor.storage.schema import drift_buckets, drift_events, samples
+from monitor.storage.schema import drift_buckets, samples
 from monitor.synthetic.generator import TrafficGenerator
 
 BATCH = 2000
@@ -91,7 +94,9 @@ def main() -> None:
             for r in rs:
                 r.offset += span
 
-    drift = DriftStep(bucket_s=config.drift.bucket_s)
+    rate = config.drift.topic_sample_rate  # topic drift at its default sampling: the subjects of sampled prompts
+    drift = DriftStep(bucket_s=config.drift.bucket_s, topic_sample_rate=rate,
+                      subjects=SubjectCells() if rate else None)
     drifted: list[Batch] = []
 
     def run_drift() -> None:
@@ -105,6 +110,22 @@ def main() -> None:
         run_drift()
     drift_s = best_cpu(run_drift, args.rounds, before=later_offsets)
     increments = sum(len(t.increments.get(drift_buckets, ())) for b in drifted for t in b.tallies)
+    scalar = DriftStep(bucket_s=config.drift.bucket_s)
+
+    def run_scalar() -> None:
+        for batch in fresh():
+            scalar.process(batch)
+
+    scalar_s = best_cpu(run_scalar, args.rounds, before=later_offsets)
+    every = DriftStep(bucket_s=config.drift.bucket_s, topic_sample_rate=1.0,
+                      subjects=drift.subjects or SubjectCells())
+
+    def run_every() -> None:
+        for batch in fresh():
+            every.process(batch)
+
+    run_every()
+    every_s = best_cpu(run_every, args.rounds, before=later_offsets)
 
     def run_sampling() -> None:
         step = SamplingStep(config.sampling)
@@ -115,8 +136,16 @@ def main() -> None:
     sampling_s = best_cpu(run_sampling, args.rounds)
     kept = sum(len(b.rows.get(samples, ())) for b in drifted)
     # The same, while a drift event on the global stream boosts every record (one more decision each).
-    drifted[0].rows[drift_events].append({"stream": "*", "detected_at": drifted[0].records[0].ts})
-    boosted_s = best_cpu(run_sampling, args.rounds)
+    boost = {"stream": "*", "detected_at": drifted[0].records[0].ts}
+
+    def run_boosted() -> None:
+        step = SamplingStep(config.sampling)
+        step.boosts.learn([boost])
+        for batch in drifted:
+            batch.rows.pop(samples, None)
+            step.process(batch)
+
+    boosted_s = best_cpu(run_boosted, args.rounds)
 
     def per(seconds: float) -> str:
         return f"{seconds / n * 1e6:7.2f} µs/record  ({seconds / decode_s:.2f} × decode)"
@@ -125,6 +154,8 @@ def main() -> None:
     print(f"decode (baseline):      {per(decode_s)}")
     print(f"drift, first pass:      {per(cold_s)}")
     print(f"drift, later passes:    {per(drift_s)}   ({increments} bucket increments in the last pass)")
+    print(f"drift, no topic drift:  {per(scalar_s)}")
+    print(f"drift, every prompt:    {per(every_s)}   (topic_sample_rate = 1)")
     print(f"sampling:               {per(sampling_s)}   samples kept: {kept}")
     print(f"sampling, drift boost:  {per(boosted_s)}   (every record also in a drifting stream)")
 

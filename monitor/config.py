@@ -7,6 +7,7 @@ Secrets are `SecretStr`: they never appear in a repr, a log line or an error mes
 
 from __future__ import annotations
 
+import logging
 import os
 import tomllib
 from collections.abc import Mapping
@@ -661,6 +662,11 @@ RiverDetector = Literal["ADWIN", "PageHinkley", "KSWIN"]
 DRIFT_SIGNALS = ("prompt_chars", "response_chars", "latency_ms", "tokens_in", "tokens_out", "feedback_score",
                  "error", "refusal", "toxic", "injection")
 """The scalar signals watched per stream (`monitor.ingest.steps.drift`); ``prompt_topic`` is watched apart."""
+DEPRECATED_DRIFT_KEYS = {
+    "topics": "prompts go to fixed subject cells (detectors.drift.subjects), nothing is clustered",
+    "checkpoint_every_s": "topic drift is folded per stream with the other signals and checkpointed by the fold",
+}
+"""``[drift]`` keys of the old per-partition topic detector: accepted with a WARNING, ignored."""
 
 
 class RiverChoice(Section):
@@ -725,14 +731,30 @@ class DriftConfig(Section):
     river: dict[str, RiverChoice] = {}
     """Per signal, a river detector instead of the calibrated chart: ``[drift.river.latency_ms]
     detector = "ADWIN"``."""
-    topics: Annotated[int, Field(ge=2, le=64)] = 8
-    topic_warmup: Annotated[int, Field(ge=200)] = 4000
-    """Embedded prompts the topic detector learns from (half to cluster, half for the shares)."""
+    topic_warmup: Annotated[int, Field(ge=100)] = 250
+    """Embedded prompts a stream's topic chart learns its reference subject mix from before it may fire (again
+    after a change): 250 at the default sampling is a stream's first 1,000 records. The reference keeps
+    growing while the stream is in control, and the chart's null is the reference's posterior, so a short
+    warm-up costs power, not false alarms."""
     topic_sample_rate: Annotated[float, Field(ge=0, le=1)] = 0.25
-    """Fraction of records whose prompt is embedded for topic drift (0 turns topic drift off). Topic drift is
-    still watched per partition (`monitor.ingest.steps.topic_drift`)."""
-    checkpoint_every_s: Annotated[float, Field(gt=0)] = 30.0
-    """How often the per-partition topic detectors' state is stored with a batch."""
+    """Fraction of records whose prompt is embedded and assigned a subject (`detectors.drift.subjects`) for
+    topic drift, chosen by a hash of the record id (0 turns topic drift off). The topic chart of a stream is
+    calibrated to its share of the budget in embedded prompts, so a lower rate costs detection delay, not
+    false alarms."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _deprecated(cls, data: Any) -> Any:
+        """Keys of the per-partition topic detector that topic drift per stream replaced: accepted, ignored,
+        one WARNING each."""
+        if isinstance(data, dict) and any(key in data for key in DEPRECATED_DRIFT_KEYS):
+            data = dict(data)
+            for key in DEPRECATED_DRIFT_KEYS:
+                if key in data:
+                    del data[key]
+                    logging.getLogger(__name__).warning(
+                        "[drift] %s is deprecated and ignored: %s", key, DEPRECATED_DRIFT_KEYS[key])
+        return data
 
     @field_validator("river")
     @classmethod

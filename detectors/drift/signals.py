@@ -7,7 +7,7 @@ LiteLLM, some OTLP instrumentations) is watched as it is: per-call prices are fr
 ``log1p`` would be the identity anyway. Errors, refusals, toxic answers and prompt-injection attempts are rates,
 watched with Bernoulli charts; a toxic answer is one whose ``response_toxicity`` score reaches
 ``[detectors.toxicity] threshold``, an injection attempt a prompt the ``prompt_injection`` detector flagged.
-The topic mix is watched from prompt embeddings.
+The topic mix is watched from the subjects of embedded prompts (`detectors.drift.subjects`).
 """
 
 from __future__ import annotations
@@ -40,3 +40,6 @@ SIGNALS: tuple[Signal, ...] = (
     Signal("prompt_topic", "topic"),
 )
 SCALAR_SIGNALS: tuple[Signal, ...] = tuple(s for s in SIGNALS if s.kind != "topic")
+TOPIC_SIGNAL = Signal("prompt_topic", "topic")
+TOPIC_PREFIX = "topic:"
+"""Bucket rows of the topic mix are named ``topic:<subject>``; their counts are folded into ``prompt_topic``."""

@@ -12,7 +12,7 @@
 * **drift** (`steps.drift`): each record's signals added to short per-stream buckets (`drift_buckets`) —
   global, per model, per app, per (model, app) — once per record; the detectors run beside the chain, in
   the fold job (`monitor.jobs.drift`, on one daemon), so a stream is watched whole whatever the partitions
-  and daemons. Topic drift of embedded prompts is still watched per partition (`steps.topic_drift`).
+  and daemons. Topic drift too: a sample of prompts is embedded and counted per fixed subject cell.
 * **sample** (`steps.sampling`): the review sample, boosted for flagged records and drifting streams; last
   because it reads what the steps before it found.
 * **persist** (`monitor.storage.store`): the whole batch in one transaction, idempotent by natural keys.
@@ -27,6 +27,7 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from detectors.chain import DetectorChain
+from detectors.drift.subjects import SubjectCells
 from monitor.config import Config
 from monitor.ingest.steps import Step
 from monitor.ingest.steps.aggregate import AggregateStep
@@ -34,11 +35,10 @@ from monitor.ingest.steps.detect import DetectStep
 from monitor.ingest.steps.drift import DriftStep
 from monitor.ingest.steps.genai_join import GenAIJoinStep
 from monitor.ingest.steps.sampling import SamplingStep
-from monitor.ingest.steps.topic_drift import TopicDriftStep
 
 
 def build_steps(config: Config, engine: Engine) -> list[Step]:
-    """The chain between decode and persist, in order: detect → aggregate → drift (+ topic drift) → sample.
+    """The chain between decode and persist, in order: detect → aggregate → drift → sample.
 
     The per-minute counters the alert rules read (`monitor.ingest.steps.aggregate`) need the detectors' signals.
     Sampling comes last because it boosts records the detectors flagged and streams that drifted.
@@ -53,9 +53,9 @@ def build_steps(config: Config, engine: Engine) -> list[Step]:
     steps: list[Step] = [*join, DetectStep(DetectorChain.from_config(config.detectors, store_text)),
                          AggregateStep(toxic_at)]
     if config.drift.enabled:
-        steps.append(DriftStep(bucket_s=config.drift.bucket_s, toxic_at=toxic_at))
-        if config.drift.topic_sample_rate > 0:
-            steps.append(TopicDriftStep.from_config(config.drift, engine, toxic_at))
+        rate = config.drift.topic_sample_rate
+        steps.append(DriftStep(bucket_s=config.drift.bucket_s, toxic_at=toxic_at,
+                               subjects=SubjectCells() if rate > 0 else None, topic_sample_rate=rate))
     if config.sampling.enabled:
         steps.append(SamplingStep.from_database(config.sampling, engine))
     return steps

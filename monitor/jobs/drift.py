@@ -23,9 +23,18 @@ Detection latency: on live traffic a record is folded about ``bucket_s + grace_s
 ``fold_every_s``) after its event time, and reported ``settle_s`` (of event time) after its detector fired:
 about 5–7 s with the defaults.
 
-False alarms: every detector is calibrated to ``arl0 × signals`` records, so a stream raises at most one
-false alarm per ``arl0`` of its records, its 11 signals together; a record feeds four streams (global, its
-model, its app, its pair), and alarms of related streams that fire together become one event.
+Topic drift: the pipelines count each sampled prompt's subject cell as ``topic:<subject>`` rows; the fold
+gathers a stream's rows of one bucket into one count vector and feeds it to the stream's one mix chart
+(`detectors.drift.mix.BucketMix`), so a change in what users ask about is one ``prompt_topic`` event, with
+the subject shares before → after. Attribution judges each (model, app) pair's counts since the change
+against its own reference mix and pools the pairs of wider streams (`mix_judges`), which makes a topic change
+as comparable across streams as a scalar one.
+
+False alarms: every detector is calibrated to ``arl0 × signals`` records (11 scalar signals, 12 with topic drift on;
+the topic chart sees only the sampled prompts, so ``arl0 × signals × topic_sample_rate`` of them), so a
+stream raises at most one false alarm per ``arl0`` of its records, its signals together; a record feeds four
+streams (global, its model, its app, its pair), and alarms of related streams that fire together become one
+event.
 """
 
 from __future__ import annotations
@@ -39,11 +48,14 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
 from detectors.drift.buckets import BucketBernoulli, BucketChange, BucketChart, BucketCUSUM, RiverBuckets
-from detectors.drift.signals import SCALAR_SIGNALS, Signal
+from detectors.drift.mix import BucketMix
+from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX, TOPIC_SIGNAL, Signal
+from detectors.drift.subjects import SUBJECTS
 from monitor.config import Config, DriftConfig
 from monitor.ingest.steps.drift import GLOBAL
 from monitor.jobs.scheduler import Job
@@ -107,9 +119,10 @@ class Alarm:
 
 
 def attribute(direction: str, fired: set[str], sums: Mapping[str, tuple[float, float]],
-              charts: Mapping[str, BucketChart], final: bool = True) -> str | None:
+              charts: Mapping[str, Any], final: bool = True) -> str | None:
     """The narrowest stream that explains a change seen on the ``fired`` streams.
 
+    ``charts`` maps a stream to what judges it: anything with the bucket charts' ``deviation(n, total)``.
     A stream is *changed* when its detector fired, or when its values since the change (``sums``: count and
     sum per stream) lie `SHIFTED_Z` standard errors from its detector's reference in the change's
     direction. A changed stream *explains* the change when nothing outside it changed: no changed stream is
@@ -191,12 +204,16 @@ class DriftFold:
         self.clock = clock
         self.width = max(round(config.bucket_s * 1000), 1)
         self.signals: dict[str, Signal] = {s.name: s for s in SCALAR_SIGNALS}
+        if config.topic_sample_rate > 0:
+            self.signals[TOPIC_SIGNAL.name] = TOPIC_SIGNAL
+        self.subjects = tuple(SUBJECTS)
+        self.subject_index = {f"{TOPIC_PREFIX}{name}": i for i, name in enumerate(self.subjects)}
         self._version: datetime | None = None
         self._reset_state()
 
     def _reset_state(self) -> None:
         self.cursor: int | None = None  # start of the last folded bucket
-        self.charts: dict[str, dict[str, BucketChart]] = {}
+        self.charts: dict[str, dict[str, Chart]] = {}
         self.last_seen: dict[str, int] = {}
         self.pending: list[Alarm] = []
         self.late = 0.0  # records folded after their bucket (see `run`)
@@ -204,11 +221,13 @@ class DriftFold:
 
     # -- detectors -----------------------------------------------------------------------------------------
 
-    def make_chart(self, signal: Signal) -> BucketChart:
+    def make_chart(self, signal: Signal) -> Chart:
         """A fresh detector for ``signal``: river's if ``[drift.river]`` names one, else the calibrated chart
         with this signal's share (1 / signals) of the stream's false-alarm budget."""
         cfg = self.config
         share = cfg.arl0 * len(self.signals)
+        if signal.kind == "topic":
+            return BucketMix(max(share * cfg.topic_sample_rate, 10.0), cfg.topic_warmup, names=self.subjects)
         choice = cfg.river.get(signal.name)
         warmup = cfg.rate_warmup if signal.kind == "rate" else cfg.warmup
         if choice is not None:
@@ -218,7 +237,7 @@ class DriftFold:
             return BucketBernoulli(share, warmup, cfg.margin, odds_ratio=cfg.odds_ratio)
         return BucketCUSUM(share, warmup, cfg.margin, k=cfg.k, transform=signal.transform, clip=cfg.clip)
 
-    def chart(self, signal: str, stream: str) -> BucketChart:
+    def chart(self, signal: str, stream: str) -> Chart:
         by_stream = self.charts.setdefault(signal, {})
         chart = by_stream.get(stream)
         if chart is None:
@@ -254,20 +273,25 @@ class DriftFold:
                 # fed now, at the current position, so that no record goes unwatched.
                 # A detector re-armed after the late record's bucket learns the new level: the late record
                 # belongs to the old one and is left out of it.
+                mixes: dict[str, np.ndarray] = {}
                 for r in late:
-                    if self.rearmed.get(f"{r.signal}|{r.stream}", -1) >= r.bucket_ms:
+                    signal = TOPIC_SIGNAL.name if r.signal in self.subject_index else r.signal
+                    if self.rearmed.get(f"{signal}|{r.stream}", -1) >= r.bucket_ms:
                         continue
                     self.late += r.n - r.folded_n
                     self._feed(r.signal, r.stream, r.n - r.folded_n, r.total - r.folded_total,
-                               r.total_sq - r.folded_sq, self.cursor)  # type: ignore[arg-type]
+                               r.total_sq - r.folded_sq, self.cursor, mixes)  # type: ignore[arg-type]
+                self._feed_mixes(mixes, self.cursor)  # type: ignore[arg-type]
             i = 0
             while i < len(rows):
                 bucket = rows[i][0]
+                mixes = {}
                 while i < len(rows) and rows[i][0] == bucket:
                     r = rows[i]
                     i += 1
                     self._feed(r.signal, r.stream, r.n - r.folded_n, r.total - r.folded_total,
-                               r.total_sq - r.folded_sq, bucket)
+                               r.total_sq - r.folded_sq, bucket, mixes)
+                self._feed_mixes(mixes, bucket)
                 self.cursor = bucket
                 events.extend(self._decide(conn, bucket))
             if self.cursor is None:
@@ -313,14 +337,39 @@ class DriftFold:
             mark = min(mark, int(as_utc(last_ts).timestamp() * 1000) - grace)
         return mark
 
-    def _feed(self, signal: str, stream: str, n: float, total: float, total_sq: float, bucket: int) -> None:
-        if signal not in self.signals or n <= 0:
+    def _feed(self, signal: str, stream: str, n: float, total: float, total_sq: float, bucket: int,
+              mixes: dict[str, np.ndarray]) -> None:
+        """One bucket row into its detector; a ``topic:<subject>`` count into ``mixes`` (stream -> counts),
+        fed whole by `_feed_mixes` once the bucket's rows are read."""
+        if n <= 0:
+            return
+        subject = self.subject_index.get(signal)
+        if subject is not None:
+            if TOPIC_SIGNAL.name in self.signals:
+                counts = mixes.get(stream)
+                if counts is None:
+                    counts = mixes[stream] = np.zeros(len(self.subjects))
+                counts[subject] += n
+            return
+        if signal not in self.signals:
             return
         self.last_seen[stream] = bucket
-        change = self.chart(signal, stream).update_bucket(n, total, total_sq, at=bucket)
+        change = self.chart(signal, stream).update_bucket(n, total, total_sq, at=bucket)  # type: ignore[union-attr]
         if change is not None:
-            self.rearmed[f"{signal}|{stream}"] = bucket
-            self.pending.append(self._alarm(signal, stream, change, bucket))
+            self._fired(signal, stream, change, bucket)
+
+    def _feed_mixes(self, mixes: Mapping[str, np.ndarray], bucket: int) -> None:
+        """Each stream's subject counts of one bucket into its topic chart."""
+        for stream, counts in mixes.items():
+            self.last_seen[stream] = bucket
+            chart = self.chart(TOPIC_SIGNAL.name, stream)
+            change = chart.update_counts(counts, at=bucket)  # type: ignore[union-attr]
+            if change is not None:
+                self._fired(TOPIC_SIGNAL.name, stream, change, bucket)
+
+    def _fired(self, signal: str, stream: str, change: BucketChange, bucket: int) -> None:
+        self.rearmed[f"{signal}|{stream}"] = bucket
+        self.pending.append(self._alarm(signal, stream, change, bucket))
 
     def _alarm(self, signal: str, stream: str, change: BucketChange, bucket: int) -> Alarm:
         return Alarm(signal, stream, change.direction, int(change.start if change.start is not None else bucket),
@@ -341,10 +390,17 @@ class DriftFold:
             # Where the change began: the latest excursion start among the alarms (an earlier one is a
             # detector whose excursion had begun on noise, and would dilute the evidence).
             start = max(min(a.start, a.fired) for a in same)
-            sums = self._sums(conn, first.signal, start, bucket)
             charts = self.charts.get(first.signal, {})
+            counts: dict[str, np.ndarray] = {}
+            if first.signal == TOPIC_SIGNAL.name:
+                counts = self._topic_counts(conn, start, bucket)
+                sums = {s: (float(c.sum()), 0.0) for s, c in counts.items()}
+                judged: Mapping[str, Any] = mix_judges(charts, counts)  # type: ignore[arg-type]
+            else:
+                sums = self._sums(conn, first.signal, start, bucket)
+                judged = charts
             fired = {a.stream for a in same}
-            target = attribute(first.direction, fired, sums, charts,
+            target = attribute(first.direction, fired, sums, judged,
                                final=first.fired + max_settle <= bucket)
             if target is None:  # too few records yet to tell which stream changed: decide at a later bucket
                 waiting.add(first.signal)
@@ -353,11 +409,20 @@ class DriftFold:
             if not explained:  # cannot happen (the global stream contains all), kept for safety
                 explained = [first]
                 target = first.stream
-            events.append(self._event(first.signal, target, first.direction, explained, sums, bucket))
+            events.append(self._event(first.signal, target, first.direction, explained, sums, bucket,
+                                      counts.get(target)))
             for a in explained:
                 self.pending.remove(a)
+            moved = None
+            if first.signal == TOPIC_SIGNAL.name and target == GLOBAL:
+                # The whole traffic's mix moves whenever the share of its models or apps does, though none of
+                # them changed: a stream with no sign of the change keeps its reference, so that a global
+                # event does not blind a model's chart that is about to see a change of its own.
+                moved = {a.stream for a in explained} | {target} | {
+                    s for s, (n, _) in sums.items()
+                    if s in judged and n and judged[s].deviation(n, 0.0) / math.sqrt(n) >= SHIFTED_Z}
             for stream, chart in charts.items():
-                if overlaps(stream, target) and chart.armed:
+                if overlaps(stream, target) and chart.armed and (moved is None or stream in moved):
                     chart.rearm()
                     self.rearmed[f"{first.signal}|{stream}"] = bucket
 
@@ -368,20 +433,41 @@ class DriftFold:
                             .group_by(t.stream))
         return {stream: (float(n), float(total)) for stream, n, total in rows}
 
+    def _topic_counts(self, conn: Connection, start: int, end: int) -> dict[str, np.ndarray]:
+        """Per stream, the subject counts of buckets ``start`` to ``end``."""
+        t = drift_buckets.c
+        rows = conn.execute(select(t.stream, t.signal, func.sum(t.n))
+                            .where(t.signal.like(f"{TOPIC_PREFIX}%"), t.bucket_ms >= start, t.bucket_ms <= end)
+                            .group_by(t.stream, t.signal))
+        out: dict[str, np.ndarray] = {}
+        for stream, signal, n in rows:
+            subject = self.subject_index.get(signal)
+            if subject is not None:
+                out.setdefault(stream, np.zeros(len(self.subjects)))[subject] += float(n)
+        return out
+
     def _event(self, signal: str, target: str, direction: str, explained: list[Alarm],
-               sums: Mapping[str, tuple[float, float]], bucket: int) -> dict[str, Any]:
+               sums: Mapping[str, tuple[float, float]], bucket: int,
+               counts: np.ndarray | None = None) -> dict[str, Any]:
         own = next((a for a in explained if a.stream == target), None)
         chart = self.charts[signal].get(target) or self.chart(signal, target)
         n, total = sums.get(target, (0.0, 0.0))
         before = own.before if own is not None else chart.reference()
-        after = chart.describe(n, total) if n else (own.after if own else {})
+        moved: dict[str, Any] = {}
+        if isinstance(chart, BucketMix):
+            after = chart.describe_counts(counts) if counts is not None and n else (own.after if own else {})
+            if before.get("shares") and after.get("shares"):
+                moved = {"moved": moved_shares(before["shares"], after["shares"]), "prompts_since": n}
+            n = round(n / self.config.topic_sample_rate)  # records: the chart sees the sampled prompts only
+        else:
+            after = chart.describe(n, total) if n else (own.after if own else {})
         start = max(min(a.start, a.fired) for a in explained)
         # detected_at is event time: the end of the bucket where the first of these detectors fired (the
         # evidence was complete then); the report waited settle_s more for attribution (see created_at).
         fired = min(a.fired for a in explained)
         details = {"direction": direction, "records_since": n, "explains": sorted({a.stream for a in explained}),
                    "fired_on": explained[0].stream, "start_bucket_ms": start, "fired_bucket_ms": fired,
-                   "bucket_ms": bucket,
+                   "bucket_ms": bucket, **moved,
                    **({"river": own.details["river"]} if own and "river" in own.details else {})}
         detector = chart.kind if chart.kind != "river" else f"river:{chart.detector}"  # type: ignore[attr-defined]
         now = datetime.now(UTC)
@@ -417,7 +503,7 @@ class DriftFold:
         if data.get("format") != STATE_FORMAT:
             raise ValueError(f"drift fold state in unknown format {data.get('format')!r}")
         self.cursor = data["cursor"]
-        self.charts = {signal: {stream: BucketChart.from_state(s) for stream, s in by_stream.items()}
+        self.charts = {signal: {stream: _chart_from_state(s) for stream, s in by_stream.items()}
                        for signal, by_stream in data["charts"].items()}
         self.last_seen = dict(data["last_seen"])
         self.late = data.get("late", 0.0)
@@ -446,6 +532,54 @@ class DriftFold:
                 self._version = None  # re-read next time
                 raise RuntimeError("drift fold state was written by another instance meanwhile; rolled back")
         self._version = now
+
+
+Chart = BucketChart | BucketMix
+"""A fold detector: a scalar bucket chart, or the topic mix chart."""
+
+
+def _chart_from_state(state: dict[str, Any]) -> Chart:
+    return BucketMix.from_state(state) if state["kind"] == BucketMix.kind else BucketChart.from_state(state)
+
+
+@dataclass
+class _Judged:
+    """A stream's topic counts since a change as `attribute` sees a scalar chart's: a fixed deviation."""
+
+    value: float
+
+    def deviation(self, n: float, total: float) -> float:
+        return self.value
+
+
+def mix_judges(charts: Mapping[str, BucketMix], counts: Mapping[str, np.ndarray]) -> dict[str, _Judged]:
+    """Per stream, how far its subject counts since a change lie from what was expected, for `attribute`.
+
+    Each (model, app) pair is judged against its own reference mix (`BucketMix.deviation`: a G-test as a
+    z-score, times sqrt(n)): the mix of each pair moves its own way (a support app loses support questions, a
+    coding app coding ones), so no single direction fits all. A wider stream is the sum of its pairs'
+    deviations (Stouffer's pooling, as `attribute` pools the rest of a stream): judged against its own
+    reference, a model's mix would look changed whenever its apps' shares of traffic moved.
+    """
+    pairs = {s: charts[s].deviation(c)[0] for s, c in counts.items()
+             if s in charts and None not in parse_stream(s)}
+    pairs = {s: d for s, d in pairs.items() if not math.isnan(d)}
+    out = {s: _Judged(d) for s, d in pairs.items()}
+    for stream in counts:
+        if stream not in pairs and stream in charts:
+            inside = [d for p, d in pairs.items() if overlaps(p, stream)]
+            out[stream] = _Judged(sum(inside) if inside else math.nan)
+    return out
+
+
+def moved_shares(before: Mapping[str, float], after: Mapping[str, float], top: int = 3) -> list[list[Any]]:
+    """The ``top`` subjects whose share moved most: ``[subject, before, after]`` each, largest move first.
+
+    >>> moved_shares({"a": 0.8, "b": 0.2, "c": 0.0}, {"a": 0.6, "b": 0.2, "c": 0.2}, top=2)
+    [['a', 0.8, 0.6], ['c', 0.0, 0.2]]
+    """
+    names = sorted(set(before) | set(after), key=lambda s: -abs(after.get(s, 0.0) - before.get(s, 0.0)))
+    return [[s, before.get(s, 0.0), after.get(s, 0.0)] for s in names[:top]]
 
 
 def _clean(value: Any) -> Any:

@@ -85,7 +85,7 @@ host = "127.0.0.1"
 
 [drift]                      # shorter warm-ups than production so detectors arm within the demo's first minutes
 warmup = 1000
-topic_warmup = 1000
+topic_warmup = 200
 """
 
 

@@ -27,6 +27,18 @@ def test_unknown_key_names_the_key_and_the_file(tmp_path):
     assert "kafka.bootstrap_server: unknown key" in str(err.value)
 
 
+def test_keys_of_the_old_per_partition_topic_detector_are_accepted_with_one_warning_each(tmp_path, caplog):
+    """Topic drift moved to the per-stream fold: configs that still set its old keys keep starting."""
+    path = tmp_path / "monitor.toml"
+    path.write_text("[drift]\ntopics = 8\ncheckpoint_every_s = 30\ntopic_sample_rate = 0.5\n")
+    with caplog.at_level("WARNING"):
+        config = load_config(path, env={})
+    assert config.drift.topic_sample_rate == 0.5
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 2, warnings
+    assert "[drift] topics is deprecated" in warnings[0] and "[drift] checkpoint_every_s is deprecated" in warnings[1]
+
+
 def test_wrong_type_and_bad_value_are_both_reported(tmp_path):
     path = tmp_path / "monitor.toml"
     path.write_text('[pipeline]\nbatch_size = "lots"\nstore_text = "some"\n')

@@ -35,6 +35,9 @@ def describe_change(stream: str, signal: str, before: Any, after: Any, details: 
     'response_chars on model m1 (all apps): 1,000 → 1,500 (+50%), 262 records since the change'
     >>> describe_change("model=m1,app=chat", "toxic", {"rate": 0.01}, {"rate": 0.05}, {})
     'toxic on model m1, app chat: 1.00% → 5.00%'
+    >>> describe_change("model=m1", "prompt_topic", {"shares": {}}, {"shares": {}},
+    ...                 {"moved": [["support", 0.85, 0.6], ["legal", 0.0, 0.2]]})
+    'prompt_topic on model m1 (all apps): support 85% → 60%, legal 0% → 20%'
     """
     parts = dict(part.split("=", 1) for part in stream.split(",") if "=" in part)
     model, app = parts.get("model"), parts.get("app")
@@ -53,6 +56,9 @@ def describe_change(stream: str, signal: str, before: Any, after: Any, details: 
     elif "mean" in b and "mean" in a:
         change = f" ({a['mean'] / b['mean'] - 1:+.0%})" if b["mean"] else ""
         text += f": {b['mean']:,.0f} → {a['mean']:,.0f}{change}"
+    moved = details.get("moved") if isinstance(details, Mapping) else None
+    if isinstance(moved, list) and moved:  # a topic mix: the subjects whose share moved most
+        text += ": " + ", ".join(f"{name} {was:.0%} → {now:.0%}" for name, was, now in moved)
     since = details.get("records_since") if isinstance(details, Mapping) else None
     if isinstance(since, int | float) and since:
         text += f", {since:,.0f} records since the change"

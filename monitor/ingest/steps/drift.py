@@ -12,6 +12,11 @@ batch, in its transaction; `monitor.jobs.drift` folds closed buckets into the de
 Event time, not arrival time, so that what is detected does not depend on how partitions were spread over
 daemons or in which order a backlog was read.
 
+Topic drift follows the same model: a deterministic sample of prompts (``[drift] topic_sample_rate``, by a
+hash of the record id) is embedded and each assigned the nearest of the fixed subject anchors
+(`detectors.drift.subjects`, the same cells in every daemon); the count of each subject is a row of signal
+``topic:<subject>`` (``n`` = ``total`` = ``total_sq`` = the count) in the same buckets and transaction.
+
 Each stored record is added once although Kafka delivers at least once and a producer may reuse an id, as
 the per-minute counters are (`monitor.ingest.steps.aggregate`): the rows go into the batch as a
 `monitor.ingest.batch.Tally`, and the store adds those of only the records it really inserted.
@@ -20,7 +25,7 @@ the per-minute counters are (`monitor.ingest.steps.aggregate`): the rows go into
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from datetime import UTC, datetime
 from typing import Any
@@ -30,7 +35,9 @@ from sqlalchemy import Table
 
 from detectors.annotation import Annotation
 from detectors.config import TOXIC_AT
-from detectors.drift.signals import SCALAR_SIGNALS
+from detectors.drift.embedding import sampled
+from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX
+from detectors.drift.subjects import SubjectCells
 from monitor.ingest.batch import Batch, Tally
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
@@ -173,6 +180,28 @@ def bucket_rows(records: Sequence[Record], annotations: Sequence[Annotation | No
             for (bucket, stream, signal), (n, total, total_sq) in sums.items()]
 
 
+def topic_rows(records: Sequence[Record], subjects: np.ndarray, names: Sequence[str], bucket_s: float,
+               now: datetime) -> list[dict[str, Any]]:
+    """The `drift_buckets` increments of the prompt subjects of ``records`` (``subjects[i]``: the cell of
+    record i, an index into ``names``): one ``topic:<subject>`` row per (bucket, stream, subject) seen."""
+    if not records:
+        return []
+    pairs: dict[tuple[int, str, str | None], int] = {}
+    code = np.fromiter((pairs.setdefault((bucket_of(as_utc(r.ts).timestamp(), bucket_s), r.model, r.app or None),
+                                         len(pairs)) for r in records), dtype=np.intp, count=len(records))
+    table = np.zeros((len(pairs), len(names)), dtype=np.int64)
+    np.add.at(table, (code, np.asarray(subjects, dtype=np.intp)), 1)
+    sums: dict[tuple[int, str, int], int] = {}
+    for (bucket, model, app), j in pairs.items():
+        for subject in np.flatnonzero(table[j]):
+            for stream in streams_of(model, app):
+                key = (bucket, stream, int(subject))
+                sums[key] = sums.get(key, 0) + int(table[j, subject])
+    return [{"bucket_ms": bucket, "stream": stream, "signal": f"{TOPIC_PREFIX}{names[subject]}", "n": n,
+             "total": float(n), "total_sq": float(n), "updated_at": now}
+            for (bucket, stream, subject), n in sums.items()]
+
+
 class DriftStep(Step):
     """`Step` that adds every stored record's drift signals to the bucket of its event time, in its four
     streams, once: the rows are a `Tally`, added by the store for the records it really inserted.
@@ -189,13 +218,18 @@ class DriftStep(Step):
     {}
     """
 
-    def __init__(self, *, bucket_s: float = 2.0, toxic_at: float = TOXIC_AT) -> None:
+    def __init__(self, *, bucket_s: float = 2.0, toxic_at: float = TOXIC_AT, subjects: SubjectCells | None = None,
+                 topic_sample_rate: float = 0.0) -> None:
+        self.subjects = subjects if topic_sample_rate > 0 else None
+        self.topic_sample_rate = topic_sample_rate
         self.bucket_s = bucket_s
         self.toxic_at = toxic_at
 
     def buckets(self, records: Sequence[Record], annotations: Sequence[Annotation | None],
-                only: AbstractSet[str] | None = None) -> dict[Table, list[dict[str, Any]]]:
-        """The `drift_buckets` increments of ``records``, each id once (only ids in ``only`` when given)."""
+                only: AbstractSet[str] | None = None, *,
+                subjects_of: Mapping[str, int] | None = None) -> dict[Table, list[dict[str, Any]]]:
+        """The `drift_buckets` increments of ``records``, each id once (only ids in ``only`` when given);
+        ``subjects_of``: the subject cell of each sampled prompt, by record id (topic rows)."""
         seen: set[str] = set()
         keep = []
         for i, r in enumerate(records):
@@ -205,7 +239,12 @@ class DriftStep(Step):
         if len(keep) < len(records):
             records = [records[i] for i in keep]
             annotations = [annotations[i] for i in keep]
-        rows = bucket_rows(records, annotations, self.bucket_s, datetime.now(UTC), self.toxic_at)
+        now = datetime.now(UTC)
+        rows = bucket_rows(records, annotations, self.bucket_s, now, self.toxic_at)
+        if self.subjects is not None and subjects_of:
+            chosen = [r for r in records if r.id in subjects_of]
+            cells = np.fromiter((subjects_of[r.id] for r in chosen), dtype=np.intp, count=len(chosen))
+            rows += topic_rows(chosen, cells, self.subjects.names, self.bucket_s, now)
         return {drift_buckets: rows} if rows else {}
 
     def process(self, batch: Batch) -> None:
@@ -213,12 +252,17 @@ class DriftStep(Step):
             return
         records = list(batch.records)
         annotations: Sequence[Annotation | None] = list(batch.annotations) or [None] * len(records)
+        subjects_of: dict[str, int] = {}  # embedded once, whether the store later recounts or not
+        if self.subjects is not None:
+            chosen = [r for r in records if sampled(r.id, self.topic_sample_rate)]
+            cells = self.subjects.assign([r.prompt for r in chosen])
+            subjects_of = {r.id: int(c) for r, c in zip(chosen, cells, strict=True)}
         batch.tallies.append(Tally(
-            ids={r.id for r in records}, increments=self.buckets(records, annotations),
-            recount=lambda inserted: self.buckets(records, annotations, inserted)))
+            ids={r.id for r in records}, increments=self.buckets(records, annotations, subjects_of=subjects_of),
+            recount=lambda inserted: self.buckets(records, annotations, inserted, subjects_of=subjects_of)))
 
     def close(self) -> None:
         """Nothing to release: the buckets live in the database."""
 
 
-__all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of"]
+__all__ = ["GLOBAL", "DriftStep", "bucket_of", "bucket_rows", "signal_columns", "streams_of", "topic_rows"]

@@ -26,15 +26,15 @@ an overfull window carry large weights (which the effective sample size of the e
 Counts live in memory, per daemon. `SamplingStep.from_database` seeds them from `samples` at start-up so a
 restart does not grant a fresh budget; with several daemons in one consumer group each holds its own
 counts, so a cap is per instance (at most instances × cap per window). Records arriving for windows older
-than the newest few are counted afresh. Drift boosts are learnt from the drift events of the batches this
-step sees (the drift step must run before it) and are forgotten on restart.
+than the newest few are counted afresh. Drift boosts are learnt from the `drift_events` table
+(`monitor.ingest.steps.boosts`: every event on start, new ones every few seconds), so a drift the fold job
+found on any stream boosts that stream's records on every daemon, and a restart forgets none.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,8 +44,9 @@ from monitor.config import SamplingConfig
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record
 from monitor.ingest.steps import Step
+from monitor.ingest.steps.boosts import DriftBoosts
 from monitor.storage.db import as_utc
-from monitor.storage.schema import drift_events, samples
+from monitor.storage.schema import samples
 
 UNIFORM = "uniform"
 DRIFT = "drift"
@@ -106,34 +107,6 @@ class Budget:
                 self._threshold += 1.0
 
 
-@dataclass(slots=True)
-class _DriftBoost:
-    match: dict[str, str]
-    start: datetime
-    end: datetime
-
-    def covers(self, record: Record) -> bool:
-        return self.start <= record.ts <= self.end and self.matches(record)
-
-    def matches(self, record: Record) -> bool:
-        """Whether the record belongs to the drifting stream (``app=-`` is the drift bank's "no app")."""
-        for key, value in self.match.items():
-            have = getattr(record, key, None) or ""
-            if value != "*" and have != value and not (key == "app" and value == "-" and not have):
-                return False
-        return True
-
-
-def _parse_stream(stream: str) -> dict[str, str]:
-    """``model=m1,app=*`` -> {"model": "m1", "app": "*"}; ``*`` -> {} (all traffic)."""
-    out = {}
-    for part in stream.split(","):
-        key, sep, value = part.partition("=")
-        if sep:
-            out[key.strip()] = value.strip()
-    return out
-
-
 class SamplingStep(Step):
     """Pipeline step: appends `samples` rows for the records of a batch. No database I/O per batch.
 
@@ -145,20 +118,22 @@ class SamplingStep(Step):
     [('uniform', 1.0)]
     """
 
-    def __init__(self, config: SamplingConfig, counts: Mapping[tuple[str, str, datetime], int] | None = None):
+    def __init__(self, config: SamplingConfig, counts: Mapping[tuple[str, str, datetime], int] | None = None,
+                 boosts: DriftBoosts | None = None):
         self._config = config
         self._budgets: dict[tuple[str, str, datetime], Budget] = {}
         for (stratum, reason, window), count in (counts or {}).items():
             cap = config.uniform_cap if reason == UNIFORM else config.risk_cap
             self._budgets[(stratum, reason, window)] = Budget(cap, count)
         self._strata: dict[tuple[str, str | None], tuple[str, float]] = {}
-        self._boosts: list[_DriftBoost] = []
+        self.boosts = boosts if boosts is not None else DriftBoosts(config.drift_boost_s)
         self._prefixes: dict[str, Any] = {}
         self._newest_window: datetime | None = None
 
     @classmethod
     def from_database(cls, config: SamplingConfig, engine: Engine, now: datetime | None = None) -> SamplingStep:
-        """A step whose caps continue from the samples already stored for the current windows."""
+        """A step whose caps continue from the samples already stored for the current windows, and whose drift
+        boosts are read from (and kept up to date with) the `drift_events` table."""
         now = now or datetime.now(UTC)
         since = window_start(now, config.window_s * _KEEP_WINDOWS, config.window_s)
         query = (
@@ -169,19 +144,19 @@ class SamplingStep(Step):
         with engine.connect() as conn:
             rows = conn.execute(query).all()
         counts = {(s, r, as_utc(w)): n for s, r, w, n in rows}
-        return cls(config, counts)
+        return cls(config, counts, DriftBoosts(config.drift_boost_s, engine if DRIFT in config.risk_rates else None))
 
     def process(self, batch: Batch) -> None:
         config = self._config
         if not config.enabled or not batch.records:
             return
-        self._learn_drift(batch.rows.get(drift_events, ()))
+        self.boosts.refresh()
         sampled_at = batch.received_at or datetime.now(UTC)
         out = batch.rows[samples]
         annotations = batch.annotations if len(batch.annotations) == len(batch.records) else None
         risk_rates = config.risk_rates
         low_feedback = risk_rates.get(LOW_FEEDBACK, 0.0)
-        drift_rate = risk_rates.get(DRIFT, 0.0) if self._boosts else 0.0
+        drift_rate = risk_rates.get(DRIFT, 0.0) if self.boosts else 0.0
         drifting: dict[tuple[str, str | None], list[tuple[float, float]]] = {}
         window_s = config.window_s
         windows: dict[int, datetime] = {}
@@ -212,8 +187,7 @@ class SamplingStep(Step):
                 key = (record.model, record.app)
                 intervals = drifting.get(key)
                 if intervals is None:
-                    intervals = drifting[key] = [(b.start.timestamp(), b.end.timestamp())
-                                                 for b in self._boosts if b.matches(record)]
+                    intervals = drifting[key] = self.boosts.intervals(record.model, record.app)
                 for start, end in intervals:
                     if start <= ts <= end:
                         consider(record, stratum, window, DRIFT, drift_rate, wanted, sampled_at, out)
@@ -279,22 +253,14 @@ class SamplingStep(Step):
                 self._newest_window = window
         return budget
 
-    def _learn_drift(self, rows: Iterable[Mapping[str, Any]]) -> None:
-        if DRIFT not in self._config.risk_rates:
-            return
-        for row in rows:
-            start = as_utc(row["detected_at"])
-            end = datetime.fromtimestamp(start.timestamp() + self._config.drift_boost_s, UTC)
-            self._boosts.append(_DriftBoost(_parse_stream(str(row.get("stream", "*"))), start, end))
-
     def _forget_old(self) -> None:
         if self._newest_window is None:
             return
         oldest = self._newest_window.timestamp() - self._config.window_s * (_KEEP_WINDOWS - 1)
         if len(self._budgets) > 10_000:
             self._budgets = {k: b for k, b in self._budgets.items() if k[2].timestamp() >= oldest}
-        if self._boosts:
-            self._boosts = [b for b in self._boosts if b.end.timestamp() >= oldest]
+        if self.boosts:
+            self.boosts.forget_before(oldest)
 
 
 def window_start(ts: datetime, back_s: float, window_s: int) -> datetime:

@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import Engine, select
 
 from detectors.chain import DetectorChain
+from detectors.drift.subjects import SubjectCells
 from monitor.config import Config, DriftConfig
 from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record, decode
@@ -29,6 +30,8 @@ MODELS = ("gpt-4o-mini-2024-07", "llama-3.1-8b-instruct")
 APPS = ("support-bot", "code-assistant", "travel-planner")
 LLAMA = "llama-3.1-8b-instruct"
 CONFIG = DriftConfig(topic_sample_rate=0.0)
+TOPICS = DriftConfig(topic_sample_rate=0.5)
+"""Topic drift on, at twice the default sampling (shorter tests)."""
 
 
 def generated(n: int, incident: Incident | None, seed: int = 3) -> list[Record]:
@@ -46,11 +49,14 @@ def generated(n: int, incident: Incident | None, seed: int = 3) -> list[Record]:
 class Feed:
     """The pipeline's steps (detect, drift) and store on ``engine``, and a fold whose clock follows the data."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, config: DriftConfig = CONFIG) -> None:
         self.engine = engine
+        self.config = config
         self.store = Store(engine, text_policy("none"))
         self.detect = DetectStep(DetectorChain.from_config(Config().detectors, "none"))
-        self.step = DriftStep(bucket_s=CONFIG.bucket_s)
+        rate = config.topic_sample_rate
+        self.step = DriftStep(bucket_s=config.bucket_s, topic_sample_rate=rate,
+                              subjects=SubjectCells() if rate else None)
         self.now = 0.0
 
     def write(self, records: list[Record], size: int = 500) -> Iterator[None]:
@@ -64,7 +70,7 @@ class Feed:
             yield
 
     def fold(self) -> DriftFold:
-        return DriftFold(CONFIG, "wk", clock=lambda: self.now)
+        return DriftFold(self.config, "wk", clock=lambda: self.now)
 
 
 def events(engine: Engine) -> list[dict]:
@@ -117,22 +123,49 @@ def test_a_change_is_reported_once_on_the_narrowest_stream_that_explains_it(sqli
     assert event["details"]["direction"] == "up" and event["details"]["records_since"] > 0
 
 
-def test_stationary_traffic_of_six_streams_raises_nothing(sqlite_engine):
-    run_through(Feed(sqlite_engine), generated(20_000, None, seed=8))
+@pytest.mark.parametrize("config", [CONFIG, TOPICS], ids=["scalar", "with-topics"])
+def test_stationary_traffic_of_six_streams_raises_nothing(sqlite_engine, config):
+    run_through(Feed(sqlite_engine, config), generated(20_000, None, seed=8))
     assert events(sqlite_engine) == []
 
 
+@pytest.mark.parametrize(("incident", "stream"), [
+    (Incident("topic_shift", 8000, 10**6, model=LLAMA, magnitude=0.3), f"model={LLAMA}"),
+    (Incident("topic_shift", 8000, 10**6, model=MODELS[0], app=APPS[1], magnitude=0.3),
+     f"model={MODELS[0]},app={APPS[1]}"),
+], ids=["one-model", "one-model-one-app"])
+def test_a_topic_mix_change_is_one_event_on_its_stream_with_the_subjects_that_moved(sqlite_engine, incident, stream):
+    """Three in ten of one model's prompts (in every app, or in one) turn to subjects it never had: one
+    ``prompt_topic`` event on that model (or pair) — not one per subject, not one per app —, whose shares
+    before → after name what rose."""
+    records = generated(12_000, incident)
+    run_through(Feed(sqlite_engine, TOPICS), records)
+    found = [e for e in events(sqlite_engine) if e["signal"] == "prompt_topic"]
+    assert [e["stream"] for e in found] == [stream], events(sqlite_engine)
+    event = found[0]
+    shifted = [r for r in records[8000:] if r.model == incident.model and (incident.app in (None, r.app))]
+    delay = sum(r.ts < event["detected_at"].replace(tzinfo=UTC) for r in shifted)
+    assert 0 < delay < 1000, delay
+    before, after = event["before"]["shares"], event["after"]["shares"]
+    assert after["legal"] + after["gaming"] > before["legal"] + before["gaming"] + 0.1
+    assert event["details"]["moved"][0][0] in ("legal", "gaming", "support", "coding", "travel")
+
+
+@pytest.mark.parametrize(("incident", "config"), [
+    (Incident("response_length_shift", 8000, 10**6, model=LLAMA, magnitude=1.2), CONFIG),
+    (Incident("topic_shift", 8000, 10**6, model=LLAMA, magnitude=0.3), TOPICS),
+], ids=["length", "topics"])
 def test_a_fold_restarted_from_its_checkpoint_every_batch_detects_exactly_what_one_uninterrupted_fold_does(
-        engine, tmp_path):
+        engine, tmp_path, incident, config):
     """A daemon that dies after every fold (a new DriftFold, state read back from the database) against one
     that never does, on the same buckets: the same events, none repeated, none lost."""
-    records = generated(11_000, Incident("response_length_shift", 8000, 10**6, model=LLAMA, magnitude=1.2))
+    records = generated(11_000, incident)
     reference = make_engine(f"sqlite:///{tmp_path / 'reference.db'}")
     metadata.create_all(reference)
-    run_through(Feed(reference), records)
+    run_through(Feed(reference, config), records)
     expected = [(e["stream"], e["signal"], e["detected_at"].replace(tzinfo=UTC)) for e in events(reference)]
     reference.dispose()
-    feed = Feed(engine)
+    feed = Feed(engine, config)
     for _ in feed.write(records):
         feed.fold().run(engine)  # a fresh process each time
     feed.now += 60

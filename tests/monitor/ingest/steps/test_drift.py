@@ -1,5 +1,5 @@
 """Drift through Kafka and the real daemon: a change is reported once, on the stream that explains it, whatever
-the partitions, daemons and crashes; and the per-partition topic-drift step (prompt embeddings)."""
+the partitions, daemons and crashes — for the scalar signals and for the topic mix of prompts."""
 
 from __future__ import annotations
 
@@ -14,78 +14,36 @@ import orjson
 import pytest
 from sqlalchemy import select
 
-from monitor.config import DriftConfig
+from detectors.drift.subjects import SubjectCells
 from monitor.ingest.batch import Batch
-from monitor.ingest.record import Record, decode
-from monitor.ingest.steps.topic_drift import TopicDriftStep, state_key
+from monitor.ingest.record import decode
+from monitor.ingest.steps.drift import DriftStep, streams_of
 from monitor.jobs.drift import STATE_KEY, overlaps
 from monitor.storage.db import make_engine
-from monitor.storage.schema import consumer_progress, detector_state, drift_events
+from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events, samples
 from monitor.storage.schema import records as records_table
 from monitor.synthetic.broker import create_topic
 from monitor.synthetic.generator import Incident, TrafficGenerator
 from tests.helpers import DaemonThread, config_for, count, produce, start_daemon_process, wait_for, write_config
 
-SMALL = DriftConfig(arl0=100_000, warmup=1000, topic_sample_rate=0.0, checkpoint_every_s=60)
-SLOWDOWN = Incident("latency_shift", start=6000, duration=100_000, magnitude=0.5)  # 50% slower
 
-
-def _generated(n: int, incidents: list[Incident], partition: int = 0) -> list[Record]:
-    gen = TrafficGenerator(seed=21, start=datetime(2026, 4, 1, tzinfo=UTC), incidents=incidents)
-    out = []
-    for offset, item in enumerate(gen.generate(n)):
-        record = decode(item.value)
-        record.topic, record.partition, record.offset = "llm-logs", partition, offset
-        out.append(record)
-    return out
-
-
-class Clock:
-    """Seconds that pass only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def _feed(step: TopicDriftStep, records: list[Record], size: int = 500) -> list[Batch]:
-    batches = []
-    for i in range(0, len(records), size):
-        batch = Batch(records=records[i:i + size])
-        step.process(batch)
-        batches.append(batch)
-    return batches
-
-
-def test_new_subjects_in_prompts_are_caught_from_embedded_samples_of_two_partitions_in_one_batch():
-    config = DriftConfig(arl0=100_000, warmup=1000, topics=4, topic_warmup=800, topic_sample_rate=0.5)
-    step = TopicDriftStep.from_config(config)
-    records = _generated(9000, [Incident("topic_shift", start=5000, duration=100_000, magnitude=0.4)])
-    for i, record in enumerate(records):  # the producer spread the records over two partitions
-        record.partition, record.offset = i % 2, i // 2
-    rows = [row for b in _feed(step, records, size=1000) for row in b.rows.get(drift_events, [])]
-    topic = [r for r in rows if r["signal"] == "prompt_topic" and r["stream"] == "*"]
-    assert {r["details"]["partition"] for r in topic} == {0, 1}, rows
-    for row in topic:
-        index = next(i for i, r in enumerate(records) if r.id == row["record_id"])
-        assert 5000 <= index < 7000 and row["detector"] == "topic"
-    assert set(step.held) == {("llm-logs", 0), ("llm-logs", 1)}
-    assert step.held[("llm-logs", 1)].next_offset == 4500
-
-def test_state_is_checkpointed_with_a_batch_once_per_interval():
-    clock = Clock()
-    step = TopicDriftStep(lambda: TopicDriftStep.from_config(SMALL).make_bank(), checkpoint_every_s=30, clock=clock)
-    records = _generated(1500, [])
-    first = _feed(step, records[:500])[0]
-    assert detector_state not in first.upserts
-    clock.now = 31
-    second = _feed(step, records[500:1000])[0]
-    assert [r["key"] for r in second.upserts[detector_state]] == [state_key("llm-logs", 0)]
-    assert detector_state not in _feed(step, records[1000:])[0].upserts
-
-
+def test_sampled_prompts_are_counted_per_subject_in_the_four_streams_once():
+    """The pipeline's side of topic drift: each sampled prompt adds one to its subject cell in each of its
+    four streams, and a redelivered batch adds nothing."""
+    gen = TrafficGenerator(seed=2, models=("m1",), apps=("support-bot",), start=datetime(2026, 4, 1, tzinfo=UTC))
+    records = [decode(item.value) for item in gen.generate(400)]
+    for offset, record in enumerate(records):
+        record.topic, record.partition, record.offset = "t", 0, offset
+    step = DriftStep(subjects=SubjectCells(), topic_sample_rate=0.5)
+    first = Batch(records=records, next_offsets={("t", 0): 400})
+    step.process(first)
+    topics = [r for r in first.increments[drift_buckets] if r["signal"].startswith("topic:")]
+    by_stream = {s: sum(r["n"] for r in topics if r["stream"] == s) for s in streams_of("m1", "support-bot")}
+    assert len(set(by_stream.values())) == 1 and 150 < by_stream["*"] < 250, by_stream  # about half, 4 times
+    assert {r["signal"] for r in topics} >= {"topic:support"}
+    again = Batch(records=records)
+    step.process(again)
+    assert again.increments[drift_buckets] == []
 
 
 # -- through Kafka and the daemon: drift per stream -------------------------------------------------------
@@ -104,6 +62,7 @@ grace_s = 1.0
 fold_every_s = 0.25
 topic_sample_rate = 0.0
 """
+NEW_SUBJECTS = Incident("topic_shift", start=7000, duration=100_000, model=LLAMA, magnitude=0.3)
 
 
 def _traffic(n: int = 10_000) -> list[bytes]:
@@ -154,18 +113,23 @@ def _last_ts_ms(values: list[bytes]) -> int:
     return int(max(decode(v).ts for v in values).timestamp()) * 1000
 
 
+def _one_daemon_reads(values: list[bytes], extra: str, db_url: str, kafka_broker: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Produce ``values`` into a fresh 4-partition topic, run the daemon (config ``extra``) until every
+    record is stored and folded, and stop it cleanly."""
+    topic = _four_partitions(kafka_broker)
+    produce(kafka_broker, topic, values)
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=db_url, bootstrap=kafka_broker,
+                                     topic=topic, extra=extra))
+    with DaemonThread(config) as daemon:
+        wait_for(lambda: count(db_url, records_table) == len(values), 120, "every record stored")
+        wait_for(_fold_done(db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
+        assert daemon.stop() == 0
+
+
 @pytest.mark.slow
 def test_a_model_wide_change_on_a_4_partition_topic_with_3_apps_is_reported_once_on_the_model(
         migrated_db_url, kafka_broker, tmp_path):
-    values = _traffic()
-    topic = _four_partitions(kafka_broker)
-    produce(kafka_broker, topic, values)
-    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra=FAST_DRIFT))
-    with DaemonThread(config) as daemon:
-        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
-        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
-        assert daemon.stop() == 0
+    _one_daemon_reads(_traffic(), FAST_DRIFT, migrated_db_url, kafka_broker, tmp_path)
     _assert_one_model_change(_drift(migrated_db_url))
 
 
@@ -227,15 +191,8 @@ def test_a_deployment_that_chooses_rivers_adwin_for_a_signal_gets_rivers_detecti
     """``[drift.river.response_chars] detector = "ADWIN"``: that signal is watched by river's own ADWIN (fed
     bucket means) on every stream, the others by the calibrated charts; its events say so."""
     values = _traffic()
-    topic = _four_partitions(kafka_broker)
-    produce(kafka_broker, topic, values)
     river = FAST_DRIFT + '[drift.river.response_chars]\ndetector = "ADWIN"\noptions = { clock = 4 }\n'
-    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
-                                     topic=topic, extra=river))
-    with DaemonThread(config) as daemon:
-        wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
-        wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
-        assert daemon.stop() == 0
+    _one_daemon_reads(values, river, migrated_db_url, kafka_broker, tmp_path)
     engine = make_engine(migrated_db_url)
     with engine.connect() as conn:
         rows = conn.execute(select(drift_events.c.stream, drift_events.c.signal, drift_events.c.detector,
@@ -247,3 +204,69 @@ def test_a_deployment_that_chooses_rivers_adwin_for_a_signal_gets_rivers_detecti
     assert any(overlaps(r.stream, f"model={LLAMA}") and r.detected_at.replace(tzinfo=UTC) >= change
                for r in lengths), rows
     assert all(r.detector != "river:ADWIN" for r in rows if r.signal != "response_chars")
+
+
+@pytest.mark.slow
+def test_a_topic_mix_change_of_one_model_is_reported_once_on_the_model(migrated_db_url, kafka_broker, tmp_path):
+    """From record 7,000 three in ten of one model's prompts are about subjects its users never asked about
+    (legal, gaming), in every app. Through 4 partitions and the daemon, half the prompts sampled: one
+    ``prompt_topic`` event, on ``model=M``, naming the subjects that rose, before → after."""
+    gen = TrafficGenerator(seed=5, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC),
+                           incidents=[NEW_SUBJECTS])
+    values = [item.value for item in gen.generate(10_000)]
+    extra = FAST_DRIFT.replace("topic_sample_rate = 0.0", "topic_sample_rate = 0.5")
+    _one_daemon_reads(values, extra, migrated_db_url, kafka_broker, tmp_path)
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(drift_events)).mappings()]
+    engine.dispose()
+    mix = [r for r in rows if r["signal"] == "prompt_topic"]
+    assert [r["stream"] for r in mix] == [f"model={LLAMA}"], rows
+    event = mix[0]
+    assert event["detector"] == "bucket_mix" and event["detected_at"].replace(tzinfo=UTC) >= decode(values[7000]).ts
+    risen = {name for name, before, after in event["details"]["moved"] if after > before}
+    assert risen & {"legal", "gaming"}, event["details"]
+    assert sum(event["after"]["shares"].values()) == pytest.approx(1.0, abs=0.01)
+    assert {r["stream"] for r in rows} <= {f"model={LLAMA}"} | {f"model={LLAMA},app={a}" for a in APPS}, rows
+
+
+def test_a_drift_event_written_by_another_daemon_boosts_sampling_of_its_stream(migrated_db_url, kafka_broker,
+                                                                               tmp_path):
+    """The fold that found a drift may run on another daemon: this daemon's sampler reads the event from the
+    table within seconds and samples that stream's records for review (reason ``drift``), and only them."""
+    gen = TrafficGenerator(seed=9, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC))
+    values = [item.value for item in gen.generate(1200)]
+    topic = _four_partitions(kafka_broker)
+    extra = """
+[drift]
+enabled = false
+
+[sampling]
+uniform_rate = 0.0
+drift_boost_s = 86400
+risk_cap = 100000
+
+[sampling.risk_rates]
+drift = 1.0
+"""
+    config = config_for(write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
+                                     topic=topic, extra=extra))
+    engine = make_engine(migrated_db_url)
+    try:
+        with DaemonThread(config):
+            produce(kafka_broker, topic, values[:600])
+            wait_for(lambda: count(migrated_db_url, records_table) == 600, 120, "the first records stored")
+            with engine.begin() as conn:  # what the fold on another daemon writes
+                conn.execute(drift_events.insert().values(
+                    stream=f"model={LLAMA}", signal="prompt_topic", detector="bucket_mix",
+                    detected_at=datetime(2026, 4, 1, tzinfo=UTC), created_at=datetime.now(UTC)))
+            time.sleep(3)  # the sampler polls every 2 s
+            produce(kafka_broker, topic, values[600:])
+            wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
+        with engine.connect() as conn:
+            rows = conn.execute(select(samples.c.record_id, samples.c.model).where(samples.c.reason == "drift")).all()
+    finally:
+        engine.dispose()
+    later = {decode(v).id for v in values[600:] if decode(v).model == LLAMA}
+    assert rows and {model for _, model in rows} == {LLAMA}
+    assert {rid for rid, _ in rows} == later

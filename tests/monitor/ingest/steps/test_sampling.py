@@ -91,8 +91,8 @@ def test_a_drift_event_boosts_sampling_of_its_stream_for_a_while():
     records, _ = generate([Stream("m1", "chat", 200, 0.1), Stream("m2", "chat", 200, 0.1)], seed=5)
     step = SamplingStep(config)
     batch = Batch(records=records)
-    batch.rows[drift_events].append({"stream": "model=m1,app=*", "signal": "response_chars",
-                                     "detected_at": DAY0 + timedelta(hours=2)})
+    step.boosts.learn([{"stream": "model=m1,app=*", "signal": "response_chars",
+                        "detected_at": DAY0 + timedelta(hours=2)}])
     step.process(batch)
     drifted = batch.rows[samples]
     assert drifted and all(row["model"] == "m1" and row["reason"] == "drift" for row in drifted)
@@ -107,8 +107,9 @@ def test_a_drift_event_on_a_stream_without_app_boosts_the_records_without_app():
     config = SamplingConfig(uniform_rate=0.0, risk_rates={"drift": 1.0}, drift_boost_s=3600)
     records, _ = generate([Stream("m1", None, 200, 0.1), Stream("m1", "chat", 200, 0.1)], seed=9)
     batch = Batch(records=records)
-    batch.rows[drift_events].append({"stream": "model=m1,app=-", "detected_at": DAY0 + timedelta(hours=2)})
-    SamplingStep(config).process(batch)
+    step = SamplingStep(config)
+    step.boosts.learn([{"stream": "model=m1,app=-", "detected_at": DAY0 + timedelta(hours=2)}])
+    step.process(batch)
     assert batch.rows[samples] and all(row["app"] is None for row in batch.rows[samples])
 
 
@@ -161,3 +162,33 @@ def test_a_replayed_batch_decides_the_same_and_a_restart_keeps_the_cap(sqlite_ur
 def test_sampling_is_off_when_disabled():
     records, _ = generate([Stream("m1", "chat", 50, 0.1)], seed=8)
     assert _sample(SamplingConfig(enabled=False, uniform_rate=1.0), records, [Annotation()] * 50) == []
+
+
+def test_drift_events_in_the_table_boost_sampling_and_a_restarted_sampler_still_knows_them(sqlite_url):
+    """Drift is found by the fold job on whichever daemon holds the lease: the sampler reads the events from
+    `drift_events`, on start (a restart forgets none) and then as they come (every few seconds)."""
+    engine = make_engine(sqlite_url)
+    create_schema(engine)
+    config = SamplingConfig(uniform_rate=0.0, risk_rates={"drift": 1.0}, drift_boost_s=86_400, risk_cap=None)
+    records, _ = generate([Stream("m1", "chat", 200, 0.1), Stream("m2", "chat", 200, 0.1)], seed=5)
+    clock = [0.0]
+    step = SamplingStep.from_database(config, engine, now=DAY0)
+    step.boosts.clock = lambda: clock[0]
+    first = Batch(records=records[:200])
+    step.process(first)
+    assert first.rows[samples] == []  # no drift yet
+    with engine.begin() as conn:
+        conn.execute(drift_events.insert().values(stream="model=m1", signal="prompt_topic", detector="bucket_mix",
+                                                  detected_at=DAY0, created_at=DAY0))
+    clock[0] += 1.0  # within the poll interval: not read yet
+    second = Batch(records=records[200:300])
+    step.process(second)
+    assert second.rows[samples] == []
+    clock[0] += 5.0
+    third = Batch(records=records[300:])
+    step.process(third)
+    assert [r["record_id"] for r in third.rows[samples]] == [r.id for r in records[300:] if r.model == "m1"]
+    restarted = SamplingStep.from_database(config, engine, now=DAY0)
+    again = Batch(records=records)
+    restarted.process(again)
+    assert [r["record_id"] for r in again.rows[samples]] == [r.id for r in records if r.model == "m1"]
