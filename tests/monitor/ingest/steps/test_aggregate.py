@@ -210,6 +210,6 @@ def test_leak_rules_count_responses_that_leak_from_the_counters_and_the_edge_of_
         edge = SecretInResponse("s", AlertRuleConfig(kind="secret_in_response", window="150s")).fetch(conn, now)
         pii = PiiInResponse("p", AlertRuleConfig(kind="pii_in_response", window="15m")).fetch(conn, now)
     assert tuple(sums) == (60, 0)  # e-mails were only ever in prompts
-    assert whole == {"global": 60} and pii == {}
+    assert whole == {"global": {"-": 60}} and pii == {}  # per scope, per app ("-": records without one)
     # 150 s before T0 + 600 s is T0 + 450 s, mid-minute: records 226..299 are inside, 15 of them leak.
-    assert edge == {"global": sum(1 for i in range(226, 300) if i % 5 == 0)}
+    assert edge == {"global": {"-": sum(1 for i in range(226, 300) if i % 5 == 0)}}

@@ -29,21 +29,24 @@ from tests.helpers import DaemonThread, config_for, count, produce, start_daemon
 
 def test_sampled_prompts_are_counted_per_subject_in_the_four_streams_once():
     """The pipeline's side of topic drift: each sampled prompt adds one to its subject cell in each of its
-    four streams, and a redelivered batch adds nothing."""
+    four streams, and a redelivered batch (one the store inserts nothing of) adds nothing."""
     gen = TrafficGenerator(seed=2, models=("m1",), apps=("support-bot",), start=datetime(2026, 4, 1, tzinfo=UTC))
     records = [decode(item.value) for item in gen.generate(400)]
     for offset, record in enumerate(records):
         record.topic, record.partition, record.offset = "t", 0, offset
     step = DriftStep(subjects=SubjectCells(), topic_sample_rate=0.5)
-    first = Batch(records=records, next_offsets={("t", 0): 400})
+    first = Batch(records=records)
     step.process(first)
-    topics = [r for r in first.increments[drift_buckets] if r["signal"].startswith("topic:")]
+    (tally,) = first.tallies
+    rows = tally.rows({r.id for r in records})[drift_buckets]
+    topics = [r for r in rows if r["signal"].startswith("topic:")]
     by_stream = {s: sum(r["n"] for r in topics if r["stream"] == s) for s in streams_of("m1", "support-bot")}
     assert len(set(by_stream.values())) == 1 and 150 < by_stream["*"] < 250, by_stream  # about half, 4 times
     assert {r["signal"] for r in topics} >= {"topic:support"}
-    again = Batch(records=records)
-    step.process(again)
-    assert again.increments[drift_buckets] == []
+    assert tally.rows(set()) == {}
+    half = {r.id for r in records[:200]}
+    fewer = [r for r in tally.rows(half)[drift_buckets] if r["signal"].startswith("topic:") and r["stream"] == "*"]
+    assert 0 < sum(r["n"] for r in fewer) < by_stream["*"]
 
 
 # -- through Kafka and the daemon: drift per stream -------------------------------------------------------
