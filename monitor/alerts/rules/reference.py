@@ -34,15 +34,18 @@ def _look(reference: str, since: str) -> str:
 
 @register
 class ReferenceDown(Rule):
-    """A reference failed every scrape of the window (``/health`` not 200, or unreachable), at least
-    ``min_samples`` of them. ``fetch`` gives ``{reference: (scrapes, up, last error, last up at)}`` over the
-    window; one good scrape in the window keeps it quiet, so it resolves with the first answer.
+    """A reference failed every scrape of the window (``/health`` not 200, or unreachable), and at least
+    ``min_samples`` scrapes failed since it was last up. ``fetch`` gives ``{reference: (failed scrapes since it
+    was last up, up scrapes in the window, last error, last up at)}`` for the references scraped in the window;
+    one good scrape in the window keeps it quiet, so it resolves with the first answer — and only then: a
+    window that happens to hold fewer scrapes (a busy scheduler) does not resolve a reference that never
+    answered.
 
     >>> from monitor.config import AlertRuleConfig
     >>> rule = ReferenceDown("reference_down", AlertRuleConfig(kind="reference_down", window="1m", min_samples=2))
     >>> rule.decide({"http://gpu-1:8000": (4, 0, "unreachable: ConnectError", None)}, now=None)[
-    ...     "reference=http://gpu-1:8000"].summary
-    'reference http://gpu-1:8000 is down: 4 failed health checks over the last 1m (unreachable: ConnectError)'
+    ...     "reference=http://gpu-1:8000"].summary[:80]
+    'reference http://gpu-1:8000 is down: 4 failed health checks, none answered in th'
     """
 
     kind = "reference_down"
@@ -56,7 +59,13 @@ class ReferenceDown(Rule):
             error = conn.scalar(select(_rh.error).where(_rh.reference == reference, _rh.ts > since,
                                                         _rh.up.is_(False)).order_by(_rh.ts.desc()).limit(1))
             last_up = conn.scalar(select(func.max(_rh.ts)).where(_rh.reference == reference, _rh.up.is_(True)))
-            out[reference] = (int(n), int(up or 0), error, as_utc(last_up) if last_up else None)
+            failed = n
+            if not up:  # down through the window: count every failure since it last answered
+                failed_since = select(func.count()).where(_rh.reference == reference, _rh.up.is_(False))
+                if last_up is not None:
+                    failed_since = failed_since.where(_rh.ts > last_up)
+                failed = max(int(conn.scalar(failed_since) or 0), int(n))
+            out[reference] = (int(failed), int(up or 0), error, as_utc(last_up) if last_up else None)
         return out
 
     def decide(self, fetched: Mapping[str, tuple[int, int, str | None, datetime | None]],
@@ -65,7 +74,7 @@ class ReferenceDown(Rule):
         for reference, (n, up, error, last_up) in fetched.items():
             if n < cfg.min_samples or up > 0:
                 continue
-            summary = (f"reference {reference} is down: {n} failed health checks over the last "
+            summary = (f"reference {reference} is down: {n} failed health checks, none answered in the last "
                        f"{human_duration(cfg.window.total_seconds())} ({error or 'no answer'})")
             if last_up is not None:
                 summary += f"; last up at {last_up:%Y-%m-%d %H:%M:%S} UTC"

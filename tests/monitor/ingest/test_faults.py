@@ -200,7 +200,9 @@ def test_a_broker_restarted_empty_reuses_offsets_and_nothing_is_lost_or_skipped(
             broker = LocalBroker(port=port).start()
             create_topic(broker.bootstrap_servers, topic, partitions=1)
             after = [encode(base(f"after-{i}", ts=1_763_000_100_000 + i)) for i in range(200)]
-            produce(broker.bootstrap_servers, topic, [*after, b"{broken two"])
+            # to partition 0: the daemon's own metadata requests may auto-create the topic with the broker's
+            # default partition count before create_topic runs, and the offsets below are partition 0's
+            _produce_to(broker.bootstrap_servers, topic, {0: [*after, b"{broken two"]})
             wait_for(lambda: count(migrated_db_url, records) == 500 and count(migrated_db_url, dead_letters) == 2,
                      90, "the traffic after the restart, at offsets used before")
             assert daemon.daemon.stop_event.is_set() is False and daemon.exit_code is None

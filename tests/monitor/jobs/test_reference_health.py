@@ -91,6 +91,21 @@ def test_a_dead_reference_is_a_down_row_and_the_down_rule_fires_then_resolves(en
     assert dead["up"] is False and dead["error"].startswith("unreachable")
 
 
+def test_a_down_reference_stays_down_when_the_window_holds_fewer_scrapes(engine: Engine) -> None:
+    """A busy scheduler scrapes less often: a window with one failed scrape, after several failed ones and no
+    answer since, is still an outage (the alert does not flap resolved/firing); the first answer resolves it."""
+    rule = ReferenceDown("reference_down", AlertRuleConfig(kind="reference_down", window="3s", min_samples=2))
+    down = {"up": False, "error": "unreachable: ConnectError"}
+    rows = [_row(NOW - timedelta(seconds=20)), *(_row(NOW - timedelta(seconds=s), **down) for s in (12, 9, 6))]
+    with engine.begin() as conn:
+        conn.execute(insert(reference_health), [*rows, _row(NOW - timedelta(seconds=1), **down)])
+        firing = rule.evaluate(conn, NOW)
+    assert list(firing) == ["reference=gpu-1"] and firing["reference=gpu-1"].sample_size == 4
+    with engine.begin() as conn:
+        conn.execute(insert(reference_health), [_row(NOW + timedelta(seconds=1))])
+        assert rule.evaluate(conn, NOW + timedelta(seconds=2)) == {}
+
+
 def _row(ts: datetime, **values: object) -> dict[str, object]:
     return {"reference": "gpu-1", "model": "m", "ts": ts, "up": True} | values
 
