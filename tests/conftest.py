@@ -119,7 +119,7 @@ _vllm_problem: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def vllm_env():  # type: ignore[no-untyped-def]
+def vllm_env(request):  # type: ignore[no-untyped-def]
     """The vLLM CPU env and model (tests/inference/vllm_server.py), built once and cached outside the checkout
     (scripts/vllm-cpu-env).
 
@@ -132,10 +132,13 @@ def vllm_env():  # type: ignore[no-untyped-def]
     if _vllm_problem:
         pytest.fail(f"VLLM ENV UNAVAILABLE: {_vllm_problem[0]}", pytrace=False)
     try:
-        return build_env()
+        env = build_env()
     except RuntimeError as exc:
         _vllm_problem.append(str(exc))
         pytest.fail(f"VLLM ENV UNAVAILABLE: {exc}", pytrace=False)
+    if not _early:  # under pytest-xdist: this worker runs the whole `vllm` group, so it starts both now
+        _launch_early(request.session, env)
+    return env
 
 
 @pytest.fixture(scope="session")
@@ -160,34 +163,31 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
 
 
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
-    """Browser tests last: pytest-playwright keeps an event loop running in the main thread for the rest of
-    the session, which would break later tests that call asyncio.run() (the shadow CLI does). Real-vLLM tests
-    just before them, so that vLLM's start-up (launched when collection ends) overlaps the rest of the suite."""
-    items.sort(key=lambda item: (item.get_closest_marker("browser") is not None,
-                                 item.get_closest_marker("vllm") is not None))
+    """The real-vLLM tests share one server and one in-process run, so under pytest-xdist (scripts/test runs
+    the suite with ``-n``) they form one group on one worker (``--dist loadgroup`` hands the biggest group out
+    first, so vLLM's minutes of start-up overlap the other workers' tests). In a run without xdist they come
+    last, so that their start-up (launched when collection ends) overlaps the rest of the suite."""
+    for item in items:
+        if item.get_closest_marker("vllm") is not None:
+            item.add_marker(pytest.mark.xdist_group("vllm"))
+    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)
 
 
 _early: dict[str, Any] = {}
-"""What `pytest_collection_finish` started ahead of the tests that need it: the vLLM server (``server``) and
-the in-process run (``inprocess``: the process and its output file)."""
+"""What was started ahead of the tests that need it: the vLLM server (``server``) and the in-process run
+(``inprocess``: the process and its output file)."""
 
 
-def pytest_collection_finish(session):  # type: ignore[no-untyped-def]
-    """When real-vLLM tests were selected, build (or reuse) the env and launch the session's vLLM server and
-    the in-process run now, without waiting: their start-up (minutes of torch.compile on two cores) then runs
-    while the other tests do. A failure here is left to the fixtures, which report it on the tests."""
+def _launch_early(session: pytest.Session, env: Any) -> None:
+    """Launch the session's vLLM server and the in-process run for the selected real-vLLM tests, without
+    waiting: minutes of torch.compile on two cores, overlapped with other work."""
     import tempfile
 
-    from tests.inference.vllm_server import SKIP_ENV, VllmServer, build_env
+    from tests.inference.vllm_server import VllmServer
 
     wanted = {item.path.name for item in session.items if item.get_closest_marker("vllm")}
-    if not wanted or os.environ.get(SKIP_ENV) == "1" or session.config.option.collectonly:
-        return
-    try:
-        env = build_env()
-    except RuntimeError:
-        return
     workdir = Path(tempfile.mkdtemp(prefix="wk-vllm-"))
+    _early["launched"] = True
     if any(name != "test_vllm_inprocess.py" for name in wanted):
         server = VllmServer(env, log_path=workdir / "server.log")
         server.launch()
@@ -198,3 +198,21 @@ def pytest_collection_finish(session):  # type: ignore[no-untyped-def]
 
         _early["inprocess"] = launch_inprocess(env, workdir / "inprocess.out")
         session.config.add_cleanup(_early["inprocess"][0].kill)
+
+
+def pytest_collection_finish(session):  # type: ignore[no-untyped-def]
+    """Without xdist: when real-vLLM tests were selected, build (or reuse) the env and launch the session's vLLM
+    server and the in-process run now, while the other tests run. Under xdist every worker collects every
+    test, so this is left to the one worker that runs the `vllm` group (the ``vllm_env`` fixture). A failure
+    here is left to the fixtures, which report it on the tests."""
+    from tests.inference.vllm_server import SKIP_ENV, build_env
+
+    wanted = any(item.get_closest_marker("vllm") for item in session.items)
+    if (not wanted or os.environ.get(SKIP_ENV) == "1" or session.config.option.collectonly
+            or os.environ.get("PYTEST_XDIST_WORKER")):
+        return
+    try:
+        env = build_env()
+    except RuntimeError:
+        return
+    _launch_early(session, env)

@@ -67,19 +67,40 @@ def settle_heap() -> None:
 DATABASE_DOWN = (OperationalError, InterfaceError)
 
 
+class StoppedBeforeStart(Exception):
+    """SIGTERM/SIGINT arrived while the daemon was still waiting for its database or broker: nothing was
+    consumed, so stopping is clean (exit 0)."""
+
+
+def install_stop_handlers(stop: threading.Event) -> None:
+    """SIGTERM and SIGINT set ``stop``. Installed *before* anything slow (waiting for services, loading
+    models), so that an orchestrator stopping a daemon that is still starting gets a clean exit 0, never -15."""
+
+    def _stop(signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+
+
 def wait_for_service(make: Callable[[], T], down: tuple[type[BaseException], ...], what: str,
-                     max_delay_s: float = 5.0) -> T:
+                     max_delay_s: float = 5.0, stop: threading.Event | None = None) -> T:
     """``make()``, retried while it fails with one of ``down`` (the service is not answering yet): a daemon
-    started before its database or broker waits for them, with one WARNING, instead of exiting."""
+    started before its database or broker waits for them, with one WARNING, instead of exiting. Raises
+    `StoppedBeforeStart` when ``stop`` is set while waiting."""
     delay, since = 0.5, None
+    stop = stop or threading.Event()
     while True:
+        if stop.is_set():
+            raise StoppedBeforeStart(f"stopped while waiting for {what}")
         try:
             result = make()
         except down as exc:
             if since is None:
                 since = time.monotonic()
                 log.warning("%s not answering (%s); waiting for it", what, str(exc).strip().splitlines()[0][:200])
-            time.sleep(delay)
+            stop.wait(delay)
             delay = min(delay * 2, max_delay_s)
             continue
         if since is not None:
@@ -91,19 +112,23 @@ class Daemon:
     """One consumer-group member: pipeline in the calling thread, scheduled jobs in the background."""
 
     def __init__(self, config: Config, *, engine: Engine | None = None,
-                 steps: Sequence[Step] | None = None, services: bool = True) -> None:
+                 steps: Sequence[Step] | None = None, services: bool = True,
+                 stop_event: threading.Event | None = None) -> None:
+        """``stop_event``: pass the event `install_stop_handlers` was given, so that a stop requested while
+        the daemon is being built (waiting for services, loading models) is honoured."""
         self.config = config
+        self.stop_event = stop_event or threading.Event()
         self.engine = engine or make_engine(config.database.url, connect_timeout_s=config.database.connect_timeout_s,
                                             statement_timeout_s=config.database.statement_timeout_s)
         wait_for_service(lambda: check_schema(self.engine, config.database.url), DATABASE_DOWN,
-                  f"database {redacted_url(config.database.url)}")
+                         f"database {redacted_url(config.database.url)}", stop=self.stop_event)
         self.steps = list(steps) if steps is not None else build_steps(config, self.engine)
         metrics.initialise(d.name for step in self.steps if isinstance(step, DetectStep) for d in step.chain.detectors)
-        self.stop_event = threading.Event()
         self.source = wait_for_service(lambda: KafkaSource(
             config.kafka, max_poll_records=config.pipeline.batch_size,
             on_assigned=self._on_assigned, on_revoked=self._on_revoked,
-        ), (KafkaTimeoutError, KafkaConnectionError), f"Kafka at {','.join(config.kafka.bootstrap_servers)}")
+        ), (KafkaTimeoutError, KafkaConnectionError), f"Kafka at {','.join(config.kafka.bootstrap_servers)}",
+            stop=self.stop_event)
         cipher = config.storage.cipher()
         store = Store(self.engine, text_policy(config.pipeline.store_text, cipher), config.pipeline.store_detections,
                       cipher=cipher)
@@ -131,12 +156,8 @@ class Daemon:
             step.on_revoked(revoked)
 
     def install_signal_handlers(self) -> None:
-        def _stop(signum: int, _frame: FrameType | None) -> None:
-            log.info("received %s: finishing the batch in hand, then exiting", signal.Signals(signum).name)
-            self.stop_event.set()
-
-        signal.signal(signal.SIGTERM, _stop)
-        signal.signal(signal.SIGINT, _stop)
+        """SIGTERM/SIGINT stop this daemon (prefer `install_stop_handlers` before building it)."""
+        install_stop_handlers(self.stop_event)
 
     def run(self) -> int:
         """Consume until `stop_event` is set. Returns the process exit code."""

@@ -18,7 +18,7 @@ import time
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from monitor.app.daemon import Daemon, settle_heap
+from monitor.app.daemon import Daemon, StoppedBeforeStart, install_stop_handlers, settle_heap
 from monitor.app.logs import LogFormat, current_format, setup_logging
 from monitor.app.services import Services
 from monitor.config import Config
@@ -34,8 +34,12 @@ def _worker_main(config: Config, index: int, log_level: int, log_format: LogForm
     """A child: one consumer-group member without the background services."""
 
     setup_logging(logging.getLevelName(log_level), log_format)
-    daemon = Daemon(config, services=False)
-    daemon.install_signal_handlers()
+    stop = threading.Event()
+    install_stop_handlers(stop)  # before building: a stop while starting is a clean exit
+    try:
+        daemon = Daemon(config, services=False, stop_event=stop)
+    except StoppedBeforeStart:
+        raise SystemExit(0) from None
     parent = os.getppid()
 
     def orphan_watch() -> None:
@@ -51,11 +55,11 @@ def _worker_main(config: Config, index: int, log_level: int, log_format: LogForm
     raise SystemExit(daemon.run())
 
 
-def run_workers(config: Config, count: int) -> int:
-    """Supervise ``count`` worker processes until SIGTERM/SIGINT; returns the exit code."""
+def run_workers(config: Config, count: int, stop: threading.Event | None = None) -> int:
+    """Supervise ``count`` worker processes until SIGTERM/SIGINT (or ``stop`` is set); returns the exit code."""
 
     ctx = mp.get_context("spawn")
-    stop = threading.Event()
+    stop = stop or threading.Event()
     level = logging.getLogger().getEffectiveLevel()
 
     def start(i: int) -> BaseProcess:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
+import threading
 
 import click
 
@@ -47,32 +49,48 @@ def run(config_path: str | None) -> None:
         from monitor.ops import multiproc
 
         metrics_dir = multiproc.enable()  # before anything creates a metric: every process writes its own there
-        from monitor.app.daemon import DATABASE_DOWN, EXIT_SCHEMA, wait_for_service
+        from monitor.app.daemon import (
+            DATABASE_DOWN,
+            EXIT_OK,
+            EXIT_SCHEMA,
+            StoppedBeforeStart,
+            install_stop_handlers,
+            wait_for_service,
+        )
         from monitor.app.workers import run_workers
         from monitor.storage.db import SchemaNotReady, check_schema, make_engine, redacted_url
 
+        stop = threading.Event()
+        install_stop_handlers(stop)  # a stop while the database is still starting is a clean exit
         engine = make_engine(config.database.url)
         try:  # a database that is still starting is waited for, as the one-process daemon does
             wait_for_service(lambda: check_schema(engine, config.database.url), DATABASE_DOWN,
-                             f"database {redacted_url(config.database.url)}")
+                             f"database {redacted_url(config.database.url)}", stop=stop)
         except SchemaNotReady as exc:
             click.echo(f"watchkeeper: {exc}", err=True)
             sys.exit(EXIT_SCHEMA)
+        except StoppedBeforeStart as exc:
+            logging.getLogger("monitor.app.daemon").info("%s: nothing consumed, exiting", exc)
+            sys.exit(EXIT_OK)
         finally:
             engine.dispose()
         try:
-            code = run_workers(config, workers)
+            code = run_workers(config, workers, stop=stop)
         finally:
             multiproc.cleanup(metrics_dir)
         sys.exit(code)
-    from monitor.app.daemon import EXIT_SCHEMA, Daemon, settle_heap
+    from monitor.app.daemon import EXIT_OK, EXIT_SCHEMA, Daemon, StoppedBeforeStart, install_stop_handlers, settle_heap
     from monitor.storage.db import SchemaNotReady
 
+    stop = threading.Event()
+    install_stop_handlers(stop)  # before the slow part: SIGTERM while starting is a clean exit 0, never -15
     try:
-        daemon = Daemon(config)
+        daemon = Daemon(config, stop_event=stop)
     except SchemaNotReady as exc:
         click.echo(f"watchkeeper: {exc}", err=True)
         sys.exit(EXIT_SCHEMA)
-    daemon.install_signal_handlers()
+    except StoppedBeforeStart as exc:
+        logging.getLogger("monitor.app.daemon").info("%s: nothing consumed, exiting", exc)
+        sys.exit(EXIT_OK)
     settle_heap()
     sys.exit(daemon.run())

@@ -129,6 +129,36 @@ def test_run_with_workers_waits_for_a_database_that_is_still_starting(postgres_u
     assert "Traceback" not in log.read_text()
 
 
+@pytest.mark.postgres
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_daemon_stopped_while_it_waits_for_its_database_exits_cleanly(postgres_url, kafka_broker, topic,
+                                                                         tmp_path, workers):
+    """Kubernetes sends SIGTERM to a pod that is still starting (a rollout, a scale-down): the daemon, waiting
+    for a database that refuses connections, exits 0 at once with one line, not -15 or a traceback."""
+    upgrade(postgres_url)
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    proxy.cut()
+    proxied = url.set(port=proxy.port).render_as_string(hide_password=False)
+    config = write_config(tmp_path / "monitor.toml", db_url=proxied, bootstrap=kafka_broker, topic=topic,
+                          extra=f"workers = {workers}\n\n[ops]\nport = 0\n")
+    log = tmp_path / "run.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                              stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_for(lambda: "waiting for it" in log.read_text(), 60, "the daemon to say it waits for the database")
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+        proxy.close()
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "Traceback" not in text and "nothing consumed" in text, text[-3000:]
+
+
 def test_workers_default_to_one_per_core_capped(tmp_path):
     assert load_config(None, env={}).pipeline.workers == 0  # 0 = automatic
     cores = len(os.sched_getaffinity(0))

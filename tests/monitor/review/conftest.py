@@ -1,8 +1,12 @@
-"""A review database with stored traffic, samples and two reviewers, on SQLite and Postgres."""
+"""A review database with stored traffic, samples and two reviewers, on SQLite and Postgres; and a real
+headless Chromium page (``page``) for the browser tests."""
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 from sqlalchemy import Engine
@@ -48,3 +52,37 @@ def review_db(db_url):  # type: ignore[no-untyped-def]
     db = build_review_db(db_url)
     yield db
     db.engine.dispose()
+
+
+CHROMIUM = "/usr/bin/chromium"
+"""Debian's Chromium (scripts/test installs it); Playwright never downloads a browser here."""
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One headless Chromium per test module, driven by Playwright's sync API.
+
+    Module-scoped on purpose, rather than pytest-playwright's session-scoped browser: the sync API runs an
+    event loop in the calling thread for as long as Playwright is started, and any later test in the same
+    process that calls ``asyncio.run()`` (the shadow CLI does) would fail. Stopping it at the end of the
+    module lets browser tests run anywhere in the suite, on any pytest-xdist worker."""
+    from playwright.sync_api import sync_playwright
+
+    if not os.path.exists(CHROMIUM):
+        pytest.skip(f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing (apt-get install -y chromium)")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(
+            executable_path=CHROMIUM, headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                  "--disable-component-update", "--disable-sync", "--no-first-run"])
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(chromium: Any) -> Iterator[Any]:
+    """A fresh browser context (no cookies) and page for one test."""
+    context = chromium.new_context(accept_downloads=True)
+    page = context.new_page()
+    yield page
+    context.close()

@@ -3,7 +3,6 @@ labels samples with the keyboard only, and downloads their labels; a wrong token
 
 from __future__ import annotations
 
-import os
 import re
 
 import pytest
@@ -14,20 +13,7 @@ from monitor.config import Config, ReviewConfig
 from monitor.review.app import ReviewServer
 from monitor.storage.schema import labels
 
-CHROMIUM = "/usr/bin/chromium"
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture(scope="session")
-def browser_type_launch_args(browser_type_launch_args):  # type: ignore[no-untyped-def]
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing (apt-get install -y chromium)")
-    return {
-        **browser_type_launch_args,
-        "executable_path": CHROMIUM,
-        "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"],
-    }
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from monitor.storage.crypto import new_key
 from monitor.storage.db import make_engine, upgrade
 from monitor.storage.schema import alert_outbox, dead_letters, labels, records, sample_assignments, samples
 from tests.helpers import DaemonThread, config_for, encode, good_record, produce, wait_for, write_config
-from tests.monitor.review.test_browser import CHROMIUM, browser_type_launch_args  # noqa: F401 - the fixture
+from tests.monitor.review.conftest import CHROMIUM
 
 pytestmark = pytest.mark.browser
 
