@@ -39,6 +39,7 @@ from detectors.credentials import (
     CONTEXT_FORMATS,
     CONTEXT_WINDOW,
     FORMATS,
+    NAMED_SHAPES,
     SECRET_KINDS,
     TokenFormat,
     context_value_ok,
@@ -52,18 +53,28 @@ __all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_sec
 
 # Words an assignment's name holds (caseless). Each is a trigger; `_ASSIGNMENT` is tried where one starts.
 _ANCHOR_WORDS = (r"passw", r"passphrase", r"passcode", r"pwd", r"secret", r"token", r"api[_-]?key",
-                 r"access[_-]?key", r"private[_-]?key", r"credential")
+                 r"access[_-]?key", r"private[_-]?key", r"credential", r"creds", r"pw")
 _ASSIGNMENT = re.compile(
     r"(?P<name>(?:passw(?:or)?d|passphrase|passcode|pwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|token"
-    r"|credential)[\w.-]{0,20})"
+    r"|credential|creds|pw(?![a-z]))[\w.-]{0,20})"
     r"(?P<nq>[\"']?)(?:[ \t]+(?:string|str|String|\[\]byte))?[ \t]*"
-    r"(?:(?<![=!<>])(?P<op>::=|:=|\?=|\.=|\+=|=>|=|:)(?!=)|(?<=[\"'])[ \t]*(?P<comma>,))[ \t]*"
-    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)|(?P<bare>[^\s\"'`,;()\[\]{}<>]{4,200})(?=[\s,;)}\]]|$))",
+    r"(?:(?<![=!<>])(?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|=|:)(?!=)|(?<=[\"'])[ \t]*(?P<comma>,))[ \t]*"
+    # a bare value ends at a space, a delimiter, or an escaped newline (``"GENERIC_TOKEN=v\nNEXT=…"`` in a
+    # JSON string)
+    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)"
+    r"|(?P<bare>(?:[^\s\"'`,;()\[\]{}<>\\]|\\(?![nrt]))"
+    r"{4,200})(?=[\s,;)}\]]|\\[nrt]|$))",
     re.IGNORECASE,
 )
 _XML = re.compile(r"<(?P<tag>[\w:.-]{1,40})>\s*(?P<bare>[^<>\s]{4,200})\s*</(?P=tag)>")
 # Where in the 40 characters after an anchor word an assignment's operator may be (the record prefilter).
 _OPERATOR_AFTER = re.compile(r"[\w.-]{0,24}(?:[\"'][ \t]*,|[\"']?(?:[ \t]+\w+)?[ \t]*(?:[:=>]|\?=|\.=))")
+# Values that are not a credential in clear: a cipher or algorithm's name (``password: "AES-256-GCM"``), or
+# a value already encrypted or hashed (OpenSSL's "Salted__" base64, Vault transit ciphertext, a SCRAM verifier).
+_NOT_CLEAR = re.compile(
+    r"(?:AES|DES|3DES|RSA|ECDSA|ECDH|ED25519|CHACHA20|XCHACHA20|XSALSA20|SALSA20|CAMELLIA|BLOWFISH|TWOFISH|SM4|RC4"
+    r"|PBE|PBES2|PBKDF2|HMAC|SHA|MD5|BCRYPT|SCRYPT|ARGON2)(?:[A-Za-z0-9_/+-]*)"
+    r"|U2FsdGVkX1[A-Za-z0-9+/=]*|vault:v\d+:\S+|SCRAM-SHA-\S+")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:none|null|nil|true|false|undefined|changeme|secret|password|passwd|token|redacted|example"
     r"|\*+|x+|\.+|<.*>|\$.*|%.*|\{.*|.*\}|your[_-].*|my[_-].*|.*[_-]here|\[.*\]|.*\(.*)$"
@@ -124,7 +135,7 @@ def use_engine(engine: str) -> None:
 
 def _literal_secret(value: str, quoted: bool) -> bool:
     """Whether an assigned value is a literal credential rather than code, a name or a placeholder."""
-    if _PLACEHOLDER.match(value) or value.isdigit() or placeholder(value):
+    if _PLACEHOLDER.match(value) or value.isdigit() or placeholder(value) or _NOT_CLEAR.fullmatch(value):
         return False
     if value.startswith(("/", "./", "~")) or "://" in value or _FILE_NAME.fullmatch(value):
         return False  # a path (``pwd: /home/me``), a URL or a file name (``secret_file = "key.pem"``)
@@ -149,7 +160,8 @@ def _about_a_credential(name: str, before: str) -> bool:
     """Whether an assignment's name says its value is *about* a credential (``secret_name``, ``tokenUrl``,
     ``password_file``) or is a CSRF form token (``csrf_token``), rather than a credential."""
     lowered = name.lower()
-    return lowered.endswith(_ABOUT_ENDS) or name.endswith(_ABOUT_CAMEL) or "srf" in before.lower()
+    return (lowered.endswith(_ABOUT_ENDS) or name.endswith(_ABOUT_CAMEL) or "srf" in before.lower()
+            or lowered.startswith(("public", "publishable")))  # meant to be public: ``publicToken``, ``public_key``
 
 
 def _prose_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
@@ -227,8 +239,9 @@ def _assignment(text: str, i: int) -> tuple[str, int, int] | None:
     if _about_a_credential(name, head) or not _literal_secret(value, quoted):
         return None
     kind = provider_of(line) or "PASSWORD"
-    if kind == "AWS_SECRET_KEY" and len(value) != 40:
-        kind = "PASSWORD"
+    shape = NAMED_SHAPES.get(kind)
+    if shape is not None and not shape.fullmatch(value):
+        kind = "PASSWORD"  # ``MISTRAL_TOKEN = "<28 characters>"``: a credential, not of Mistral's shape
     return kind, start, end
 
 
