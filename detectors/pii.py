@@ -248,7 +248,8 @@ def phone_ok(candidate: str, regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> 
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number_for_region(number, region) and _grouped_as_written(number, groups, prefix, region):
+        if phonenumbers.is_valid_number_for_region(number, region) \
+                and _grouped_as_written(number, groups, prefix, region):
             return True
     return False
 

@@ -56,7 +56,7 @@ TOKENS = [
     ("SLACK_TOKEN", "http://hooks.slack.com/services/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"),
     ("SLACK_TOKEN", "hooks.slack.com/triggers/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"),
     ("SLACK_TOKEN", "xoxc-2718281828-3141592653-1618033988-" + "9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e" * 2),
-    ("SLACK_TOKEN", "xoxd-" + "Kq3vT0xZ%2Bp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3Oe7Tk2Xw9Cv4Hb6Qz1/mN8bV5cX2zL7kJ4hG1fD9sA6pO3iU0"),
+    ("SLACK_TOKEN", "xoxd-Kq3vT0xZ%2Bp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3Oe7Tk2Xw9Cv4Hb6Qz1/mN8bV5cX2zL7kJ4hG1fD9sA6pO3iU0"),
     ("SQUARE_TOKEN", "sq0atp-Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3"),
     ("STRIPE_KEY", "rk_prod_Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns6F"),
     ("SENDGRID_KEY", "SG.305f3x2u2ze5bmi8lbs75jghzde39s=z6ol86wfpttkuy4v2er4jh5yyaqfsec2dqk"),
