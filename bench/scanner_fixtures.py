@@ -82,11 +82,12 @@ def fetch_sdist(cache: Path) -> Path:
     path = cache / name
     if path.exists():
         return path
-    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps", "--no-build-isolation",
+    cmd = [sys.executable, "-m", "pip", "download", "--no-binary", ":all:", "--no-deps",
            "--quiet", "--dest", str(cache), f"{PACKAGE}=={VERSION}"]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     if not path.exists():
-        raise FetchError(f"`{' '.join(cmd)}` gave no {name} (exit {done.returncode}): {done.stderr.strip()[-400:]}")
+        why = "\n".join(line for line in done.stderr.splitlines() if not line.startswith("WARNING: Location"))
+        raise FetchError(f"`{' '.join(cmd)}` gave no {name} (exit {done.returncode}): {why.strip()[-400:]}")
     return path
 
 
