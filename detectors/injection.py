@@ -30,7 +30,7 @@ _OBJECT = (r"(?:instructions?|prompts?|rules?|directions?|directives?|guidelines
            r"|restrictions?|polic(?:y|ies)|programming|safeguards?|guardrails?|commands?|orders|training)")
 _WHOSE = (r"(?:(?:previous|prior|above|earlier|preceding|foregoing|all|any|every|your|the|these|those|system|initial"
           r"|original|developer|openai|open ai|chatgpt|safety)(?:'s|’s)?)")
-_VENDOR = r"(?:open ?a[il]|chat ?gpt|gpt|anthropic|claude|gemini|the developers?)(?:'s|’s)?"
+_VENDOR = r"(?:open ?a[il]|chat ?gpt|gpt|anthropic|claude|gemini)(?:'s|’s)?"
 _RULES = (r"(?:rules|polic(?:y|ies)|guidelines|restrictions|filters|ethic(?:s|al \w+)|terms|limitations|norms"
           r"|confines|programming|safeguards|moderation|content polic(?:y|ies))")
 
@@ -131,17 +131,17 @@ _TRIGGERS: dict[str, tuple[str, ...]] = {
                  "discard"),
     "prompt_leak": ("prompt", "instruction", "above", "rules you", "system message", "secret message",
                     "initial message", "you told", "you been told", "you given", "you been given", "you were given",
-                    "instructed", "you are", "initializ", "initialis", "initial config", "opposite of",
+                    "instructed", 'with "you are', "with 'you are", "with “you are", "initializ", "initialis",
+                    "initial config", "opposite of",
                     "supposed to", "not allowed to", "forbidden to"),
     "unbound_persona": ("unfiltered", "uncensored", "amoral", "unethical", "immoral", "unrestricted", "jailbroken",
                         "ethic", "moral", "rules", "restriction", "filters", "limitation", "guidelines",
                         "censorship", "boundaries", "n't care", "not care", "n't have to", "not have to", "refuse",
                         "decline", "censor", " character"),
     "role_hijack": ("you are now", "you are no longer", "from now on", "act as", "behave as", "respond as", "pretend"),
-    "vendor_rules": ("openai", "open ai", "openal", "chatgpt", "chat gpt", "gpt", "anthropic", "claude", "gemini",
-                     "developer"),
-    "you_unbound": ("restrictions", "filters", "rules", "guidelines", "boundaries", "censorship", "ethics", "morals",
-                    "policies", "confines", "programming"),
+    "vendor_rules": ("openai", "open ai", "openal", "chatgpt", "chat gpt", "gpt", "anthropic", "claude", "gemini"),
+    "you_unbound": ("free of", "free from", "have no ", "have zero ", "not bound", "not limited", "not restricted",
+                    "not constrained", "no longer bound", "no longer limited", "no longer restricted", "unbound by"),
     "hijack": ("stop everything", "ignore everything", " override"),
     "text_above": ("above text", "above words"),
     "jailbreak_persona": ("anything now", "developer mode", "jailbr", "dude mode", "confidant", "aim mode",
