@@ -3,7 +3,8 @@
 Each `TokenFormat` is one vendor's documented token shape: the fixed opening the vendor puts on every token
 (its *trigger*, looked for in one pass by `detectors.multimatch`), then a regex for the whole token, matched
 only where a trigger is, and an optional check. The formats were read from the vendors' documentation and
-public rule sets (detect-secrets' plugins among them) and written here as our own patterns; the tests in
+public rule sets (detect-secrets' plugins among them) and written here as our own patterns, then checked
+against gitleaks' rule fixtures (``bench/scanner_fixtures.py``); the tests in
 ``tests/detectors/test_credentials.py`` hold a real-format example and look-alikes for each.
 
 A value that has a token's shape but is a placeholder — all one character (``ghp_xxxx…``), templated

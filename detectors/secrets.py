@@ -13,13 +13,15 @@ Every format has a fixed opening or a context word; all of them are looked for i
 (`detectors.multimatch`, ``hyperscan`` when installed), and the precise patterns run only where one is: the
 detector runs on every record, so its cost is mostly that of ruling a record out.
 
-Assignments count in these syntaxes: ``name = "v"`` / ``name: v`` / ``name := "v"`` / ``name ::= v`` /
+Assignments count in these syntaxes: ``name = "v"`` / ``name: v`` / ``name := "v"`` / ``name ::= v`` / ``:::=`` /
 ``name ?= v`` / ``$name .= "v"`` / ``"name" => "v"`` / ``var name string = "v"`` / ``set("name", "v")`` /
-``<name>v</name>`` (the value may be on its own line) / ``"name": "v"`` — where the name holds ``password``,
-``passwd``, ``pwd``, ``passphrase``, ``passcode``, ``secret``, ``token``, ``api key``, ``access key``,
-``private key`` or ``credential``. An assignment only counts when its value is a literal — not a function
-call, a variable, a type hint, a number or a placeholder. A password stated in prose (``the password for the
-admin account is Tr0ub4dor&3``) only counts when its value looks like one — a digit or a symbol in it, not a
+``<name>v</name>`` (the value may be on its own line) / ``"name": "v"`` / ``NAME=v\n`` inside a JSON string —
+where the name holds ``password``, ``passwd``, ``pwd``, ``pw``, ``passphrase``, ``passcode``, ``secret``,
+``token``, ``api key``, ``access key``, ``private key``, ``credential`` or ``creds``. An assignment only counts
+when its value is a literal — not a function call, a variable, a type hint, a number, a placeholder, a
+cipher's name (``AES-256-GCM``) or a value already encrypted or hashed (OpenSSL ``U2FsdGVkX1…``, Vault
+``vault:v1:…``, a SCRAM verifier) — and its name does not say the value is public (``publicToken``).
+A password stated in prose (``the password for the admin account is Tr0ub4dor&3``) only counts when its value looks like one — a digit or a symbol in it, not a
 word (``the password is incorrect``), a number, a hyphenated word or a placeholder.
 
 The record's error message, feedback comment and metadata are scanned too (they are stored with it). In a
