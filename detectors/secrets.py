@@ -21,8 +21,9 @@ where the name holds ``password``, ``passwd``, ``pwd``, ``pw``, ``passphrase``, 
 when its value is a literal — not a function call, a variable, a type hint, a number, a placeholder, a
 cipher's name (``AES-256-GCM``) or a value already encrypted or hashed (OpenSSL ``U2FsdGVkX1…``, Vault
 ``vault:v1:…``, a SCRAM verifier) — and its name does not say the value is public (``publicToken``).
-A password stated in prose (``the password for the admin account is Tr0ub4dor&3``) only counts when its value looks like one — a digit or a symbol in it, not a
-word (``the password is incorrect``), a number, a hyphenated word or a placeholder.
+A password stated in prose (``the password for the admin account is Tr0ub4dor&3``) only counts when its value
+looks like one — a digit or a symbol in it, not a word (``the password is incorrect``), a number, a hyphenated
+word or a placeholder.
 
 The record's error message, feedback comment and metadata are scanned too (they are stored with it). In a
 metadata object, a string under a key that names a credential (``password``, ``api_key``, ``client_secret``,
