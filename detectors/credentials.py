@@ -3,7 +3,8 @@
 Each `TokenFormat` is one vendor's documented token shape: the fixed opening the vendor puts on every token
 (its *trigger*, looked for in one pass by `detectors.multimatch`), then a regex for the whole token, matched
 only where a trigger is, and an optional check. The formats were read from the vendors' documentation and
-public rule sets (detect-secrets' plugins among them) and written here as our own patterns; the tests in
+public rule sets (detect-secrets' plugins among them) and written here as our own patterns, then checked
+against gitleaks' rule fixtures (``bench/scanner_fixtures.py``); the tests in
 ``tests/detectors/test_credentials.py`` hold a real-format example and look-alikes for each.
 
 A value that has a token's shape but is a placeholder — all one character (``ghp_xxxx…``), templated
@@ -32,7 +33,8 @@ DOCUMENTED_EXAMPLES = frozenset({
 
 _TEMPLATE_MARKS = ("<", ">", "${", "{{", "}}", "%(", "...", "\u2026", "[", "]")
 _PLACEHOLDER_WORDS = re.compile(
-    r"(?i)example|your|placeholder|changeme|change_me|replace|redacted|dummy|sample|fake|insert|xxxx|\*\*\*")
+    r"(?i)example|your|placeholder|changeme|change_me|replace|redacted|dummy|sample|fake|insert|xxxx|\*\*\*"
+    r"|randomstring|(?:token|key|secret|string|value)here")
 _HEX = frozenset("0123456789abcdefABCDEF")
 
 
@@ -102,7 +104,7 @@ _GITLAB = ("glpat-", "gldt-", "glft-", "glsoat-", "glrt-", "glcbt-", "glimt-", "
 
 
 def _slack_ok(value: str) -> bool:
-    return mixed(value.rsplit("/", 1)[-1] if value.startswith("https://") else value[5:], 2)
+    return mixed(value.rsplit("/", 1)[-1] if "hooks.slack.com" in value else value[5:], 2)
 
 
 _PEM_LINE = re.compile(r"-----(?:BEGIN|END) [A-Z0-9 ]+-----|[A-Za-z-]+: [^\n]*|\\n|\s")
@@ -126,6 +128,9 @@ FORMATS: tuple[TokenFormat, ...] = (
     TokenFormat("AWS_KEY", ("AKIA", "ASIA", "ABIA", "ACCA", "A3T"),
                 _rx(r"(?<![A-Za-z0-9])(?:AKIA|ASIA|ABIA|ACCA|A3T[A-Z0-9])[A-Z0-9]{16}(?![A-Za-z0-9])"), body_from=4),
     TokenFormat("GCP_API_KEY", ("AIza",), _rx(_START + r"AIza[0-9A-Za-z_-]{35}" + _END), body_from=4),
+    # Gemini API keys of the newer kind (Google AI Studio): a fixed "AQ.Ab8RN6" opening, 44 more characters
+    TokenFormat("GCP_API_KEY", ("AQ.Ab8RN6",), _rx(_START + r"AQ\.Ab8RN6[A-Za-z0-9_-]{44}" + _END), check=mixed,
+                body_from=9),
     TokenFormat("GCP_OAUTH", ("GOCSPX-", "ya29."),
                 _rx(_START + r"(?:GOCSPX-[A-Za-z0-9_-]{28}|ya29\.[A-Za-z0-9_-]{30,2048})" + _END),
                 check=mixed, body_from=5),
@@ -147,18 +152,28 @@ FORMATS: tuple[TokenFormat, ...] = (
     TokenFormat("GITLAB_TOKEN", _GITLAB,
                 _rx(_START + r"(?:gl(?:pat|dt|ft|soat|rt|cbt|imt|ptt|agent|oas|ffct)-|GR1348941)[A-Za-z0-9_-]{20,1024}"
                     + _END), check=lambda v: mixed(_GITLAB_PREFIX.sub("", v)), body_from=6),
+    # a signed-in session (cookie), and the token in a project's incoming e-mail address (it opens issues)
+    TokenFormat("GITLAB_TOKEN", ("_gitlab_session=", "incoming+"),
+                _rx(r"_gitlab_session=(?P<s>[0-9a-z]{32})(?![A-Za-z0-9])"
+                    r"|incoming\+[A-Za-z0-9._-]{1,200}?-(?P<s2>[a-z0-9]{25})-(?:issue|merge-request)\b"),
+                check=lambda v: mixed(v)),
     TokenFormat("BITBUCKET_TOKEN", ("ATBB", "ATCTT3"),
                 _rx(r"(?<![A-Za-z0-9])(?:ATBB|ATCTT3)[A-Za-z0-9_=.-]{24,400}" + _END), check=mixed, body_from=4),
+    # Bitbucket Data Center / Server HTTP access tokens
+    TokenFormat("BITBUCKET_TOKEN", ("BBDC-",), _rx(r"(?<![A-Za-z0-9])BBDC-[A-Za-z0-9+/=]{32,100}(?![A-Za-z0-9+/=])"),
+                check=lambda v: mixed(v[5:]), body_from=5),
     TokenFormat("ATLASSIAN_TOKEN", ("ATATT3",), _rx(r"(?<![A-Za-z0-9])ATATT3[A-Za-z0-9_=.-]{100,400}" + _END),
                 check=mixed, body_from=6),
     # chat
     TokenFormat("SLACK_TOKEN", ("xoxb-", "xoxp-", "xoxa-", "xoxo-", "xoxs-", "xoxr-", "xoxe-", "xoxe.", "xapp-",
-                                "hooks.slack.com/"),
-                _rx(r"(?:" + _START + r"(?:xox[abposre]-|xoxe\.xox[bp]-|xapp-)[A-Za-z0-9-]{10,250}" + _END
-                    + r"|https://hooks\.slack\.com/(?:services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"
+                                "xoxc-", "xoxd-", "hooks.slack.com/"),
+                _rx(r"(?:" + _START + r"(?:xox[abposrec]-|xoxe\.xox[bp]-|xapp-)[A-Za-z0-9-]{20,250}" + _END
+                    + r"|" + _START + r"xoxd-[A-Za-z0-9%/+_-]{60,400}={0,2}(?![A-Za-z0-9%/+=_-])"  # session cookie
+                    + r"|(?:https?://)?hooks\.slack\.com/(?:services/T[A-Za-z0-9_]+/B[A-Za-z0-9_]+/[A-Za-z0-9_]+"
                     r"|workflows/T[A-Za-z0-9_]+/A[A-Za-z0-9_]+/\d+/[A-Za-z0-9_]+"
-                    r"|triggers/T[A-Za-z0-9_]+/\d+/[A-Za-z0-9_]+))"),
-                backs=(0, 8), check=_slack_ok, body_from=-1),
+                    r"|triggers/T[A-Za-z0-9_]+/\d+/[A-Za-z0-9_]+"
+                    r"|(?:services|workflows|triggers)/[A-Za-z0-9+/_]{40,120}))"),
+                backs=(8, 7, 0), check=_slack_ok, body_from=-1),
     TokenFormat("DISCORD_TOKEN", ("discord.com/api/webhooks/", "discordapp.com/api/webhooks/"),
                 _rx(r"https://(?:ptb\.|canary\.)?discord(?:app)?\.com/api/webhooks/\d{17,20}/[A-Za-z0-9_-]{60,80}"),
                 backs=(8, 12, 15), body_from=40),
@@ -168,16 +183,17 @@ FORMATS: tuple[TokenFormat, ...] = (
     TokenFormat("TELEGRAM_TOKEN", (":AA",), _rx(r"(?<![0-9])[0-9]{8,10}:AA[A-Za-z0-9_-]{33}" + _END),
                 backs=(8, 9, 10), check=lambda v: mixed(v.split(":")[1]), body_from=13),
     # payments
-    TokenFormat("STRIPE_KEY", ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_"),
-                _rx(_START + r"(?:[sr]k_(?:live|test)_[A-Za-z0-9]{20,247}|whsec_[A-Za-z0-9+/=]{32,100})" + _END),
+    TokenFormat("STRIPE_KEY", ("sk_live_", "sk_test_", "rk_live_", "rk_test_", "sk_prod_", "rk_prod_", "whsec_"),
+                _rx(_START + r"(?:[sr]k_(?:live|test|prod)_[A-Za-z0-9]{20,247}|whsec_[A-Za-z0-9+/=]{32,100})" + _END),
                 check=lambda v: mixed(v.rsplit("_", 1)[-1], 2), body_from=8),
     TokenFormat("SQUARE_TOKEN", ("sq0atp-", "sq0csp-", "EAAA"),
-                _rx(_START + r"(?:sq0atp-[A-Za-z0-9_-]{22}|sq0csp-[A-Za-z0-9_-]{43}|EAAA[A-Za-z0-9_-]{60})" + _END),
+                _rx(_START + r"(?:sq0atp-[A-Za-z0-9_-]{22,60}|sq0csp-[A-Za-z0-9_-]{43}|EAAA[A-Za-z0-9_-]{60})" + _END),
                 check=lambda v: mixed(v[4:]), body_from=7),
     TokenFormat("BRAINTREE_TOKEN", ("access_token$",),
                 _rx(r"access_token\$(?:production|sandbox)\$[a-z0-9]{16}\$[a-f0-9]{32}"), body_from=30),
     # mail and messaging
-    TokenFormat("SENDGRID_KEY", ("SG.",), _rx(_START + r"SG\.[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}" + _END),
+    TokenFormat("SENDGRID_KEY", ("SG.",), _rx(_START + r"SG\.(?:[A-Za-z0-9_-]{22}\.[A-Za-z0-9_-]{43}"
+                                              r"|[A-Za-z0-9_=.-]{66})(?![A-Za-z0-9_=.-])"),
                 check=lambda v: mixed(v[3:]), body_from=3),
     TokenFormat("MAILGUN_KEY", ("key-",), _rx(_START + r"key-[a-f0-9]{32}" + _END), body_from=4),
     TokenFormat("TWILIO_KEY", ("SK",), _rx(r"(?<![A-Za-z0-9])SK[a-f0-9]{32}(?![A-Za-z0-9])"), body_from=2),
@@ -191,6 +207,9 @@ FORMATS: tuple[TokenFormat, ...] = (
     TokenFormat("GRAFANA_TOKEN", ("glsa_", "glc_"),
                 _rx(_START + r"(?:glsa_[A-Za-z0-9]{32}_[A-Fa-f0-9]{8}|glc_[A-Za-z0-9+/]{32,400}={0,2})" + _END),
                 check=lambda v: mixed(v[5:]), body_from=5),
+    # legacy Grafana API keys: base64 of '{"k":"…', so they open with "eyJrIjoi" (no dots: not a JWT)
+    TokenFormat("GRAFANA_TOKEN", ("eyJrIjoi",), _rx(_START + r"eyJrIjoi[A-Za-z0-9+/]{40,380}={0,2}(?![A-Za-z0-9+/=.])"),
+                check=lambda v: mixed(v[8:]), body_from=8),
     TokenFormat("NEWRELIC_KEY", ("NRAK-", "NRII-", "NRJS-", "NRAA-", "NRSP-"),
                 _rx(_START + r"NR(?:AK|II|JS|AA|SP)-[A-Za-z0-9_-]{19,40}" + _END),
                 check=lambda v: mixed(v[5:], 2), body_from=5),
@@ -208,13 +227,14 @@ FORMATS: tuple[TokenFormat, ...] = (
                     r"(?:postgres(?:ql)?|mysql|mariadb|mongodb(?:\+srv)?|rediss?|amqps?|mssql|sqlserver)"
                     r"(?:\+[a-z0-9]+)?://[^\s:/@]{1,100}:(?P<s>[^\s@/]{1,200})@[A-Za-z0-9.-]"),
                 check=lambda v: not v.startswith(("$", "%", "<", "{", "*")) and v.lower() not in
-                ("password", "pass", "passwd", "pwd", "secret", "pw", "user", "mypassword", "yourpassword")),
+                ("password", "pass", "passwd", "pwd", "secret", "pw", "user", "mypassword", "yourpassword",
+                 "hunter2")),  # the Internet's joke password, in documentation examples
 )
 
 # Context kinds: a provider's key has no fixed opening, only a recognisable shape near the provider's name.
 # Each: kind, the words that name the provider (caseless), the key's shape (searched near the word).
 CONTEXT_FORMATS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
-    ("AWS_SECRET_KEY", ("aws", "AKIA", "ASIA"),
+    ("AWS_SECRET_KEY", ("aws", "AKIA", "ASIA", "secret_access_key", "secretaccesskey"),
      _rx(r"(?<![A-Za-z0-9/+])[A-Za-z0-9/+]{40}(?![A-Za-z0-9/+=])")),
     ("DATADOG_KEY", ("datadog_api_key", "datadog_app_key", "datadog api key", "dd_api_key", "dd_app_key",
                      "dd-api-key", "dd-application-key"),
@@ -224,6 +244,12 @@ CONTEXT_FORMATS: tuple[tuple[str, tuple[str, ...], re.Pattern[str]], ...] = (
     ("TWILIO_KEY", ("twilio_auth_token", "twilio auth token", "twilio_api_secret"),
      _rx(r"(?<![A-Za-z0-9])[a-f0-9]{32}(?![A-Za-z0-9])")),
 )
+NAMED_SHAPES: dict[str, re.Pattern[str]] = {
+    **{kind: shape for kind, _, shape in CONTEXT_FORMATS},
+    "SENTRY_TOKEN": _rx(r"[a-f0-9]{64}"),  # a legacy Sentry auth token
+}
+"""What a value assigned to a provider-named variable must look like to be reported as that provider's key
+(``MISTRAL_TOKEN = "<32 characters>"``); another value is still a credential, reported as ``PASSWORD``."""
 CONTEXT_WINDOW = 240
 """How far after (and before) a provider's name a context kind's key is looked for."""
 
@@ -245,6 +271,8 @@ def provider_of(name: str) -> str | None:
     for kind, words, _ in CONTEXT_FORMATS:
         if any(w.lower() in lowered for w in words):
             return kind
+    if "sentry" in lowered:
+        return "SENTRY_TOKEN"
     if "azure" in lowered or "accountkey" in lowered:
         return "AZURE_KEY"
     return None

@@ -190,14 +190,21 @@ def _boundaries(groups: Sequence[str]) -> set[int]:
     return out
 
 
-def _grouped_as_written(number: phonenumbers.PhoneNumber, groups: list[str], prefix: str) -> bool:
+_TRUNK_OMITTED = frozenset({"IN", "BR"})
+"""Regions whose people write national numbers without the trunk prefix ("98765 43210" in India, "(11) 91234-5678"
+in Brazil). Elsewhere a national number is written with it ("030 1234567" in Germany, "020 7946 0958" in Britain):
+digits that are a valid number only once a "0" is put in front are an account, a tax id or a reference
+(python-stdnum's documented German, British and Australian identifiers were taken for phones)."""
+
+
+def _grouped_as_written(number: phonenumbers.PhoneNumber, groups: list[str], prefix: str, region: str) -> bool:
     """Whether the digit groups someone wrote are the region's own grouping of that number (or a finer one):
     ``06 12 34 56 78`` in France, ``(11) 91234-5678`` in Brazil. A run of digits grouped otherwise (an order
     number ``4532 0151 1283``, a reference ``000-12-3456``) is not a phone number even when its digits are."""
     national = _GROUPS.findall(phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.NATIONAL))
     # written without its trunk prefix ("98765 43210" in India), or with one the format leaves out
     if prefix and groups[0] != national[0] and (
-            (national[0].startswith(prefix) and national[0][len(prefix):] == groups[0])
+            (region in _TRUNK_OMITTED and national[0].startswith(prefix) and national[0][len(prefix):] == groups[0])
             or national[0] == groups[0][len(prefix):]):
         national = [groups[0], *national[1:]]
     if "".join(national) != "".join(groups):
@@ -241,7 +248,8 @@ def phone_ok(candidate: str, regions: Sequence[str] = DEFAULT_PHONE_REGIONS) -> 
             number = phonenumbers.parse(candidate, region)
         except phonenumbers.NumberParseException:
             continue
-        if phonenumbers.is_valid_number_for_region(number, region) and _grouped_as_written(number, groups, prefix):
+        if phonenumbers.is_valid_number_for_region(number, region) \
+                and _grouped_as_written(number, groups, prefix, region):
             return True
     return False
 

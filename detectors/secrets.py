@@ -13,14 +13,17 @@ Every format has a fixed opening or a context word; all of them are looked for i
 (`detectors.multimatch`, ``hyperscan`` when installed), and the precise patterns run only where one is: the
 detector runs on every record, so its cost is mostly that of ruling a record out.
 
-Assignments count in these syntaxes: ``name = "v"`` / ``name: v`` / ``name := "v"`` / ``name ::= v`` /
+Assignments count in these syntaxes: ``name = "v"`` / ``name: v`` / ``name := "v"`` / ``name ::= v`` / ``:::=`` /
 ``name ?= v`` / ``$name .= "v"`` / ``"name" => "v"`` / ``var name string = "v"`` / ``set("name", "v")`` /
-``<name>v</name>`` (the value may be on its own line) / ``"name": "v"`` — where the name holds ``password``,
-``passwd``, ``pwd``, ``passphrase``, ``passcode``, ``secret``, ``token``, ``api key``, ``access key``,
-``private key`` or ``credential``. An assignment only counts when its value is a literal — not a function
-call, a variable, a type hint, a number or a placeholder. A password stated in prose (``the password for the
-admin account is Tr0ub4dor&3``) only counts when its value looks like one — a digit or a symbol in it, not a
-word (``the password is incorrect``), a number, a hyphenated word or a placeholder.
+``<name>v</name>`` (the value may be on its own line) / ``"name": "v"`` / ``NAME=v\n`` inside a JSON string —
+where the name holds ``password``, ``passwd``, ``pwd``, ``pw``, ``passphrase``, ``passcode``, ``secret``,
+``token``, ``api key``, ``access key``, ``private key``, ``credential`` or ``creds``. An assignment only counts
+when its value is a literal — not a function call, a variable, a type hint, a number, a placeholder, a
+cipher's name (``AES-256-GCM``) or a value already encrypted or hashed (OpenSSL ``U2FsdGVkX1…``, Vault
+``vault:v1:…``, a SCRAM verifier) — and its name does not say the value is public (``publicToken``).
+A password stated in prose (``the password for the admin account is Tr0ub4dor&3``) only counts when its value
+looks like one — a digit or a symbol in it, not a word (``the password is incorrect``), a number, a hyphenated
+word or a placeholder.
 
 The record's error message, feedback comment and metadata are scanned too (they are stored with it). In a
 metadata object, a string under a key that names a credential (``password``, ``api_key``, ``client_secret``,
@@ -39,6 +42,7 @@ from detectors.credentials import (
     CONTEXT_FORMATS,
     CONTEXT_WINDOW,
     FORMATS,
+    NAMED_SHAPES,
     SECRET_KINDS,
     TokenFormat,
     context_value_ok,
@@ -52,18 +56,28 @@ __all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_sec
 
 # Words an assignment's name holds (caseless). Each is a trigger; `_ASSIGNMENT` is tried where one starts.
 _ANCHOR_WORDS = (r"passw", r"passphrase", r"passcode", r"pwd", r"secret", r"token", r"api[_-]?key",
-                 r"access[_-]?key", r"private[_-]?key", r"credential")
+                 r"access[_-]?key", r"private[_-]?key", r"credential", r"creds", r"pw")
 _ASSIGNMENT = re.compile(
     r"(?P<name>(?:passw(?:or)?d|passphrase|passcode|pwd|secret|api[_-]?key|access[_-]?key|private[_-]?key|token"
-    r"|credential)[\w.-]{0,20})"
+    r"|credential|creds|pw(?![a-z]))[\w.-]{0,20})"
     r"(?P<nq>[\"']?)(?:[ \t]+(?:string|str|String|\[\]byte))?[ \t]*"
-    r"(?:(?<![=!<>])(?P<op>::=|:=|\?=|\.=|\+=|=>|=|:)(?!=)|(?<=[\"'])[ \t]*(?P<comma>,))[ \t]*"
-    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)|(?P<bare>[^\s\"'`,;()\[\]{}<>]{4,200})(?=[\s,;)}\]]|$))",
+    r"(?:(?<![=!<>])(?P<op>:::=|::=|:=|\?=|\.=|\+=|=>|=|:)(?!=)|(?<=[\"'])[ \t]*(?P<comma>,))[ \t]*"
+    # a bare value ends at a space, a delimiter, or an escaped newline (``"GENERIC_TOKEN=v\nNEXT=…"`` in a
+    # JSON string)
+    r"(?:(?P<q>[\"'`])(?P<quoted>[^\"'`\s]{4,200})(?P=q)"
+    r"|(?P<bare>(?:[^\s\"'`,;()\[\]{}<>\\]|\\(?![nrt]))"
+    r"{4,200})(?=[\s,;)}\]]|\\[nrt]|$))",
     re.IGNORECASE,
 )
 _XML = re.compile(r"<(?P<tag>[\w:.-]{1,40})>\s*(?P<bare>[^<>\s]{4,200})\s*</(?P=tag)>")
 # Where in the 40 characters after an anchor word an assignment's operator may be (the record prefilter).
 _OPERATOR_AFTER = re.compile(r"[\w.-]{0,24}(?:[\"'][ \t]*,|[\"']?(?:[ \t]+\w+)?[ \t]*(?:[:=>]|\?=|\.=))")
+# Values that are not a credential in clear: a cipher or algorithm's name (``password: "AES-256-GCM"``), or
+# a value already encrypted or hashed (OpenSSL's "Salted__" base64, Vault transit ciphertext, a SCRAM verifier).
+_NOT_CLEAR = re.compile(
+    r"(?:AES|DES|3DES|RSA|ECDSA|ECDH|ED25519|CHACHA20|XCHACHA20|XSALSA20|SALSA20|CAMELLIA|BLOWFISH|TWOFISH|SM4|RC4"
+    r"|PBE|PBES2|PBKDF2|HMAC|SHA|MD5|BCRYPT|SCRYPT|ARGON2)(?:[A-Za-z0-9_/+-]*)"
+    r"|U2FsdGVkX1[A-Za-z0-9+/=]*|vault:v\d+:\S+|SCRAM-SHA-\S+")
 _PLACEHOLDER = re.compile(
     r"(?i)^(?:none|null|nil|true|false|undefined|changeme|secret|password|passwd|token|redacted|example"
     r"|\*+|x+|\.+|<.*>|\$.*|%.*|\{.*|.*\}|your[_-].*|my[_-].*|.*[_-]here|\[.*\]|.*\(.*)$"
@@ -124,7 +138,7 @@ def use_engine(engine: str) -> None:
 
 def _literal_secret(value: str, quoted: bool) -> bool:
     """Whether an assigned value is a literal credential rather than code, a name or a placeholder."""
-    if _PLACEHOLDER.match(value) or value.isdigit() or placeholder(value):
+    if _PLACEHOLDER.match(value) or value.isdigit() or placeholder(value) or _NOT_CLEAR.fullmatch(value):
         return False
     if value.startswith(("/", "./", "~")) or "://" in value or _FILE_NAME.fullmatch(value):
         return False  # a path (``pwd: /home/me``), a URL or a file name (``secret_file = "key.pem"``)
@@ -149,7 +163,8 @@ def _about_a_credential(name: str, before: str) -> bool:
     """Whether an assignment's name says its value is *about* a credential (``secret_name``, ``tokenUrl``,
     ``password_file``) or is a CSRF form token (``csrf_token``), rather than a credential."""
     lowered = name.lower()
-    return lowered.endswith(_ABOUT_ENDS) or name.endswith(_ABOUT_CAMEL) or "srf" in before.lower()
+    return (lowered.endswith(_ABOUT_ENDS) or name.endswith(_ABOUT_CAMEL) or "srf" in before.lower()
+            or lowered.startswith(("public", "publishable")))  # meant to be public: ``publicToken``, ``public_key``
 
 
 def _prose_spans(text: str, start: int = 0, end: int | None = None) -> Iterator[tuple[int, int]]:
@@ -227,8 +242,9 @@ def _assignment(text: str, i: int) -> tuple[str, int, int] | None:
     if _about_a_credential(name, head) or not _literal_secret(value, quoted):
         return None
     kind = provider_of(line) or "PASSWORD"
-    if kind == "AWS_SECRET_KEY" and len(value) != 40:
-        kind = "PASSWORD"
+    shape = NAMED_SHAPES.get(kind)
+    if shape is not None and not shape.fullmatch(value):
+        kind = "PASSWORD"  # ``MISTRAL_TOKEN = "<28 characters>"``: a credential, not of Mistral's shape
     return kind, start, end
 
 

@@ -50,6 +50,17 @@ TOKENS = [
     ("GRAFANA_TOKEN", "glsa_gkN1dM2XbMShsWxXVzXWXq84ncQatHUK_5f4f140a"),
     ("NEWRELIC_KEY", "NRAK-82DFRDPZCQM6G1W9DE54JSU66VM"),
     ("SENTRY_TOKEN", "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"),
+    # formats found missing on gitleaks' rule fixtures (bench/scanner_fixtures.py); our own random bodies
+    ("GCP_API_KEY", "AQ.Ab8RN69naHVck6pbd4ZRj2SxphvDTwrzqwo72n3wZuot7UGAoK"),  # Gemini, newer kind
+    ("BITBUCKET_TOKEN", "BBDC-NzU2ODQxMjM0NTY3OkqM3vT0xZp7Lm2Wc9Yh4Bd1Ns6F"),  # Bitbucket Data Center
+    ("SLACK_TOKEN", "http://hooks.slack.com/services/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"),
+    ("SLACK_TOKEN", "hooks.slack.com/triggers/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"),
+    ("SLACK_TOKEN", "xoxc-2718281828-3141592653-1618033988-" + "9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e" * 2),
+    ("SLACK_TOKEN", "xoxd-Kq3vT0xZ%2Bp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3Oe7Tk2Xw9Cv4Hb6Qz1/mN8bV5cX2zL7kJ4hG1fD9sA6pO3iU0"),
+    ("SQUARE_TOKEN", "sq0atp-Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3"),
+    ("STRIPE_KEY", "rk_prod_Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns6F"),
+    ("SENDGRID_KEY", "SG.305f3x2u2ze5bmi8lbs75jghzde39s=z6ol86wfpttkuy4v2er4jh5yyaqfsec2dqk"),
+    ("GRAFANA_TOKEN", "eyJrIjoiWk1hN2RxM0xwOXZUMnhCNHJZNmNXMUtuOGZHMGpIMnMiLCJuIjoiY2kiLCJpZCI6MX0="),
     ("PRIVATE_KEY", f"-----BEGIN OPENSSH PRIVATE KEY-----\n{PEM_BODY}\n-----END OPENSSH PRIVATE KEY-----"),
     ("PRIVATE_KEY", f"-----BEGIN PGP PRIVATE KEY BLOCK-----\n{PEM_BODY}\n-----END PGP PRIVATE KEY BLOCK-----"),
 ]
@@ -78,6 +89,15 @@ def test_a_pasted_token_of_every_provider_is_found_whole_wherever_it_is_written(
     ("mongodb+srv://svc:Zp4!qT9w@cluster0.abcde.mongodb.net/app", "DATABASE_URL", "Zp4!qT9w"),
     ("My AWS secret key kEL+7AtSGUuR7q4IfFMnihFPD4dE+XVCeTHwUWAN stopped working", "AWS_SECRET_KEY",
      "kEL+7AtSGUuR7q4IfFMnihFPD4dE+XVCeTHwUWAN"),
+    ("secret_access_key = kEL+7AtSGUuR7q4IfFMnihFPD4dE+XVCeTHwUWAN", "AWS_SECRET_KEY",  # AWS's own variable name
+     "kEL+7AtSGUuR7q4IfFMnihFPD4dE+XVCeTHwUWAN"),
+    ("Reply to incoming+acme-webapp-4821-k3lm9pq2rs7tv1wx5yz8ab4cd-issue@gitlab.example.org to open an issue",
+     "GITLAB_TOKEN", "k3lm9pq2rs7tv1wx5yz8ab4cd"),  # the token in a project's incoming e-mail address
+    ("Cookie: _gitlab_session=9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e; path=/", "GITLAB_TOKEN",
+     "9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e"),  # a signed-in session
+    ('SENTRY_AUTH_TOKEN = "9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a"', "SENTRY_TOKEN",
+     "9f3a7c1e5b2d8f4a6c0e9b7d5f3a1c8e2b4d6f8a0c2e4b6d8f0a2c4e6b8d0f2a"),
+    ('MISTRAL_API_KEY = "Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns"', "PASSWORD", "Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns"),  # not Mistral's shape
     ('co = cohere.Client("aE4EdlwHhK7KjVhCgnP88hyt0A6AlnQ3LtJdMieB")', "COHERE_KEY",
      "aE4EdlwHhK7KjVhCgnP88hyt0A6AlnQ3LtJdMieB"),
     ('client = Mistral(api_key="ni9ILUE2781h8DbQrxL8CFt3yeGy3Sm1")', "MISTRAL_KEY", "ni9ILUE2781h8DbQrxL8CFt3yeGy3Sm1"),
@@ -94,6 +114,8 @@ def test_keys_known_by_their_surroundings_are_found(text: str, kind: str, value:
     '"Odx*9kOCFIrb2E");', "TOKEN ?= Odx*9kOCFIrb2E", "PASSWD ::= Odx*9kOCFIrb2E", "<password>\n    Odx*9kOCFIrb2E\n"
     "</password>", '{"credentials": "Odx*9kOCFIrb2E"}', "spring.datasource.password=Odx*9kOCFIrb2E",
     'String password = "Odx*9kOCFIrb2E";', "export DB_PASSWORD='Odx*9kOCFIrb2E'", '$Password = "Odx*9kOCFIrb2E"',
+    'DB_TOKEN :::= "Odx*9kOCFIrb2E"', '{"app.ini": "DB_TOKEN=Odx*9kOCFIrb2E\\nDEBUG=false"}',
+    "creds = Odx*9kOCFIrb2E", 'database_pw = "Odx*9kOCFIrb2E"', "service-pw: Odx*9kOCFIrb2E",
 ])
 def test_a_password_assigned_in_any_common_syntax_is_found(text: str) -> None:
     assert _found(text) == [("PASSWORD", "Odx*9kOCFIrb2E")]
@@ -141,6 +163,13 @@ def test_an_empty_or_one_word_key_block_is_not_a_key(text: str) -> None:
     "datadog trace_id=4bf92f3577b34da6a3ce929d0e0e4736 span_id=00f067aa0ba902b7",
     "Deployed with aws-cdk at commit 9fceb02d0ae598e95dc970b74767f19372d61af8.",
     "Stripe secret keys start with sk_live_ and a GitHub token with ghp_ followed by 36 characters.",
+    # found on gitleaks' false positives: a cipher's name, a value already encrypted or hashed, a token meant
+    # to be public, the joke password of documentation, a too-short Slack-like string, a placeholder's words
+    'password: "AES-256-GCM"', 'password: "PBEWithHmacSHA256AndAES_256"', 'password: "U2FsdGVkX1+q3vT0xZp7Lm2W"',
+    'password: "vault:v1:Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns"', 'password: "SCRAM-SHA-256$4096:c2FsdA==$c3RvcmVk"',
+    'publicToken = "Kq3vT0xZp7Lm2Wc9Yh4Bd1Ns6Fg8Jr5Ue0Ia3"', "postgres://admin:hunter2@db.internal/app",
+    "xoxb-20481-qk3vt2", "xoxe.xoxp-1-SlackAppConfigurationAccessTokenHere", "xoxe.xoxp-1-RANDOMSTRINGHERE",
+    'notes = "Maven - io.jsonwebtoken:jjwt-jackson-0.11.2"',
 ])
 def test_a_secrets_name_a_url_a_file_or_a_form_field_is_not_a_secret(text: str) -> None:
     assert _found(text) == []

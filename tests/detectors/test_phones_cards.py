@@ -50,6 +50,17 @@ def test_ids_dates_versions_and_order_numbers_are_not_phones(text: str) -> None:
     assert _found(text) == []
 
 
+@pytest.mark.parametrize(("ident", "region"), [
+    ("5731-4402817-36", "DE"), ("1392 456789", "GB"), ("3-9876-5432", "AU"),  # valid only with a 0 put in front
+])
+def test_digits_that_are_a_phone_only_with_the_trunk_zero_added_are_an_id_where_people_write_the_zero(
+        ident: str, region: str) -> None:
+    """Found on python-stdnum's documented identifiers (bank accounts, tax ids): Germans, Britons and
+    Australians write their national numbers with the leading 0; Indians and Brazilians often leave it out."""
+    assert not phone_ok(ident, [region]) and phone_ok(f"0{ident}", [region])
+    assert phone_ok("98765 43210", ["IN"]) and phone_ok("(11) 91234-5678", ["BR"])
+
+
 def test_an_unseparated_run_of_digits_is_an_id_not_a_phone_unless_it_has_its_country_code() -> None:
     assert not phone_ok("0612345678") and phone_ok("+33612345678")
 
