@@ -162,6 +162,7 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
     server.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the group into the test ids
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
     """The real-vLLM tests share one server and one in-process run, so under pytest-xdist (scripts/test runs
     the suite with ``-n``) they form one group on one worker (``--dist loadgroup`` hands the biggest group out
