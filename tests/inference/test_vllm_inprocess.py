@@ -25,14 +25,14 @@ def launch_inprocess(env: VllmEnv, out: Path) -> tuple[subprocess.Popen[bytes], 
     return proc, out
 
 
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_vllm_in_process_answers_concurrent_prompts_in_batches_and_rejects_an_overlong_one(
         vllm_env: VllmEnv, tmp_path: Path) -> None:
     from tests.conftest import _early
 
     proc, out = _early.pop("inprocess", None) or launch_inprocess(vllm_env, tmp_path / "inprocess.out")
     try:
-        code = proc.wait(timeout=840)
+        code = proc.wait(timeout=1140)
     except subprocess.TimeoutExpired:
         proc.kill()
         raise

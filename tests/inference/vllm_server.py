@@ -69,7 +69,7 @@ class VllmServer:
     env: VllmEnv
     port: int = field(default_factory=free_port)
     log_path: Path | None = None
-    start_timeout_s: float = 600.0
+    start_timeout_s: float = 900.0  # two cores shared with other test workers: torch.compile takes minutes
     max_model_len: int = 2048
     _proc: subprocess.Popen[bytes] | None = None
     _launched_at: float = 0.0
