@@ -49,6 +49,7 @@ from scipy.stats import binom, chi2, norm
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange
 
+POOL_WINDOW = True
 ONE_SHARE_CONCENTRATION = 4.0
 """Prior strength of the "one category moved" alternatives: small, so that a large move is not doubted."""
 
@@ -151,16 +152,19 @@ class BucketMix:
         since = np.cumsum(np.asarray(self.counts[::-1]), axis=0)[::-1]  # counts from each start to now
         m = since.sum(axis=1)
         k = len(self.names)
-        b = self.ref + 0.5                                     # the null: Dirichlet posterior of the reference
-        centre = (b / b.sum() + 1.0 / k) / 2                   # the alternatives' centre
+        # The null: the Dirichlet posterior of the reference and of the window's counts before the start (what
+        # the stream is known to look like when the start begins; the window is up to thousands of prompts).
+        b = self.ref + 0.5 + (since[0] - since if POOL_WINDOW else 0.0)
+        b = np.broadcast_to(b, since.shape)
+        bs = b.sum(axis=1)
+        centre = (b / bs[:, None] + 1.0 / k) / 2               # the alternatives' centre
         a = k * centre
-        null = (gammaln(b.sum()) - gammaln(b.sum() + m)
-                + np.sum(gammaln(b + since) - gammaln(b), axis=1))
-        whole = (gammaln(a.sum()) - gammaln(a.sum() + m)
+        null = (gammaln(bs) - gammaln(bs + m) + np.sum(gammaln(b + since) - gammaln(b), axis=1))
+        whole = (gammaln(a.sum(axis=1)) - gammaln(a.sum(axis=1) + m)
                  + np.sum(gammaln(a + since) - gammaln(a), axis=1)) - null
         alpha, beta = ONE_SHARE_CONCENTRATION * centre, ONE_SHARE_CONCENTRATION * (1 - centre)
         rest = (m[:, None] - since)
-        bb = b.sum() - b
+        bb = bs[:, None] - b
         one = (betaln(alpha + since, beta + rest) - betaln(alpha, beta)
                - betaln(b + since, bb + rest) + betaln(b, bb))
         return _logsumexp(np.column_stack([whole + math.log(0.5), one + math.log(0.5 / k)]), axis=1)
@@ -252,4 +256,86 @@ class BucketMix:
         chart.starts = list(state["starts"])
         chart.counts = [np.asarray(c, dtype=float) for c in state["counts"]]
         chart.statistic = state["statistic"]
+        return chart
+
+
+class RiverMix(BucketMix):
+    """river's own drift detector (``river.drift.<detector>(**options)``), one per category, on the mix.
+
+    A deployment chooses it for ``prompt_topic`` in ``[drift.river.prompt_topic]``. Each observation (a
+    sampled prompt) is one value per category, 1 if it fell in that category and 0 otherwise, fed record by
+    record in bucket order (within a bucket the order is lost: its ones come first); the chart fires when any
+    category's detector does, and names the categories that moved. Its false-alarm rate is river's, not
+    calibrated here. The reference (warm-up, then everything seen since the last change) still comes from
+    the counts, for attribution (`deviation`) and before → after.
+    """
+
+    kind: ClassVar[str] = "river_mix"
+
+    def __init__(self, arl0: float = 1e7, warmup: int = 1000, names: Sequence[str] = ("a", "b"),
+                 detector: str = "ADWIN", options: dict[str, Any] | None = None) -> None:
+        from detectors.drift.buckets import RIVER_DETECTORS
+
+        if detector not in RIVER_DETECTORS:
+            raise ValueError(f"river detector must be one of {', '.join(RIVER_DETECTORS)}, not {detector!r}")
+        self.detector, self.options = detector, dict(options or {})
+        super().__init__(arl0, warmup, names)
+
+    def rearm(self) -> None:
+        from river import drift
+
+        super().rearm()
+        self.rivers = [getattr(drift, self.detector)(**self.options) for _ in self.names]
+        self.since: np.ndarray = np.zeros(len(self.names))
+        self.since_at: Any = None
+
+    def update_counts(self, counts: Sequence[float] | np.ndarray, at: Any = None) -> BucketChange | None:
+        self.drift_detected = False
+        c = np.asarray(counts, dtype=float)
+        n = int(c.sum())
+        if n <= 0:
+            return None
+        self.seen += n
+        if not self._armed:
+            self.ref += c
+            self._armed = bool(self.ref.sum() >= self.warmup)
+        else:
+            self.since_at = at if self.since_at is None else self.since_at
+            self.since = self.since + c
+        fired: list[int] = []
+        for j, river in enumerate(self.rivers):
+            ones = int(c[j])
+            for value in (1.0,) * ones + (0.0,) * (n - ones):
+                river.update(value)
+                if river.drift_detected and j not in fired:
+                    fired.append(j)
+        if not fired or not self.since.sum():  # nothing fired, or it fired during the warm-up
+            return None
+        change = BucketChange("up", self.since_at, self.reference(), self.describe_counts(self.since),
+                              {"river": self.detector, "moved": [self.names[j] for j in fired]})
+        self.drift_detected = True
+        self.rearm()
+        return change
+
+    def state(self) -> dict[str, Any]:
+        import base64
+        import pickle
+
+        out = super().state()
+        out["params"] = {"arl0": self.arl0, "warmup": self.warmup, "names": list(self.names),
+                         "detector": self.detector, "options": self.options}
+        out["river"] = [base64.b64encode(pickle.dumps(r)).decode() for r in self.rivers]
+        out["since"], out["since_at"] = self.since.tolist(), self.since_at
+        return out
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> BucketMix:
+        import base64
+        import pickle
+
+        chart = super().from_state(state)
+        assert isinstance(chart, RiverMix)
+        # our own checkpoint, written by `state`
+        chart.rivers = [pickle.loads(base64.b64decode(r)) for r in state["river"]]  # noqa: S301
+        chart.since, chart.since_at = np.asarray(state["since"], dtype=float), state["since_at"]
         return chart
