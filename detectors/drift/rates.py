@@ -7,14 +7,14 @@ standard errors on the unlucky side (to keep the false-alarm budget) raised its 
 took about twice the records river's ADWIN takes (stop 21: 754–814 vs 452 on toxic, 220–250 vs 116 on
 refusal). This chart pays neither cost:
 
-* **the base rate is a nuisance, integrated out.** Its prior is the reference's Beta posterior
-  (``events + ½``, ``non-events + ½``), carried on ``grid`` equal-weight quantiles; for a start ``τ`` it is
-  updated with the window's records before ``τ``. The null likelihood of the records since ``τ`` is that
-  posterior's predictive, exactly what a reference learnt from these records implies;
+* **the base rate is a nuisance, integrated out.** For a start ``τ`` its law is the Beta posterior of the
+  reference and of the window's records before ``τ`` (``events + ½``, ``non-events + ½``); the null likelihood
+  of the records since ``τ`` is that posterior's predictive (beta-binomial, exact, tails included), what the
+  stream's records up to ``τ`` imply;
 * **the alternative is a mixture** over odds ratios (``odds_ratios``, up and down; weights ``up_weight`` on
-  the rises), each applied to the same posterior draw of the base rate: "the odds moved by ``r``", whatever
-  the base rate is. An average of likelihood ratios is still one, so the chart is quick on a small and on a
-  large change without being tuned to one;
+  the rises): for each ``r``, a Beta whose mean has ``r`` times the null's odds, as concentrated as the null
+  but no narrower than `ALT_SPREAD` in log-odds. An average of likelihood ratios is still one, so the chart
+  is quick on a small and on a large change without being tuned to one;
 * for each start ``τ``, ``Λ(τ, t)`` = alternative / null of the records since ``τ`` is a non-negative
   martingale of mean 1 under the null (the Bayes law of a stationary stream given its reference); by Ville's
   inequality it ever exceeds ``arl0`` with probability at most ``1/arl0``, and the chart that alarms when
@@ -24,9 +24,12 @@ refusal). This chart pays neither cost:
   two orders of magnitude on rare events, so the threshold sits a measured `SLACK` below it:
   ``ln(arl0 / slack)``, ``slack = 1`` for the bound itself.
 
-The window keeps the last ``window`` start points, each holding at least ``min_start`` records (small buckets
-are merged); a start that leaves it joins the reference while the chart is in control (below half its
-threshold), so the reference keeps learning (self-starting) up to `REFERENCE_MAX` records.
+The window keeps at most ``window`` start points, each holding at least ``min_start`` records (small buckets
+are merged); beyond that, older start points are merged pairwise (the newest half never), so they thin out
+into the past and the window spans the last ``span`` records however they arrive. A start that leaves it
+joins the reference while the chart is in control (below half its threshold), so the reference keeps
+learning (self-starting) up to `REFERENCE_MAX` records; a slow change is not learnt as the new normal before
+its excursion has crossed.
 
 Same construction as the topic chart (`detectors.drift.mix`); references: Lorden (1971), Robbins (1970),
 Lai (1976), Ville (1939).
@@ -48,15 +51,20 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.stats import beta as beta_dist
+from scipy.special import betaln
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange, BucketChart
+
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
     """log Σ exp over the last axis (no scipy call: this runs once per bucket and stream)."""
     top = x.max(axis=-1)
     return top + np.log(np.exp(x - top[..., None]).sum(axis=-1))
 
+
+ALT_SPREAD = 0.2
+"""The alternatives' spread in log-odds, at least: a reference of 10⁵ records would otherwise pin each one to
+its exact odds ratio, and a change between two of them would be seen as neither."""
 
 SLACK = 10.0
 """How far below Lorden's bound the threshold is set: ``ln(arl0 / SLACK)``. The bound assumes the statistic may
@@ -76,27 +84,26 @@ class BucketRate(BucketChart):
     ``arl0`` records between false alarms (a lower bound, see the module), ``warmup`` records learnt before it
     may fire (again after each detection), ``margin`` unused (kept for the bucket charts' signature: the
     nuisance is integrated, not margined). ``odds_ratios`` the changes the alternative mixes, ``up_weight``
-    its prior weight on rises, ``grid`` quantiles carrying the base rate's posterior, ``window`` start points,
-    ``min_start`` records at least per start point. State is plain JSON (`state`, `from_state`).
+    its prior weight on rises, ``window`` start points at most, ``min_start`` records at least per start point,
+    ``span`` records the window reaches back, ``slack`` see `SLACK`. State is plain JSON (`state`, `from_state`).
     """
 
     kind: ClassVar[str] = "bucket_rate"
-    _params: ClassVar[tuple[str, ...]] = ("odds_ratios", "up_weight", "grid", "window", "min_start", "slack")
+    _params: ClassVar[tuple[str, ...]] = ("odds_ratios", "up_weight", "window", "min_start", "span", "slack")
 
     def __init__(self, arl0: float = 1e7, warmup: int = 1000, margin: float = 1.0,
-                 odds_ratios: Sequence[float] = ODDS_RATIOS, up_weight: float = 0.6, grid: int = 8,
-                 window: int = 48, min_start: int = 32, slack: float = SLACK) -> None:
+                 odds_ratios: Sequence[float] = ODDS_RATIOS, up_weight: float = 0.6,
+                 window: int = 48, min_start: int = 32, span: int = 20_000, slack: float = SLACK) -> None:
         ratios = [float(r) for r in odds_ratios]
-        if not ratios or min(ratios) <= 1 or not 0 < up_weight < 1 or grid < 4 or window < 1 or min_start < 1 \
+        if not ratios or min(ratios) <= 1 or not 0 < up_weight < 1 or window < 4 or min_start < 1 \
                 or not 1 <= slack < arl0:
-            raise ValueError("odds ratios must exceed 1, up_weight lie in (0, 1), grid be at least 4, "
+            raise ValueError("odds ratios must exceed 1, up_weight lie in (0, 1), "
                              "slack lie in [1, arl0)")
         self.odds_ratios, self.up_weight = ratios, float(up_weight)
-        self.grid, self.window, self.min_start = int(grid), int(window), int(min_start)
+        self.window, self.min_start, self.span = int(window), int(min_start), int(span)
         self.slack = float(slack)
         self.h = math.log(float(arl0) / self.slack)
         self.statistic = 0.0
-        self._logs: tuple[np.ndarray, ...] = ()
         self.starts: list[Any] = []
         self.counts: list[list[float]] = []  # [trials, events] of each start point (until the next one)
         r = np.log(np.array(ratios))
@@ -108,7 +115,6 @@ class BucketRate(BucketChart):
     def _rearm(self) -> None:
         super()._rearm()
         self.starts, self.counts, self.statistic = [], [], 0.0
-        self._grid_key = None
 
     # -- feeding ------------------------------------------------------------------------------------------
 
@@ -133,8 +139,17 @@ class BucketRate(BucketChart):
             self.starts.append(at)
             self.counts.append([n, total])
         if len(self.counts) > self.window:
+            # Older start points are merged (the adjacent pair holding fewest records, newest half untouched):
+            # start points thin out into the past, so the window spans a slow change's whole excursion.
+            i = min(range(len(self.counts) - self.window // 2 - 1),
+                    key=lambda j: self.counts[j][0] + self.counts[j + 1][0])
+            self.counts[i] = [self.counts[i][0] + self.counts[i + 1][0], self.counts[i][1] + self.counts[i + 1][1]]
+            del self.counts[i + 1], self.starts[i + 1]
+        spanned = sum(c[0] for c in self.counts)
+        while len(self.counts) > 1 and spanned - self.counts[0][0] >= self.span:
             old_n, old_s = self.counts.pop(0)
             self.starts.pop(0)
+            spanned -= old_n
             if self.statistic < self.h / 2 and self.warm_n < REFERENCE_MAX:
                 self.warm_n += old_n  # in control: the self-starting reference keeps learning
                 self.warm_s += old_s
@@ -156,44 +171,26 @@ class BucketRate(BucketChart):
 
     # -- the statistic ------------------------------------------------------------------------------------
 
-    def base_grid(self) -> np.ndarray:
-        """The base rate's posterior (given the reference) as ``grid`` equal-weight quantiles: the prior of the
-        base rate, laid once and tilted by the records the reference learns later (`_log_ratios`)."""
-        a, b = self.warm_s + 0.5, self.warm_n - self.warm_s + 0.5
-        p = beta_dist.ppf((np.arange(self.grid) + 0.5) / self.grid, a, b)
-        return np.clip(p, 1e-12, 1 - 1e-12)
-
     def _log_ratios(self) -> tuple[np.ndarray, np.ndarray]:
         """log Λ(τ, now) for every start point τ in the window, and the odds ratio that weighs most in each."""
         c = np.asarray(self.counts)
         since = np.cumsum(c[::-1], axis=0)[::-1]           # (W, 2): trials, events from each start to now
         before = since[0] - since                          # window records before each start
-        lp, lq, lp1, lq1 = self._grid_logs()               # (G,), (G,), (J, G), (J, G)
-        # Posterior weight of each base rate at each start: the grid's (the reference when it was laid), tilted
-        # by the reference's records since and the window's before the start.
-        grid_n, grid_s = self._grid_key
-        events = before[:, 1:2] + (self.warm_s - grid_s)
-        others = before[:, 0:1] - before[:, 1:2] + (self.warm_n - grid_n) - (self.warm_s - grid_s)
-        prior = events * lp + others * lq                                             # (W, G)
-        m, x = since[:, 0:1], since[:, 1:2]
-        null = _logsumexp(prior + x * lp + (m - x) * lq)                              # (W,)
-        alt = (self._log_w[None, :, None] + prior[:, None, :]
-               + x[:, :, None] * lp1[None] + (m - x)[:, :, None] * lq1[None])          # (W, J, G)
-        per_ratio = _logsumexp(alt)                                                   # (W, J)
-        total = _logsumexp(per_ratio) - null  # the prior's normalisation cancels
+        # The null: the base rate's Beta posterior given the reference and the window before each start.
+        a = self.warm_s + 0.5 + before[:, 1]
+        b = self.warm_n - self.warm_s + 0.5 + before[:, 0] - before[:, 1]
+        m, x = since[:, 0], since[:, 1]
+        null = betaln(a + x, b + m - x) - betaln(a, b)                                # (W,)
+        # Each alternative: a Beta whose odds are r times the null's, no narrower than ALT_SPREAD in log-odds.
+        mean = a / (a + b)
+        odds = (mean / (1 - mean))[:, None] * np.exp(self._log_r)[None, :]            # (W, J)
+        mu = odds / (1 + odds)
+        conc = np.minimum((a + b)[:, None], 1.0 / (ALT_SPREAD ** 2 * mu * (1 - mu)))
+        a1, b1 = conc * mu, conc * (1 - mu)
+        per_ratio = (self._log_w[None, :] + betaln(a1 + x[:, None], b1 + (m - x)[:, None])
+                     - betaln(a1, b1))                                                # (W, J)
+        total = _logsumexp(per_ratio) - null
         return total, self._log_r[np.argmax(per_ratio, axis=1)]
-
-    def _grid_logs(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """The base rates' logs ``log p``, ``log(1-p)`` and the alternatives' (each odds ratio applied)."""
-        if self._grid_key is None or self.warm_n >= 2 * self._grid_key[0]:
-            # Laid again each time the reference doubled: a tilt by many more records than the grid was laid
-            # for would leave too few grid points where the posterior is.
-            p = self.base_grid()
-            lp, lq = np.log(p), np.log1p(-p)
-            shifted = (lp - lq)[None, :] + self._log_r[:, None]
-            self._logs = (lp, lq, -np.logaddexp(0.0, -shifted), -np.logaddexp(0.0, shifted))
-            self._grid_key = (self.warm_n, self.warm_s)
-        return self._logs
 
     # -- reading it ---------------------------------------------------------------------------------------
 
