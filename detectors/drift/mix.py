@@ -250,6 +250,8 @@ class BucketMix:
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> BucketMix:
+        if cls is BucketMix and state["kind"] == RiverMix.kind:
+            return RiverMix.from_state(state)
         chart = cls(**state["params"])
         chart.seen, chart._armed, chart.prev = state["seen"], state["armed"], state["prev"]
         chart.ref = np.asarray(state["ref"], dtype=float)
@@ -259,6 +261,11 @@ class BucketMix:
         return chart
 
 
+RIVER_RECENT = 20_000
+"""Observations of recent buckets (512 buckets at most) a `RiverMix` keeps, to say what the mix became when
+river fires."""
+
+
 class RiverMix(BucketMix):
     """river's own drift detector (``river.drift.<detector>(**options)``), one per category, on the mix.
 
@@ -266,8 +273,8 @@ class RiverMix(BucketMix):
     sampled prompt) is one value per category, 1 if it fell in that category and 0 otherwise, fed record by
     record in bucket order (within a bucket the order is lost: its ones come first); the chart fires when any
     category's detector does, and names the categories that moved. Its false-alarm rate is river's, not
-    calibrated here. The reference (warm-up, then everything seen since the last change) still comes from
-    the counts, for attribution (`deviation`) and before → after.
+    calibrated here. The reference (the warm-up's counts) is kept for attribution (`deviation`) and before;
+    after is the last buckets that hold river's window once it cut (`RIVER_RECENT` observations at most).
     """
 
     kind: ClassVar[str] = "river_mix"
@@ -286,8 +293,6 @@ class RiverMix(BucketMix):
 
         super().rearm()
         self.rivers = [getattr(drift, self.detector)(**self.options) for _ in self.names]
-        self.since: np.ndarray = np.zeros(len(self.names))
-        self.since_at: Any = None
 
     def update_counts(self, counts: Sequence[float] | np.ndarray, at: Any = None) -> BucketChange | None:
         self.drift_detected = False
@@ -300,8 +305,12 @@ class RiverMix(BucketMix):
             self.ref += c
             self._armed = bool(self.ref.sum() >= self.warmup)
         else:
-            self.since_at = at if self.since_at is None else self.since_at
-            self.since = self.since + c
+            self.starts.append(at)
+            self.counts.append(c)
+            held = sum(float(x.sum()) for x in self.counts)
+            while len(self.counts) > 1 and (len(self.counts) > 512 or held - self.counts[0].sum() >= RIVER_RECENT):
+                held -= float(self.counts.pop(0).sum())
+                self.starts.pop(0)
         fired: list[int] = []
         for j, river in enumerate(self.rivers):
             ones = int(c[j])
@@ -309,9 +318,16 @@ class RiverMix(BucketMix):
                 river.update(value)
                 if river.drift_detected and j not in fired:
                     fired.append(j)
-        if not fired or not self.since.sum():  # nothing fired, or it fired during the warm-up
+        if not fired or not self.counts:  # nothing fired, or it fired during the warm-up
             return None
-        change = BucketChange("up", self.since_at, self.reference(), self.describe_counts(self.since),
+        # After: the buckets that hold river's window once it dropped the old part (its ``width``, if it says).
+        width = getattr(self.rivers[fired[0]], "width", None) or n
+        i, held = len(self.counts), 0.0
+        while i > 0 and held < width:
+            i -= 1
+            held += float(self.counts[i].sum())
+        after = self.describe_counts(np.sum(self.counts[i:], axis=0))
+        change = BucketChange("up", self.starts[i], self.reference(), after,
                               {"river": self.detector, "moved": [self.names[j] for j in fired]})
         self.drift_detected = True
         self.rearm()
@@ -325,7 +341,6 @@ class RiverMix(BucketMix):
         out["params"] = {"arl0": self.arl0, "warmup": self.warmup, "names": list(self.names),
                          "detector": self.detector, "options": self.options}
         out["river"] = [base64.b64encode(pickle.dumps(r)).decode() for r in self.rivers]
-        out["since"], out["since_at"] = self.since.tolist(), self.since_at
         return out
 
     @classmethod
@@ -337,5 +352,4 @@ class RiverMix(BucketMix):
         assert isinstance(chart, RiverMix)
         # our own checkpoint, written by `state`
         chart.rivers = [pickle.loads(base64.b64decode(r)) for r in state["river"]]
-        chart.since, chart.since_at = np.asarray(state["since"], dtype=float), state["since_at"]
         return chart
