@@ -69,9 +69,9 @@ its exact odds ratio, and a change between two of them would be seen as neither.
 SLACK = 10.0
 """How far below Lorden's bound the threshold is set: ``ln(arl0 / SLACK)``. The bound assumes the statistic may
 cross at every record; a rare event's statistic rises only at its events and falls in between, and the
-measured run length is far longer: 84 to 584 times ``arl0`` for base rates 0.5% to 30%, buckets of 5 and
-35 records, ``arl0`` 100 and 1,000 (`bench.drift_rates --calibrate`); the smaller the buckets and the more
-common the event, the smaller the factor. 10 keeps a factor of 8 or more to spare; ``slack = 1`` gives the
+measured run length is far longer: 98 to 518 times ``arl0`` for base rates 0.5% to 30%, buckets of 5 and
+35 records, ``arl0`` 100 (`bench.drift_rates --calibrate`); the smaller the buckets and the more common the
+event, the smaller the factor. 10 keeps a factor of 9 or more to spare; ``slack = 1`` gives the
 bound itself."""
 
 ODDS_RATIOS = (1.6, 2.5, 4.0, 7.0, 12.0)
