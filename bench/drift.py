@@ -172,6 +172,8 @@ fold_every_s = 0.5
 grace_s = 1.0
 {river_table}[sampling]
 enabled = false
+[retention]
+enabled = false  # the trials' event time is in the past: 180-day-old drift events would be pruned mid-run
 """)
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     daemons = [subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],

@@ -660,8 +660,8 @@ class AlertsConfig(Section):
 
 RiverDetector = Literal["ADWIN", "PageHinkley", "KSWIN"]
 DRIFT_SIGNALS = ("prompt_chars", "response_chars", "latency_ms", "tokens_in", "tokens_out", "feedback_score",
-                 "error", "refusal", "toxic", "injection")
-"""The scalar signals watched per stream (`monitor.ingest.steps.drift`); ``prompt_topic`` is watched apart."""
+                 "cost", "error", "refusal", "toxic", "injection", "prompt_topic")
+"""The signals watched per stream (`monitor.ingest.steps.drift`), the topic mix (``prompt_topic``) included."""
 DEPRECATED_DRIFT_KEYS = {
     "topics": "prompts go to fixed subject cells (detectors.drift.subjects), nothing is clustered",
     "checkpoint_every_s": "topic drift is folded per stream with the other signals and checkpointed by the fold",
@@ -671,7 +671,8 @@ DEPRECATED_DRIFT_KEYS = {
 
 class RiverChoice(Section):
     """A river detector for one signal instead of the calibrated chart: ``river.drift.<detector>(**options)``,
-    fed one value per bucket (the bucket's mean). Its false-alarm rate is river's, not calibrated."""
+    fed one value per bucket (the bucket's mean); for ``prompt_topic``, one detector per subject, fed each
+    sampled prompt as 1 (that subject) or 0. Its false-alarm rate is river's, not calibrated."""
 
     detector: RiverDetector
     options: dict[str, float | int | str | bool] = {}
@@ -705,7 +706,8 @@ class DriftConfig(Section):
     def _one_k(cls, value: Any) -> Any:
         return [value] if isinstance(value, int | float) else value
     odds_ratio: Annotated[float, Field(gt=1)] = 3.0
-    """Rate signals: the change in odds the charts are tuned to (3: 1% -> about 3%)."""
+    """Shadow agreement's Bernoulli chart: the change in odds it is tuned to (3: 1% -> about 3%). The fold's rate
+    charts need none: they mix odds ratios 1.6 to 16 (`detectors.drift.rates`)."""
     margin: Annotated[float, Field(ge=0, le=5)] = 1.0
     """Standard errors of warm-up estimation error the calibration absorbs."""
     bucket_s: Annotated[float, Field(gt=0, le=60)] = 2.0

@@ -52,8 +52,9 @@ import numpy as np
 import orjson
 from sqlalchemy import Connection, Engine, bindparam, delete, func, insert, select, update
 
-from detectors.drift.buckets import BucketBernoulli, BucketChange, BucketChart, BucketCUSUM, RiverBuckets
-from detectors.drift.mix import BucketMix
+from detectors.drift.buckets import BucketChange, BucketChart, BucketCUSUM, RiverBuckets
+from detectors.drift.mix import BucketMix, RiverMix
+from detectors.drift.rates import BucketRate
 from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX, TOPIC_SIGNAL, Signal
 from detectors.drift.subjects import SUBJECTS
 from monitor.config import Config, DriftConfig
@@ -226,15 +227,18 @@ class DriftFold:
         with this signal's share (1 / signals) of the stream's false-alarm budget."""
         cfg = self.config
         share = cfg.arl0 * len(self.signals)
-        if signal.kind == "topic":
-            return BucketMix(max(share * cfg.topic_sample_rate, 10.0), cfg.topic_warmup, names=self.subjects)
         choice = cfg.river.get(signal.name)
+        if signal.kind == "topic":
+            if choice is not None:
+                return RiverMix(share, cfg.topic_warmup, names=self.subjects, detector=choice.detector,
+                                options=dict(choice.options))
+            return BucketMix(max(share * cfg.topic_sample_rate, 10.0), cfg.topic_warmup, names=self.subjects)
         warmup = cfg.rate_warmup if signal.kind == "rate" else cfg.warmup
         if choice is not None:
             return RiverBuckets(share, warmup, cfg.margin, detector=choice.detector, options=dict(choice.options),
                                 transform=signal.transform if signal.kind == "continuous" else "identity")
         if signal.kind == "rate":
-            return BucketBernoulli(share, warmup, cfg.margin, odds_ratio=cfg.odds_ratio)
+            return BucketRate(share, warmup)
         return BucketCUSUM(share, warmup, cfg.margin, k=cfg.k, transform=signal.transform, clip=cfg.clip)
 
     def chart(self, signal: str, stream: str) -> Chart:
@@ -469,7 +473,8 @@ class DriftFold:
                    "fired_on": explained[0].stream, "start_bucket_ms": start, "fired_bucket_ms": fired,
                    "bucket_ms": bucket, **moved,
                    **({"river": own.details["river"]} if own and "river" in own.details else {})}
-        detector = chart.kind if chart.kind != "river" else f"river:{chart.detector}"  # type: ignore[attr-defined]
+        river = isinstance(chart, RiverBuckets | RiverMix)
+        detector = f"river:{chart.detector}" if river else chart.kind  # type: ignore[union-attr]
         now = datetime.now(UTC)
         return {"stream": target, "signal": signal, "detector": detector,
                 "detected_at": datetime.fromtimestamp((fired + self.width) / 1000, UTC), "created_at": now,
@@ -539,7 +544,9 @@ Chart = BucketChart | BucketMix
 
 
 def _chart_from_state(state: dict[str, Any]) -> Chart:
-    return BucketMix.from_state(state) if state["kind"] == BucketMix.kind else BucketChart.from_state(state)
+    mixes = {BucketMix.kind: BucketMix, RiverMix.kind: RiverMix}
+    mix = mixes.get(state["kind"])
+    return mix.from_state(state) if mix is not None else BucketChart.from_state(state)
 
 
 @dataclass

@@ -52,3 +52,44 @@ def test_a_restored_chart_continues_exactly():
         counts = rng.multinomial(8, shifted)
         assert (a.update_counts(counts, at=b) is None) == (b_chart.update_counts(counts, at=b) is None)
         assert a.statistic == pytest.approx(b_chart.statistic)
+
+
+def test_a_young_stream_whose_window_holds_most_of_its_history_still_sees_a_change_soon():
+    """A stream 2,450 prompts old, 35 per bucket: the window (96 start points) holds most of its history. The
+    null learns from the window before each start point too, so three in ten prompts turning to other
+    subjects are caught within about 100 prompts (a null from the warm-up alone took about 200)."""
+    rng = np.random.default_rng(0)
+    base = rng.dirichlet(np.full(16, 0.5))
+    base[[0, 1]] = 0
+    base /= base.sum()
+    new = rng.dirichlet(np.full(16, 0.5))
+    new[[0, 1]] += 0.3
+    new /= new.sum()
+    delays = []
+    for _ in range(10):
+        chart = BucketMix(arl0=1.2e7, warmup=250, names=NAMES)
+        assert all(chart.update_counts(rng.multinomial(35, base), at=b) is None for b in range(70))
+        after = 0.7 * base + 0.3 * new
+        fired = next(b for b in range(70, 400) if chart.update_counts(rng.multinomial(35, after), at=b))
+        delays.append((fired - 70 + 1) * 35)
+    assert np.median(delays) <= 140, delays
+
+
+def test_rivers_own_adwin_per_subject_catches_a_new_subject_and_continues_from_its_checkpoint():
+    from river.drift import ADWIN
+
+    from detectors.drift.mix import RiverMix
+
+    rng = np.random.default_rng(2)
+    chart = RiverMix(arl0=1e6, warmup=400, names=NAMES, detector="ADWIN")
+    assert all(isinstance(r, ADWIN) for r in chart.rivers) and len(chart.rivers) == 16
+    assert all(chart.update_counts(rng.multinomial(20, MIX), at=b) is None for b in range(100))
+    restored = BucketMix.from_state(orjson.loads(orjson.dumps(chart.state())))
+    assert isinstance(restored, RiverMix)
+    shifted = MIX * 0.7
+    shifted[10] = 0.3
+    found = [(b, c) for b in range(100, 200) if (c := restored.update_counts(rng.multinomial(20, shifted), at=b))]
+    assert found and found[0][0] < 130, found
+    change = found[0][1]
+    assert "s10" in change.details["moved"] and change.details["river"] == "ADWIN"
+    assert change.before["shares"]["s10"] < 0.01 and change.after["shares"]["s10"] > 0.05

@@ -233,6 +233,35 @@ def test_a_topic_mix_change_of_one_model_is_reported_once_on_the_model(migrated_
     assert {r["stream"] for r in rows} <= {f"model={LLAMA}"} | {f"model={LLAMA},app={a}" for a in APPS}, rows
 
 
+@pytest.mark.slow
+def test_a_deployment_that_chooses_rivers_adwin_for_the_topic_mix_gets_rivers_detections_through_the_daemon(
+        migrated_db_url, kafka_broker, tmp_path):
+    """``[drift.river.prompt_topic] detector = "ADWIN"``: the topic mix is watched by river's own ADWIN, one per
+    subject (each sampled prompt is 1 for its subject, 0 for the others), on every stream. Three in ten of one
+    model's prompts turn to new subjects: river reports it on a stream of that model, after the change, with
+    the shares before -> after (which subjects river's cut shows moved is river's judgement: at its defaults
+    it may name a subject that moved by chance); the scalar signals keep the calibrated charts."""
+    gen = TrafficGenerator(seed=5, models=MODELS, apps=APPS, start=datetime(2026, 4, 1, tzinfo=UTC),
+                           incidents=[NEW_SUBJECTS])
+    values = [item.value for item in gen.generate(10_000)]
+    extra = FAST_DRIFT.replace("topic_sample_rate = 0.0", "topic_sample_rate = 0.5") \
+        + '[drift.river.prompt_topic]\ndetector = "ADWIN"\n'
+    _one_daemon_reads(values, extra, migrated_db_url, kafka_broker, tmp_path)
+    engine = make_engine(migrated_db_url)
+    with engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(drift_events)).mappings()]
+    engine.dispose()
+    mix = [r for r in rows if r["signal"] == "prompt_topic"]
+    assert mix and all(r["detector"] == "river:ADWIN" for r in mix), rows
+    change = decode(values[7000]).ts
+    caught = [r for r in mix if overlaps(r["stream"], f"model={LLAMA}") and r["stream"] != "*"
+              and r["detected_at"].replace(tzinfo=UTC) >= change]
+    assert caught, mix
+    assert all(r["details"]["moved"] and sum(r["after"]["shares"].values()) == pytest.approx(1.0, abs=0.01)
+               for r in caught), caught  # before -> after, as the calibrated chart's events say it
+    assert all(r["detector"] != "river:ADWIN" for r in rows if r["signal"] != "prompt_topic")
+
+
 def test_a_drift_event_written_by_another_daemon_boosts_sampling_of_its_stream(migrated_db_url, kafka_broker,
                                                                                tmp_path):
     """The fold that found a drift may run on another daemon: this daemon's sampler reads the event from the
