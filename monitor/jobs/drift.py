@@ -13,7 +13,9 @@ every ``[drift] fold_every_s`` on one daemon (the scheduler's lease) and, in one
    explains it (`attribute`), writes one `drift_events` row there — naming the streams whose alarms it
    explains in ``details.explains`` — and re-arms every detector of that signal on streams that share
    records with the chosen one (the global stream, its model's, its apps', its pairs), so the streams it
-   drags along do not report it again later;
+   drags along do not report it again later — after a *global* event only those that show the change
+   (`SHIFTED_Z`), since a model added or retired moves the whole traffic and must not blind every model's
+   chart for a new warm-up;
 4. stores the cursor, every detector's state and the alarms still settling as one `detector_state` row,
    with the events. A crash or a failover to another daemon resumes from exactly that point: nothing is
    detected twice and nothing is skipped. The row is written only if no other run wrote it since this run
@@ -418,13 +420,19 @@ class DriftFold:
             for a in explained:
                 self.pending.remove(a)
             moved = None
-            if first.signal == TOPIC_SIGNAL.name and target == GLOBAL:
-                # The whole traffic's mix moves whenever the share of its models or apps does, though none of
-                # them changed: a stream with no sign of the change keeps its reference, so that a global
-                # event does not blind a model's chart that is about to see a change of its own.
+            if target == GLOBAL:
+                # The whole traffic moves whenever the share of its models or apps does (a model added or
+                # retired, an app's traffic doubling), though none of them changed: a stream with no sign of
+                # the change keeps its reference, so that a global event does not blind, for a new warm-up,
+                # a model's chart that is about to see a change of its own.
+                sign = -1.0 if first.direction == "down" else 1.0
+                if first.signal == TOPIC_SIGNAL.name:
+                    sign, sums_for = 1.0, {s: (n, 0.0) for s, (n, _) in sums.items()}
+                else:
+                    sums_for = dict(sums)
                 moved = {a.stream for a in explained} | {target} | {
-                    s for s, (n, _) in sums.items()
-                    if s in judged and n and judged[s].deviation(n, 0.0) / math.sqrt(n) >= SHIFTED_Z}
+                    s for s, (n, total) in sums_for.items()
+                    if s in judged and n and sign * judged[s].deviation(n, total) / math.sqrt(n) >= SHIFTED_Z}
             for stream, chart in charts.items():
                 if overlaps(stream, target) and chart.armed and (moved is None or stream in moved):
                     chart.rearm()
