@@ -119,7 +119,7 @@ _vllm_problem: list[str] = []
 
 
 @pytest.fixture(scope="session")
-def vllm_env(request):  # type: ignore[no-untyped-def]
+def vllm_env():  # type: ignore[no-untyped-def]
     """The vLLM CPU env and model (tests/inference/vllm_server.py), built once and cached outside the checkout
     (scripts/vllm-cpu-env).
 
@@ -136,8 +136,6 @@ def vllm_env(request):  # type: ignore[no-untyped-def]
     except RuntimeError as exc:
         _vllm_problem.append(str(exc))
         pytest.fail(f"VLLM ENV UNAVAILABLE: {exc}", pytrace=False)
-    if not _early:  # under pytest-xdist: this worker runs the whole `vllm` group, so it starts both now
-        _launch_early(request.session, env)
     return env
 
 
@@ -162,16 +160,28 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
     server.stop()
 
 
+INPROCESS_TEST = "test_vllm_inprocess.py"
+
+
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own, which reads the group into the test ids
 def pytest_collection_modifyitems(config, items):  # type: ignore[no-untyped-def]
-    """The real-vLLM tests share one server and one in-process run, so under pytest-xdist (scripts/test runs
-    the suite with ``-n``) they form one group on one worker (``--dist loadgroup`` hands the biggest group out
-    first, so vLLM's minutes of start-up overlap the other workers' tests). In a run without xdist they come
-    last, so that their start-up (launched when collection ends) overlaps the rest of the suite."""
+    """Where the real-vLLM tests run.
+
+    Under pytest-xdist (scripts/test runs the suite with ``-n``): the tests that share the session's vLLM
+    server form one group on one worker, and the in-process test (a vLLM of its own) is put first, so that
+    ``--dist loadgroup``, which hands out the biggest group first and then the rest in order, starts both at
+    once on two workers; their minutes of start-up overlap each other and the other workers' tests.
+
+    Without xdist they come last, so that their start-up (launched when collection ends) overlaps the rest
+    of the suite."""
     for item in items:
         if item.get_closest_marker("vllm") is not None:
-            item.add_marker(pytest.mark.xdist_group("vllm"))
-    items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)
+            group = "vllm-inprocess" if item.path.name == INPROCESS_TEST else "vllm"
+            item.add_marker(pytest.mark.xdist_group(group))
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        items.sort(key=lambda item: 0 if item.path.name == INPROCESS_TEST else 1)
+    else:
+        items.sort(key=lambda item: item.get_closest_marker("vllm") is not None)
 
 
 _early: dict[str, Any] = {}
@@ -189,12 +199,12 @@ def _launch_early(session: pytest.Session, env: Any) -> None:
     wanted = {item.path.name for item in session.items if item.get_closest_marker("vllm")}
     workdir = Path(tempfile.mkdtemp(prefix="wk-vllm-"))
     _early["launched"] = True
-    if any(name != "test_vllm_inprocess.py" for name in wanted):
+    if any(name != INPROCESS_TEST for name in wanted):
         server = VllmServer(env, log_path=workdir / "server.log")
         server.launch()
         session.config.add_cleanup(server.stop)
         _early["server"] = server
-    if "test_vllm_inprocess.py" in wanted:
+    if INPROCESS_TEST in wanted:
         from tests.inference.test_vllm_inprocess import launch_inprocess
 
         _early["inprocess"] = launch_inprocess(env, workdir / "inprocess.out")
@@ -204,8 +214,8 @@ def _launch_early(session: pytest.Session, env: Any) -> None:
 def pytest_collection_finish(session):  # type: ignore[no-untyped-def]
     """Without xdist: when real-vLLM tests were selected, build (or reuse) the env and launch the session's vLLM
     server and the in-process run now, while the other tests run. Under xdist every worker collects every
-    test, so this is left to the one worker that runs the `vllm` group (the ``vllm_env`` fixture). A failure
-    here is left to the fixtures, which report it on the tests."""
+    test, so the worker that runs a vLLM test starts what it needs when the test asks (the ``vllm_server``
+    fixture, the in-process test). A failure here is left to the fixtures, which report it on the tests."""
     from tests.inference.vllm_server import SKIP_ENV, build_env
 
     wanted = any(item.get_closest_marker("vllm") for item in session.items)
