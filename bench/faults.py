@@ -187,6 +187,10 @@ class DaemonProcess:
             return -9
 
 
+WORKERS = 0
+"""``[pipeline] workers`` of the daemons (``--workers``; 0: one consumer process per core, the default)."""
+
+
 def write_config(path: Path, db_url: str, bootstrap: str, topic: str, extra_kafka: str = "") -> Path:
     path.write_text(f"""
 [database]
@@ -204,6 +208,7 @@ session_timeout_ms = 6000
 [pipeline]
 batch_size = 1000
 batch_timeout_ms = 200
+workers = {WORKERS}
 """)
     return path
 
@@ -400,14 +405,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, help="records per case (default 100k, 20k with --quick)")
     parser.add_argument("--outage", type=float, help="seconds each outage lasts (default 60, 15 with --quick)")
     parser.add_argument("--kills", type=int, help="SIGKILLs in the sigkill case (default 20, 5 with --quick)")
+    parser.add_argument("--workers", type=int, default=0,
+                        help="[pipeline] workers of each daemon (default 0: one consumer process per core)")
     args = parser.parse_args(argv)
+    global WORKERS
+    WORKERS = args.workers
     n = args.n or (20_000 if args.quick else 100_000)
     outage = args.outage or (15.0 if args.quick else 60.0)
     kills = args.kills or (5 if args.quick else 20)
     chosen = args.case or cases
     if "clean" not in chosen:
         chosen = ["clean", *chosen]  # the baseline, in the same run
-    print(f"bench/faults: {n:,} records per case, outages {outage:.0f} s, {kills} kills, database {args.db}")
+    print(f"bench/faults: {n:,} records per case, outages {outage:.0f} s, {kills} kills, database {args.db}, "
+          f"workers {WORKERS or 'one per core'}")
     header = (f"{'case':<15} {'lost':>5} {'doubled':>7} {'dead (expected)':>16} {'recover_s':>9} {'exits':>5} "
               f"{'log':>6} {'tb':>4} {'rss_mb':>6}")
     print(header)

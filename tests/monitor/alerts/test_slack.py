@@ -15,13 +15,19 @@ from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_confi
 ONLY_LEAKS = {"rules": {"no_traffic": {"enabled": False}, "secret_in_response": {"window": "5m"}}}
 
 
-def webhook_config(db_url, slack, **kw):  # type: ignore[no-untyped-def]
-    return make_config(db_url, slack_webhook_url=slack.webhook_url, slack_timeout="1s", **ONLY_LEAKS, **kw)
+# Client timeouts: 1 s where a test makes Slack stall on purpose; otherwise long enough that a busy machine (the
+# suite runs on several workers) never times out a request Slack answers, which would be posted again on retry.
+STALLING = "1s"
+PATIENT = "15s"
 
 
-def bot_config(db_url, slack, **kw):  # type: ignore[no-untyped-def]
+def webhook_config(db_url, slack, timeout=PATIENT, **kw):  # type: ignore[no-untyped-def]
+    return make_config(db_url, slack_webhook_url=slack.webhook_url, slack_timeout=timeout, **ONLY_LEAKS, **kw)
+
+
+def bot_config(db_url, slack, timeout=PATIENT, **kw):  # type: ignore[no-untyped-def]
     return make_config(db_url, slack_bot_token=slack.token, slack_channel="#alerts", slack_api_url=slack.api_url,
-                       slack_timeout="1s", **ONLY_LEAKS, **kw)
+                       slack_timeout=timeout, **ONLY_LEAKS, **kw)
 
 
 def fire(engine, config, at=NOW, model="m1"):  # type: ignore[no-untyped-def]
@@ -92,7 +98,7 @@ def test_a_429_is_retried_after_the_time_slack_asked_for(engine, db_url, slack) 
 
 
 def test_server_errors_and_timeouts_back_off_exponentially_then_deliver(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
-    config = bot_config(db_url, slack)
+    config = bot_config(db_url, slack, timeout=STALLING)
     sinks = build_sinks(config)
     fire(engine, config)
     slack.fail_next(("status", 500), ("timeout", 3), ("status", 502))
