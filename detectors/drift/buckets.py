@@ -370,7 +370,23 @@ def _with_odds(p: float, ratio: float) -> float:
     return odds / (1 + odds)
 
 
-class BucketBernoulli(BucketChart):
+class RateReading:
+    """How a chart on event counts (``n`` trials, ``total`` events) reads a stream for attribution and the
+    alert text: deviations in standard errors of a Bernoulli rate, and rates. Shared by `BucketBernoulli` and
+    `detectors.drift.rates.BucketRate`, which differ only in how they decide."""
+
+    def _deviation(self, params: list[float], n: float, total: float) -> float:
+        p = params[0]
+        return (total - n * p) / math.sqrt(p * (1 - p))
+
+    def describe(self, n: float, total: float) -> dict[str, float]:
+        return {"rate": total / n if n else math.nan, "n": n}
+
+    def _describe(self, side: Any) -> dict[str, float]:
+        return {"rate": side.total / side.n if side.n else math.nan, "n": side.n}
+
+
+class BucketBernoulli(RateReading, BucketChart):
     """Two-sided Bernoulli CUSUM on bucket counts (``n`` trials, ``total`` events), self-starting.
 
     ``odds_ratio`` is the change in odds it is tuned to; when the warm-up saw too few events to tell that
@@ -428,19 +444,9 @@ class BucketBernoulli(BucketChart):
     def _warm_params(self) -> list[float] | None:
         return [(self.warm_s + 0.5) / (self.warm_n + 1)] if self.warm_n >= 100 else None
 
-    def _deviation(self, params: list[float], n: float, total: float) -> float:
-        p = params[0]
-        return (total - n * p) / math.sqrt(p * (1 - p))
-
-    def describe(self, n: float, total: float) -> dict[str, float]:
-        return {"rate": total / n if n else math.nan, "n": n}
-
     def reference(self) -> dict[str, float]:
         rate = self.p0 if self.armed else (self.warm_s / self.warm_n if self.warm_n else math.nan)
         return {"rate": rate, "n": self.warm_n}
-
-    def _describe(self, side: _Side) -> dict[str, float]:
-        return {"rate": side.total / side.n if side.n else math.nan, "n": side.n}
 
     def _own(self) -> dict[str, Any]:
         return {"p0": self.p0, "steps": list(self.steps)}

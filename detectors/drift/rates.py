@@ -53,7 +53,7 @@ from typing import Any, ClassVar
 import numpy as np
 from scipy.special import betaln
 
-from detectors.drift.buckets import REFERENCE_MAX, BucketChange, BucketChart
+from detectors.drift.buckets import REFERENCE_MAX, BucketChange, BucketChart, RateReading
 
 
 def _logsumexp(x: np.ndarray) -> np.ndarray:
@@ -78,7 +78,7 @@ ODDS_RATIOS = (1.6, 2.5, 4.0, 7.0, 12.0)
 """The changes in odds the alternative mixes (each up, and its inverse down): 1% → 1.6% … 11%."""
 
 
-class BucketRate(BucketChart):
+class BucketRate(RateReading, BucketChart):
     """Mixture-likelihood-ratio chart on bucket counts (``n`` trials, ``total`` events), self-starting.
 
     ``arl0`` records between false alarms (a lower bound, see the module), ``warmup`` records learnt before it
@@ -215,18 +215,8 @@ class BucketRate(BucketChart):
     def _warm_params(self) -> list[float] | None:
         return [self.p0] if self.warm_n >= 100 else None
 
-    def _deviation(self, params: list[float], n: float, total: float) -> float:
-        p = params[0]
-        return (total - n * p) / math.sqrt(p * (1 - p))
-
-    def describe(self, n: float, total: float) -> dict[str, float]:
-        return {"rate": total / n if n else math.nan, "n": n}
-
     def reference(self) -> dict[str, float]:
         return {"rate": self.warm_s / self.warm_n if self.warm_n else math.nan, "n": self.warm_n}
-
-    def _describe(self, side: Any) -> dict[str, float]:
-        return {"rate": side.total / side.n if side.n else math.nan, "n": side.n}
 
     def _own(self) -> dict[str, Any]:
         return {"starts": self.starts, "counts": self.counts, "statistic": self.statistic}
