@@ -198,7 +198,6 @@ def _launch_early(session: pytest.Session, env: Any) -> None:
 
     wanted = {item.path.name for item in session.items if item.get_closest_marker("vllm")}
     workdir = Path(tempfile.mkdtemp(prefix="wk-vllm-"))
-    _early["launched"] = True
     if any(name != INPROCESS_TEST for name in wanted):
         server = VllmServer(env, log_path=workdir / "server.log")
         server.launch()
