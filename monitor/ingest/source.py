@@ -88,7 +88,8 @@ class KafkaSource:
         self._consumer.subscribe(self._topics, listener=_Listener(self))
         self._partition_counts: dict[str, frozenset[int]] = {}
         self._rejoin_at: float | None = None
-        self._rejoin_grace_s = config.session_timeout_ms / 1000 + 3.0
+        self._session_timeout_s = config.session_timeout_ms / 1000
+        self._rejoin_grace_s = self._session_timeout_s + 3.0
         self._durable: dict[tuple[str, int], int] = {}
         self._committed: dict[tuple[str, int], int] = {}
         self._user_on_assigned = on_assigned
@@ -101,6 +102,14 @@ class KafkaSource:
         self._past_end: dict[tuple[str, int], int] = {}
         self._assigned: set[tuple[str, int]] = set()
         self._member = False
+        self._led = False
+
+    @property
+    def leads_group(self) -> bool:
+        """Whether this member computed the group's assignment at its last rebalance (the group's leader), or
+        may still be taken for the leader by the broker (elected, then asked to rejoin)."""
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        return self._led or bool(getattr(coordinator, "_is_leader", False))
 
     # -- the pipeline's view ------------------------------------------------------------------------------
 
@@ -249,12 +258,26 @@ class KafkaSource:
         self._consumer.resume(*self._consumer.paused())
 
     def close(self, commit: bool = True) -> None:
-        """Leave the group. ``commit=False`` when the last batch is not durable (shutdown during an outage)."""
+        """Leave the group. ``commit=False`` when the last batch is not durable (shutdown during an outage).
+
+        A follower of a settled group says so (LeaveGroup): its partitions move at once. The group's leader,
+        and a member caught in a rebalance (the broker may have just elected it), let their session expire
+        instead, and the broker elects another leader after ``session_timeout_ms``. tansu keeps a leader that
+        leaves while the group is rebalancing as the leader of every later rebalance, and none of them can
+        complete: the members that stay or join next wait for an assignment for as long as the broker runs
+        (the two workers of a daemon stopping together, the follower first, are enough). On Kafka, staying
+        silent only delays the hand-over of the leader's own partitions by the session timeout."""
         if commit:
             try:
                 self.commit()
             except KafkaError as exc:
                 log.warning("final commit failed: %s", exc)
+        coordinator = getattr(self._consumer, "_coordinator", None)
+        if coordinator is not None and (self.leads_group or not coordinator.stable()):
+            if self.leads_group:
+                log.info("this member leads the consumer group: leaving it by session expiry, so its partitions "
+                         "move to the other members in about %.0f s", self._session_timeout_s)
+            coordinator.reset_generation()  # membership forgotten here: close() sends no LeaveGroup
         self._consumer.close(autocommit=False)
         self._membership(set(), member=False)
 
@@ -282,6 +305,7 @@ class KafkaSource:
 
     def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
+        self._led = bool(getattr(getattr(self._consumer, "_coordinator", None), "_is_leader", False))
         self._membership(self._assigned | assigned, member=True)
         if self._user_on_assigned:
             self._user_on_assigned(assigned)
