@@ -30,26 +30,29 @@ log = logging.getLogger(__name__)
 _RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0, 30.0)
 
 
-def _worker_main(config: Config, index: int, log_level: int, log_format: LogFormat) -> None:
-    """A child: one consumer-group member without the background services."""
+def _worker_main(config: Config, index: int, log_level: int, log_format: LogFormat, supervisor: int) -> None:
+    """A child: one consumer-group member without the background services.
+
+    ``supervisor`` is the pid of the process that spawned this one, passed in rather than read here: a
+    supervisor killed while this worker was still starting has already been replaced by init as its parent."""
 
     setup_logging(logging.getLevelName(log_level), log_format)
     stop = threading.Event()
     install_stop_handlers(stop)  # before building: a stop while starting is a clean exit
+
+    def orphan_watch() -> None:
+        # A parent killed with SIGKILL cannot stop its workers: each stops itself when orphaned, also while it
+        # is still starting (waiting for its database or broker, loading models).
+        while not stop.wait(1.0):
+            if os.getppid() != supervisor:
+                log.warning("worker %d: supervisor %d is gone; stopping", index, supervisor)
+                stop.set()
+
+    threading.Thread(target=orphan_watch, name="orphan-watch", daemon=True).start()
     try:
         daemon = Daemon(config, services=False, stop_event=stop)
     except StoppedBeforeStart:
         raise SystemExit(0) from None
-    parent = os.getppid()
-
-    def orphan_watch() -> None:
-        # A parent killed with SIGKILL cannot stop its workers: each stops itself when orphaned.
-        while not daemon.stop_event.wait(1.0):
-            if os.getppid() != parent:
-                log.warning("worker %d: supervisor %d is gone; stopping", index, parent)
-                daemon.stop_event.set()
-
-    threading.Thread(target=orphan_watch, name="orphan-watch", daemon=True).start()
     log.info("worker %d started", index)
     settle_heap()
     raise SystemExit(daemon.run())
@@ -63,7 +66,7 @@ def run_workers(config: Config, count: int, stop: threading.Event | None = None)
     level = logging.getLogger().getEffectiveLevel()
 
     def start(i: int) -> BaseProcess:
-        proc = ctx.Process(target=_worker_main, args=(config, i, level, current_format()),
+        proc = ctx.Process(target=_worker_main, args=(config, i, level, current_format(), os.getpid()),
                            name=f"watchkeeper-worker-{i}")
         proc.start()
         return proc
