@@ -142,6 +142,7 @@ class DaemonProcess:
         self.asked_to_stop = False
         self.peak_rss = 0
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self.start()
         threading.Thread(target=self._watch, daemon=True).start()
 
@@ -153,7 +154,11 @@ class DaemonProcess:
 
     def _watch(self) -> None:
         while not self._stop.is_set():
-            proc = self.proc
+            with self._lock:  # kill() replaces the process: one that it killed must not be restarted here too
+                proc = self.proc
+                if proc is not None and proc.poll() is not None and not self.asked_to_stop:
+                    self.exits += 1
+                    self.start()
             if proc is not None:
                 try:
                     p = psutil.Process(proc.pid)
@@ -161,23 +166,20 @@ class DaemonProcess:
                     self.peak_rss = max(self.peak_rss, rss)
                 except psutil.Error:
                     pass
-                if proc.poll() is not None and not self.asked_to_stop:
-                    self.exits += 1
-                    self.start()
             time.sleep(0.2)
 
     def kill(self) -> None:
         """SIGKILL (an OOM kill, a node loss): asked for, so not counted as an exit; restarted at once."""
-        assert self.proc is not None
-        self.asked_to_stop = True
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
-        self.start()
-        self.asked_to_stop = False
+        with self._lock:
+            assert self.proc is not None
+            self.proc.send_signal(signal.SIGKILL)
+            self.proc.wait()
+            self.start()
 
     def stop(self) -> int:
-        self.asked_to_stop = True
-        self._stop.set()
+        with self._lock:
+            self.asked_to_stop = True
+            self._stop.set()
         assert self.proc is not None
         self.proc.send_signal(signal.SIGTERM)
         try:
