@@ -459,7 +459,7 @@ stream_minutes = Table(
     Column("errors", BigInteger, nullable=False, comment="records with status = 'error'"),
     Column("toxicity_scored", BigInteger, nullable=False, comment="records with a response_toxicity score"),
     Column("toxic", BigInteger, nullable=False,
-           comment="records with response_toxicity >= [detectors.toxicity] threshold (default 0.5)"),
+           comment="records with response_toxicity >= [detectors.toxicity] threshold (default 0.3)"),
     Column("refusal_scored", BigInteger, nullable=False, comment="records the refusal detector judged"),
     Column("refusals", BigInteger, nullable=False, comment="records judged a refusal"),
     Column("pii_in_response", BigInteger, nullable=False, server_default="0",
