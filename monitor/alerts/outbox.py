@@ -12,11 +12,13 @@ Delivery contract:
   a permanent failure (a 4xx other than 429, a revoked token) or ``max_attempts`` / ``max_age`` makes the
   row ``dead`` with the reason in ``last_error`` and a log line. Dead rows never block the queue.
 * Exactly once, nearly: a row is claimed (``claimed_at``, ``attempts + 1``, committed) before the send and
-  marked sent in its own short transaction right after the sink returns. Only a crash inside that window —
-  after Slack answered 200, before the commit (milliseconds) — resends. The next attempt is told
-  (``maybe_sent``): the Slack Web API sink then looks for the message it may have posted (its metadata
-  carries the outbox id) instead of posting again. An incoming webhook has no such check: documented
-  at-least-once in that window.
+  marked sent in its own short transaction right after the sink returns. Two windows could resend: a crash
+  after Slack answered 200 and before the commit (milliseconds), and an attempt that failed on our side after
+  the request may have reached Slack (the answer timed out or the connection dropped: `DeliveryError`
+  ``maybe_delivered``, remembered in ``alert_outbox.maybe_sent``). The next attempt is told (``maybe_sent``):
+  the Slack Web API sink then looks for the message it may have posted (its metadata carries the outbox id)
+  instead of posting again. An incoming webhook has no such check: documented at-least-once in those
+  windows.
 
 >>> from datetime import datetime, UTC
 >>> from monitor.storage.db import make_engine
@@ -54,13 +56,16 @@ PENDING, SENT, DEAD = "pending", "sent", "dead"
 
 class DeliveryError(Exception):
     """A sink could not deliver. ``permanent``: retrying cannot help. ``retry_after``: seconds the
-    receiver asked us to wait (HTTP 429)."""
+    receiver asked us to wait (HTTP 429). ``maybe_delivered``: the request may have reached the receiver
+    before it failed (a timeout, a dropped connection), so a retry must check before sending again."""
 
-    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None) -> None:
+    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None,
+                 maybe_delivered: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
+        self.maybe_delivered = maybe_delivered
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,7 +81,7 @@ class Outgoing:
     updates_ref: str | None = None
     """The sink's reference of the message to edit in place (its `external_ref`), when this is an edit."""
     maybe_sent: bool = False
-    """A previous attempt was cut off after it may have reached the receiver."""
+    """A previous attempt was cut off (a crash, a timeout) after it may have reached the receiver."""
 
 
 class Sink(Protocol):
@@ -175,7 +180,7 @@ def deliver_pending(engine: Engine, sinks: Mapping[str, Sink], now: datetime, *,
                 _dead(engine, row, f"{why}: {exc.reason}", report)
                 continue
             wait = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else policy.delay(attempts)
-            _retry(engine, row.id, exc.reason, now + wait)
+            _retry(engine, row.id, exc.reason, now + wait, maybe_sent=exc.maybe_delivered)
             log.info("alert notification %d to %s failed (attempt %d, next in %s): %s",
                      row.id, row.sink, attempts, wait, exc.reason)
             report.retrying.append(row.id)
@@ -196,7 +201,7 @@ def _outgoing(engine: Engine, row: Any) -> Outgoing:
                 alert_outbox.c.id == row.updates_id, alert_outbox.c.status == SENT))
     return Outgoing(id=row.id, sink=row.sink, channel=row.channel, kind=row.kind, payload=row.payload,
                     created_at=_utc(row.created_at), updates_ref=updates_ref,  # type: ignore[arg-type]
-                    maybe_sent=row.claimed_at is not None)
+                    maybe_sent=row.claimed_at is not None or bool(row.maybe_sent))
 
 
 def _claim(engine: Engine, outbox_id: int, now: datetime, stale_before: datetime) -> bool:
@@ -208,10 +213,12 @@ def _claim(engine: Engine, outbox_id: int, now: datetime, stale_before: datetime
     return result.rowcount == 1
 
 
-def _retry(engine: Engine, outbox_id: int, reason: str, at: datetime) -> None:
+def _retry(engine: Engine, outbox_id: int, reason: str, at: datetime, *, maybe_sent: bool) -> None:
+    values: dict[str, Any] = {"claimed_at": None, "last_error": reason[:2000], "next_attempt_at": at}
+    if maybe_sent:  # once maybe sent, every later attempt checks first (a refused retry proves nothing)
+        values["maybe_sent"] = True
     with engine.begin() as conn:
-        conn.execute(update(alert_outbox).where(alert_outbox.c.id == outbox_id)
-                     .values(claimed_at=None, last_error=reason[:2000], next_attempt_at=at))
+        conn.execute(update(alert_outbox).where(alert_outbox.c.id == outbox_id).values(**values))
 
 
 def _dead(engine: Engine, row: Any, reason: str, report: DeliveryReport) -> None:

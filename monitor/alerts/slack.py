@@ -13,7 +13,9 @@ recent history (needs the ``channels:history`` scope and a channel id; if the lo
 
 from __future__ import annotations
 
+import errno
 import logging
+import socket
 from collections.abc import Mapping
 from typing import Any
 
@@ -29,6 +31,21 @@ log = logging.getLogger(__name__)
 EVENT_TYPE = "watchkeeper_alert"
 _TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 _GONE = {"message_not_found", "cant_update_message", "edit_window_closed"}
+
+
+def _maybe_reached(exc: BaseException) -> bool:
+    """Whether a request that failed with ``exc`` may still have reached Slack: yes unless the connection was
+    never made (refused, no route, name not resolved): a timeout or a reset can come after Slack took it."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # urllib wraps the socket error in URLError.reason
+        if seen is None:
+            break
+        if isinstance(seen, ConnectionRefusedError | socket.gaierror) or getattr(seen, "errno", None) in (
+                errno.EHOSTUNREACH, errno.ENETUNREACH):
+            return False
+        seen = getattr(seen, "reason", None) if isinstance(getattr(seen, "reason", None), BaseException) \
+            else (seen.__cause__ or seen.__context__)
+    return True
 
 
 def _retry_after(headers: Mapping[str, Any] | None) -> float | None:
@@ -60,7 +77,8 @@ class SlackWebhookSink:
         try:
             resp = self._client.send(text=payload["text"], blocks=payload.get("blocks"), unfurl_links=False)
         except (OSError, SlackClientError) as exc:
-            raise DeliveryError(f"webhook unreachable: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"webhook unreachable: {type(exc).__name__}: {exc}",
+                                maybe_delivered=_maybe_reached(exc)) from None
         if resp.status_code == 200:
             return None
         raise _http_failure(resp.status_code, str(resp.body)[:200], resp.headers)
@@ -103,7 +121,8 @@ class SlackApiSink:
             permanent = resp.status_code < 500 and error not in _TRANSIENT_ERRORS
             raise DeliveryError(f"Slack API HTTP {resp.status_code}: {error[:200]}", permanent=permanent) from None
         except (OSError, SlackClientError) as exc:
-            raise DeliveryError(f"Slack API unreachable: {type(exc).__name__}: {exc}") from None
+            raise DeliveryError(f"Slack API unreachable: {type(exc).__name__}: {exc}",
+                                maybe_delivered=_maybe_reached(exc)) from None
 
     def _find(self, message: Outgoing) -> str | None:
         """The ``channel:ts`` of a message an earlier, cut-off attempt posted, if it is there."""

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from detectors.config import TOXIC_AT
 from monitor.compare.stats import (
     Difference,
     diff_of_proportions,
@@ -248,7 +249,7 @@ def _verdict(better: str | None, d: Difference, significant: bool) -> str:
 
 
 def compare_sides(a: Side, b: Side, *, by_app: bool = False, alpha: float = 0.05, confidence: float = 0.95,
-                  toxic_at: float = 0.5, low_feedback_below: float = 0.5) -> Comparison:
+                  toxic_at: float = TOXIC_AT, low_feedback_below: float = 0.5) -> Comparison:
     """Compare B against A on every metric; with ``by_app`` also within each app both arms served. One Holm
     family over every row that has a p-value; ``significant`` means Holm-adjusted p < ``alpha``."""
     groups = [ALL]

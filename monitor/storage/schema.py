@@ -23,6 +23,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
@@ -298,6 +299,8 @@ alert_outbox = Table(
     Column("external_ref", String(200), comment="Slack channel:ts of the sent message, for chat.update"),
     Column("updates_id", BigInteger, comment="outbox id of the message this one edits in place (chat.update)"),
     Column("claimed_at", Ts, comment="set while a delivery attempt is in flight: after a crash, maybe sent"),
+    Column("maybe_sent", Boolean, nullable=False, default=False, server_default=false(),
+           comment="an earlier attempt failed after it may have reached Slack (a timeout): check before resending"),
     Index(None, "status", "next_attempt_at"),
     Index(None, "group_key"),
 )
@@ -456,7 +459,7 @@ stream_minutes = Table(
     Column("errors", BigInteger, nullable=False, comment="records with status = 'error'"),
     Column("toxicity_scored", BigInteger, nullable=False, comment="records with a response_toxicity score"),
     Column("toxic", BigInteger, nullable=False,
-           comment="records with response_toxicity >= [detectors.toxicity] threshold (default 0.5)"),
+           comment="records with response_toxicity >= [detectors.toxicity] threshold (default 0.3)"),
     Column("refusal_scored", BigInteger, nullable=False, comment="records the refusal detector judged"),
     Column("refusals", BigInteger, nullable=False, comment="records judged a refusal"),
     Column("pii_in_response", BigInteger, nullable=False, server_default="0",

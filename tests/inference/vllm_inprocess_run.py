@@ -21,7 +21,7 @@ from inference.inprocess import InProcessBackend, InProcessSettings
 
 async def main(model: str) -> dict:
     backend = InProcessBackend(InProcessSettings(
-        model=model, max_tokens=16, llm_kwargs={"max_model_len": 2048, "dtype": "bfloat16"}))
+        model=model, max_tokens=16, llm_kwargs={"max_model_len": 2048, "dtype": "bfloat16", "enforce_eager": True}))
     try:
         await backend.check()
         question = Prompt.chat("What is the capital of France?")

@@ -71,6 +71,10 @@ class VllmServer:
     log_path: Path | None = None
     start_timeout_s: float = 900.0  # two cores shared with other test workers: torch.compile takes minutes
     max_model_len: int = 2048
+    eager: bool = False
+    """``--enforce-eager``: skip torch.compile. Starts in ~50 s instead of ~150-180 s on two cores and answers
+    ~1.5x slower; the tests take it (they check behaviour, and start vLLM up to three times), bench/replay does
+    not (it measures the speed a deployment gets)."""
     _proc: subprocess.Popen[bytes] | None = None
     _launched_at: float = 0.0
 
@@ -93,7 +97,8 @@ class VllmServer:
         self._proc = subprocess.Popen(
             [str(self.env.python), "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.env.model),
              "--served-model-name", MODEL_ALIAS, "--host", "127.0.0.1", "--port", str(self.port),
-             "--dtype", "bfloat16", "--max-model-len", str(self.max_model_len), "--disable-uvicorn-access-log"],
+             "--dtype", "bfloat16", "--max-model-len", str(self.max_model_len), "--disable-uvicorn-access-log",
+             *(["--enforce-eager"] if self.eager else [])],
             stdout=log, stderr=subprocess.STDOUT, env=vllm_environ(), start_new_session=True,
         )
         log.close()

@@ -101,7 +101,7 @@ def test_server_errors_and_timeouts_back_off_exponentially_then_deliver(engine, 
     config = bot_config(db_url, slack, timeout=STALLING)
     sinks = build_sinks(config)
     fire(engine, config)
-    slack.fail_next(("status", 500), ("timeout", 3), ("status", 502))
+    slack.fail_next(("status", 500), ("status", 502), ("timeout", 3))
     t, waits, errors = NOW + timedelta(seconds=3), [], []
     for _ in range(3):
         assert deliver_pending(engine, sinks, t).retrying == [1]
@@ -110,9 +110,41 @@ def test_server_errors_and_timeouts_back_off_exponentially_then_deliver(engine, 
         errors.append(row.last_error)
         t += timedelta(seconds=waits[-1])
     assert waits == [1.0, 2.0, 4.0]
-    assert "HTTP 500" in errors[0] and "timed out" in errors[1] and "HTTP 502" in errors[2]
-    assert deliver_pending(engine, sinks, t).sent == [1]
+    assert "HTTP 500" in errors[0] and "HTTP 502" in errors[1] and "timed out" in errors[2]
+    assert deliver_pending(engine, sinks, t).sent == [1]  # after the timeout it looked first: not there, posted
+    assert [path for path, _ in slack.requests][-2:] == ["/api/conversations.history", "/api/chat.postMessage"]
     assert len(slack.messages) == 1
+
+
+def test_a_post_slack_took_but_answered_too_late_is_found_not_posted_twice(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    """Slack is slow: it posts the alert but answers after the client gave up. The retry looks the message up by
+    its metadata and records it, instead of paging the channel a second time."""
+    config = make_config(db_url, slack_bot_token=slack.token, slack_channel="C0ONCALL",  # history needs an id
+                         slack_api_url=slack.api_url, slack_timeout=STALLING, **ONLY_LEAKS)
+    sinks = build_sinks(config)
+    fire(engine, config)
+    slack.fail_next(("accept_then_stall", 3))
+    t = NOW + timedelta(seconds=3)
+    assert deliver_pending(engine, sinks, t).retrying == [1]
+    (row,) = outbox_rows(engine)
+    assert "timed out" in row.last_error and row.maybe_sent and len(slack.messages) == 1
+    assert deliver_pending(engine, sinks, t + timedelta(seconds=1)).sent == [1]
+    (message,) = slack.messages
+    assert outbox_rows(engine)[0].external_ref == f"{message['channel']}:{message['ts']}"
+
+
+def test_a_refused_connection_is_retried_without_a_lookup(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
+    """A request that never connected cannot have been posted: the retry posts straight away."""
+    config = bot_config(db_url, slack, timeout=STALLING)
+    sinks = build_sinks(config)
+    fire(engine, config)
+    slack.refuse()
+    t = NOW + timedelta(seconds=3)
+    assert deliver_pending(engine, sinks, t).retrying == [1]
+    assert not outbox_rows(engine)[0].maybe_sent
+    slack.accept()
+    assert deliver_pending(engine, sinks, t + timedelta(seconds=1)).sent == [1]
+    assert [path for path, _ in slack.requests] == ["/api/chat.postMessage"] and len(slack.messages) == 1
 
 
 def test_a_permanent_error_is_dead_with_its_reason_and_a_log_line(engine, db_url, slack, caplog) -> None:  # type: ignore[no-untyped-def]

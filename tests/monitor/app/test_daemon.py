@@ -50,7 +50,7 @@ def test_sigkill_mid_stream_then_restart_stores_every_record_exactly_once(
 
     second = start_daemon_process(config, tmp_path / "second.log")
     try:
-        wait_for(lambda: count(migrated_db_url, records) >= n, 120, "the restarted daemon to catch up")
+        wait_for(lambda: count(migrated_db_url, records) >= n, 240, "the restarted daemon to catch up")
         wait_for(lambda: committed_offsets(kafka_broker, topic, group_for(topic)) == ends, 30, "offsets at the end")
     finally:
         second.send_signal(signal.SIGTERM)

@@ -30,7 +30,7 @@ def test_stored_traffic_shows_the_candidates_errors_and_slowness_and_nothing_els
     config_path = write_config(tmp_path / "monitor.toml", db_url=migrated_db_url, bootstrap=kafka_broker,
                                topic=topic)
     with DaemonThread(config_for(config_path)):
-        wait_for(lambda: count(migrated_db_url, records) >= N, 120, "the daemon to store every record")
+        wait_for(lambda: count(migrated_db_url, records) >= N, 240, "the daemon to store every record")
 
     result = CliRunner().invoke(main, ["compare", "--config", str(config_path), "--model", "m-a", "--model", "m-b",
                                        "--from", "2026-05-01", "--to", "2026-05-02", "--format", "json"],

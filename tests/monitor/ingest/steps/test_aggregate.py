@@ -188,7 +188,7 @@ def test_p95_from_the_histogram_is_within_ten_percent_on_lognormal_latencies() -
 
 
 def test_a_toxicity_rule_for_another_score_than_the_counters_count_is_refused() -> None:
-    with pytest.raises(ValueError, match=r"score must be 0\.5"):
+    with pytest.raises(ValueError, match=r"score must be 0\.3"):
         ToxicityRate("toxicity_rate", AlertRuleConfig(kind="toxicity_rate", score=0.8))
 
 
