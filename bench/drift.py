@@ -14,8 +14,8 @@ detection) once the previous one is stored. Printed per scenario:
 - delay: records **of the changed model** from the first shifted record to the event's ``detected_at`` (the
   end of the bucket where the first detector fired): median and p90 over the trials;
 - false alarms per 10⁶ stationary records of the trials' own streams (per model, app and pair: events before
-  the change or on streams that share no record with the model); duplicates (extra rows for one
-  (stream, signal));
+  the change or on streams that share no record with the model), and where they fired (stream kind/signal);
+  duplicates (extra rows for one (stream, signal) of a trial's own streams);
 - ``*`` events: the global stream spans all trials, and its mix really changes when a trial's shifted model
   gives way to the next trial's; its events are counted apart (``*@aft``: after the first change,
   ``*@bef`` before it, which are false alarms);
@@ -52,6 +52,7 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -303,6 +304,7 @@ class Outcome:
     false_alarms: int = 0
     stationary: int = 0
     dups: int = 0
+    fa_where: Counter[str] = field(default_factory=Counter)
     global_change: int = 0
     global_other: int = 0
     to_row: list[float] = field(default_factory=list)
@@ -329,7 +331,8 @@ def score(trials: list[Trial], shift: Shift, events: list[dict], fired: list[dic
     out = Outcome()
     seen: dict[tuple[str, str], int] = {}
     for e in events:
-        seen[(e["stream"], e["signal"])] = seen.get((e["stream"], e["signal"]), 0) + 1
+        if e["stream"] != "*":  # the global stream spans every trial: a new change each trial, counted apart
+            seen[(e["stream"], e["signal"])] = seen.get((e["stream"], e["signal"]), 0) + 1
     out.dups = sum(c - 1 for c in seen.values())
     for e in (e for e in events if e["stream"] == "*"):
         # After the first change the global mix changes at every trial's change and again when the next
@@ -342,8 +345,13 @@ def score(trials: list[Trial], shift: Shift, events: list[dict], fired: list[dic
         own = [e for e in events if trial.owns(e["stream"])]
         right = [e for e in own if e["signal"] == shift.signal and overlaps(e["stream"], stream)
                  and e["detected_at"].replace(tzinfo=UTC) >= trial.change_ts]
-        out.false_alarms += sum(1 for e in own if e["detected_at"].replace(tzinfo=UTC) < trial.change_ts
-                                or not overlaps(e["stream"], stream))
+        false = [e for e in own if e["detected_at"].replace(tzinfo=UTC) < trial.change_ts
+                 or not overlaps(e["stream"], stream)]
+        out.false_alarms += len(false)
+        out.fa_where.update(
+            f"{stream_kind(e['stream'])}/{e['signal']}"
+            f"{'' if e['detected_at'].replace(tzinfo=UTC) < trial.change_ts else ' (other model, after)'}"
+            for e in false)
         others_after = sum(1 for r in trial.decoded[trial.before:] if r.model != trial.changed)
         out.stationary += 3 * (trial.before + others_after)
         if not right:
@@ -414,7 +422,11 @@ def main() -> None:
                         for e in events:
                             dump.write(f"{label}\t{e['stream']}\t{e['signal']}\t{e['detected_at']}\t"
                                        f"{e['details']}\n")
-                print(score(trials, shift, events, fired, produced_at).row(label, n_trials), flush=True)
+                outcome = score(trials, shift, events, fired, produced_at)
+                print(outcome.row(label, n_trials), flush=True)
+                if outcome.fa_where:
+                    where = ", ".join(f"{k} ×{v}" for k, v in outcome.fa_where.most_common())
+                    print(f"{'':34}   false alarms: {where}", flush=True)
             for name, make in (("river ADWIN (record, unit)", None), ("our chart (record, unit)", our_chart)):
                 from river.drift import ADWIN
 
