@@ -47,7 +47,7 @@ def kill(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(timeout=10)
 
 
-def until(condition: Callable[[], bool], timeout: float = 30.0) -> None:
+def until(condition: Callable[[], bool], timeout: float = 60.0) -> None:  # a worker starts slowly on a busy machine
     deadline = time.monotonic() + timeout
     while not condition():
         assert time.monotonic() < deadline, "timed out"
