@@ -61,7 +61,7 @@ from detectors.drift.signals import SCALAR_SIGNALS, TOPIC_PREFIX, TOPIC_SIGNAL, 
 from detectors.drift.subjects import SUBJECTS
 from monitor.config import Config, DriftConfig
 from monitor.ingest.steps.drift import GLOBAL
-from monitor.jobs.scheduler import Job
+from monitor.jobs.scheduler import Job, Superseded
 from monitor.storage.db import as_utc
 from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events
 
@@ -546,7 +546,7 @@ class DriftFold:
                                 .values(state=blob, updated_at=now)).rowcount
             if done != 1:
                 self._version = None  # re-read next time
-                raise RuntimeError("drift fold state was written by another instance meanwhile; rolled back")
+                raise Superseded("drift fold state was written by another instance meanwhile; rolled back")
         self._version = now
 
 

@@ -69,6 +69,12 @@ Outcome = Literal["ran", "done", "locked", "failed"]
 or ran it and the job raised (or the database could not be reached)."""
 
 
+class Superseded(Exception):
+    """A job found that another instance did its work meanwhile (its optimistic write lost the race, e.g. after
+    the lease moved to another daemon): nothing is lost, the slot is retried. Logged as one WARNING line, not a
+    traceback."""
+
+
 @dataclass(frozen=True)
 class Job:
     """A periodic job: ``run(engine, slot)`` once per ``interval`` across all instances.
@@ -209,6 +215,11 @@ class Scheduler:
             job.run(self.engine, slot)
         except _DATABASE_DOWN as exc:
             self._database_down(exc)
+            return "failed"
+        except Superseded as exc:
+            log.warning("scheduled job %s: %s; retrying slot %s", job.name, exc, slot.isoformat())
+            failed_at = now + timedelta(seconds=time.monotonic() - started)
+            self._release(job, lease_until, failed_at + job.retry_after)
             return "failed"
         except Exception:
             log.exception("scheduled job %s failed for slot %s", job.name, slot.isoformat())

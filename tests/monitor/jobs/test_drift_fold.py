@@ -21,6 +21,7 @@ from monitor.ingest.record import Record, decode
 from monitor.ingest.steps.detect import DetectStep
 from monitor.ingest.steps.drift import DriftStep
 from monitor.jobs.drift import STATE_KEY, DriftFold, attribute
+from monitor.jobs.scheduler import Superseded
 from monitor.storage.db import make_engine
 from monitor.storage.schema import detector_state, drift_buckets, drift_events, metadata
 from monitor.storage.store import Store, text_policy
@@ -186,7 +187,7 @@ def test_a_fold_that_lost_its_lease_cannot_overwrite_the_newer_state(engine):
         seen = slow._load(conn)  # slow starts its next run ...
     feed.now += 10
     fast.run(engine)  # ... fast runs and writes meanwhile
-    with pytest.raises(RuntimeError, match="another instance"), engine.begin() as conn:
+    with pytest.raises(Superseded, match="another instance"), engine.begin() as conn:
         slow._save(conn, seen)
     with engine.connect() as conn:
         assert conn.execute(select(detector_state.c.key)).scalars().all() == [STATE_KEY]
