@@ -78,8 +78,8 @@ standard errors (see `attribute`)."""
 BOUND_Z = 2.0
 """... and as unchanged only once their shift's upper bound (this many standard errors above their mean)
 lies below half the candidate's: until then the attribution waits for more records (up to `max_settle_s`)."""
-MAX_ROWS = 50_000
-"""Bucket rows folded per run (about a hundred buckets of a few dozen streams). A backlog after a restart is
+MAX_ROWS = 20_000
+"""Bucket rows folded per run (about a hundred buckets of a dozen streams and signals). A backlog after a restart is
 caught up over several short runs rather than one long one, so a stopping daemon, whose scheduler waits for the
 running job, is not held for tens of seconds (seen: 44 s on a busy two-core machine with 200,000)."""
 STALE_S = 300.0
