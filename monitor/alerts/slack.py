@@ -37,14 +37,14 @@ def _maybe_reached(exc: BaseException) -> bool:
     """Whether a request that failed with ``exc`` may still have reached Slack: yes unless the connection was
     never made (refused, no route, name not resolved): a timeout or a reset can come after Slack took it."""
     seen: BaseException | None = exc
-    for _ in range(5):  # urllib wraps the socket error in URLError.reason
+    for _ in range(5):  # urllib wraps the socket error in URLError.reason; others chain it
         if seen is None:
             break
         if isinstance(seen, ConnectionRefusedError | socket.gaierror) or getattr(seen, "errno", None) in (
                 errno.EHOSTUNREACH, errno.ENETUNREACH):
             return False
-        seen = getattr(seen, "reason", None) if isinstance(getattr(seen, "reason", None), BaseException) \
-            else (seen.__cause__ or seen.__context__)
+        reason = getattr(seen, "reason", None)
+        seen = reason if isinstance(reason, BaseException) else (seen.__cause__ or seen.__context__)
     return True
 
 

@@ -105,11 +105,15 @@ class KafkaSource:
         self._led = False
 
     @property
+    def _coordinator(self) -> Any:
+        """kafka-python's group coordinator (a private attribute: None if a version moves it)."""
+        return getattr(self._consumer, "_coordinator", None)
+
+    @property
     def leads_group(self) -> bool:
         """Whether this member computed the group's assignment at its last rebalance (the group's leader), or
         may still be taken for the leader by the broker (elected, then asked to rejoin)."""
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        return self._led or bool(getattr(coordinator, "_is_leader", False))
+        return self._led or bool(getattr(self._coordinator, "_is_leader", False))
 
     # -- the pipeline's view ------------------------------------------------------------------------------
 
@@ -272,9 +276,9 @@ class KafkaSource:
                 self.commit()
             except KafkaError as exc:
                 log.warning("final commit failed: %s", exc)
-        coordinator = getattr(self._consumer, "_coordinator", None)
-        if coordinator is not None and (self.leads_group or not coordinator.stable()):
-            if self.leads_group:
+        coordinator, leads = self._coordinator, self.leads_group
+        if coordinator is not None and (leads or not coordinator.stable()):
+            if leads:
                 log.info("this member leads the consumer group: leaving it by session expiry, so its partitions "
                          "move to the other members in about %.0f s", self._session_timeout_s)
             coordinator.reset_generation()  # membership forgotten here: close() sends no LeaveGroup
@@ -305,7 +309,7 @@ class KafkaSource:
 
     def _on_assigned(self, assigned: set[tuple[str, int]]) -> None:
         log.info("partitions assigned: %s", sorted(assigned))
-        self._led = bool(getattr(getattr(self._consumer, "_coordinator", None), "_is_leader", False))
+        self._led = bool(getattr(self._coordinator, "_is_leader", False))
         self._membership(self._assigned | assigned, member=True)
         if self._user_on_assigned:
             self._user_on_assigned(assigned)

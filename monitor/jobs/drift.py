@@ -428,14 +428,12 @@ class DriftFold:
                 # retired, an app's traffic doubling), though none of them changed: a stream with no sign of
                 # the change keeps its reference, so that a global event does not blind, for a new warm-up,
                 # a model's chart that is about to see a change of its own.
-                sign = -1.0 if first.direction == "down" else 1.0
-                if first.signal == TOPIC_SIGNAL.name:
-                    sign, sums_for = 1.0, {s: (n, 0.0) for s, (n, _) in sums.items()}
-                else:
-                    sums_for = dict(sums)
+                topic = first.signal == TOPIC_SIGNAL.name  # a mix's deviation is unsigned and needs no total
+                sign = -1.0 if first.direction == "down" and not topic else 1.0
                 moved = {a.stream for a in explained} | {target} | {
-                    s for s, (n, total) in sums_for.items()
-                    if s in judged and n and sign * judged[s].deviation(n, total) / math.sqrt(n) >= SHIFTED_Z}
+                    s for s, (n, total) in sums.items()
+                    if s in judged and n
+                    and sign * judged[s].deviation(n, 0.0 if topic else total) / math.sqrt(n) >= SHIFTED_Z}
             for stream, chart in charts.items():
                 if overlaps(stream, target) and chart.armed and (moved is None or stream in moved):
                     chart.rearm()

@@ -216,13 +216,11 @@ class Scheduler:
         except _DATABASE_DOWN as exc:
             self._database_down(exc)
             return "failed"
-        except Superseded as exc:
-            log.warning("scheduled job %s: %s; retrying slot %s", job.name, exc, slot.isoformat())
-            failed_at = now + timedelta(seconds=time.monotonic() - started)
-            self._release(job, lease_until, failed_at + job.retry_after)
-            return "failed"
-        except Exception:
-            log.exception("scheduled job %s failed for slot %s", job.name, slot.isoformat())
+        except Exception as exc:
+            if isinstance(exc, Superseded):
+                log.warning("scheduled job %s: %s; retrying slot %s", job.name, exc, slot.isoformat())
+            else:
+                log.exception("scheduled job %s failed for slot %s", job.name, slot.isoformat())
             failed_at = now + timedelta(seconds=time.monotonic() - started)
             self._release(job, lease_until, failed_at + job.retry_after)
             return "failed"

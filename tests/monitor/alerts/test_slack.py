@@ -25,8 +25,8 @@ def webhook_config(db_url, slack, timeout=PATIENT, **kw):  # type: ignore[no-unt
     return make_config(db_url, slack_webhook_url=slack.webhook_url, slack_timeout=timeout, **ONLY_LEAKS, **kw)
 
 
-def bot_config(db_url, slack, timeout=PATIENT, **kw):  # type: ignore[no-untyped-def]
-    return make_config(db_url, slack_bot_token=slack.token, slack_channel="#alerts", slack_api_url=slack.api_url,
+def bot_config(db_url, slack, timeout=PATIENT, channel="#alerts", **kw):  # type: ignore[no-untyped-def]
+    return make_config(db_url, slack_bot_token=slack.token, slack_channel=channel, slack_api_url=slack.api_url,
                        slack_timeout=timeout, **ONLY_LEAKS, **kw)
 
 
@@ -119,8 +119,7 @@ def test_server_errors_and_timeouts_back_off_exponentially_then_deliver(engine, 
 def test_a_post_slack_took_but_answered_too_late_is_found_not_posted_twice(engine, db_url, slack) -> None:  # type: ignore[no-untyped-def]
     """Slack is slow: it posts the alert but answers after the client gave up. The retry looks the message up by
     its metadata and records it, instead of paging the channel a second time."""
-    config = make_config(db_url, slack_bot_token=slack.token, slack_channel="C0ONCALL",  # history needs an id
-                         slack_api_url=slack.api_url, slack_timeout=STALLING, **ONLY_LEAKS)
+    config = bot_config(db_url, slack, timeout=STALLING, channel="C0ONCALL")  # conversations.history needs an id
     sinks = build_sinks(config)
     fire(engine, config)
     slack.fail_next(("accept_then_stall", 3))
