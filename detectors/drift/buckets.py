@@ -16,7 +16,10 @@ Both are **self-starting**: the first ``warmup`` records (at least; the bucket t
 is taken whole) give the reference mean and spread (or base rate), and the threshold is calibrated from them
 for ``arl0`` records between false alarms (`detectors.drift.calibration`), absorbing ``margin`` standard
 errors of estimation error: the chart is calibrated as if the true mean were that far on the unlucky side.
-After a detection the chart re-learns its reference from the new level.
+The reference keeps growing with every in-control bucket, and `BucketCUSUM` judges each bucket against all the
+in-control records before it (Hawkins' self-starting CUSUM), not only the warm-up's: a warm-up mean three
+standard errors off otherwise biases every later increment the same way. After a detection the chart
+re-learns its reference from the new level.
 
 river's detector API is kept: ``update(x)`` feeds one value and returns whether it revealed a change, and
 ``drift_detected`` says whether the last update did. `RiverBuckets` runs one of river's own detectors
@@ -197,6 +200,8 @@ class BucketChart:
             self.warm_ss += total_sq
             if self.warm_n >= 2 * self.calibrated_n:
                 self._calibrate()
+            else:
+                self._refresh()
         return None
 
     def deviation(self, n: float, total: float) -> float:
@@ -230,6 +235,10 @@ class BucketChart:
 
     def _calibrate(self) -> None:
         raise NotImplementedError
+
+    def _refresh(self) -> None:
+        """Take the grown reference into the increments between recalibrations (a chart may keep its
+        reference fixed instead: the default)."""
 
     def _increments(self, n: float, total: float) -> Sequence[float]:
         """One bucket's increment for each of `sides`, in order."""
@@ -319,6 +328,14 @@ class BucketCUSUM(BucketChart):
                     k *= 1.5
             self.k_used.append(k)
             self.sides[2 * i].h = self.sides[2 * i + 1].h = h
+
+    def _refresh(self) -> None:
+        # Each bucket is judged against the mean and spread of *every* in-control record before it (Hawkins'
+        # self-starting CUSUM), not those of the warm-up alone until the next recalibration: a warm-up mean a
+        # few standard errors off would otherwise push every later increment the same way, and the chart
+        # would climb on its own reference error, the way it did on the drift bench's continuous signals.
+        self.mu = self.warm_s / self.warm_n
+        self.sigma = max(math.sqrt(max(self.warm_ss / self.warm_n - self.mu ** 2, 0.0)), 1e-9)
 
     def _increments(self, n: float, total: float) -> list[float]:
         # Predictive standardisation: the reference mean is itself uncertain by sigma / sqrt(warm_n).

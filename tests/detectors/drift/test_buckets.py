@@ -50,6 +50,21 @@ def test_stationary_traffic_raises_no_alarm_whatever_the_bucket_size(bucket: int
     assert not _feed(chart, t, bucket)
 
 
+def test_a_stream_whose_first_records_happened_to_run_long_is_not_reported_once_its_traffic_settles():
+    # A new app's first 500 answers were unusually long (4.5 standard errors above its steady mean; on the
+    # drift bench a 3-standard-error warm-up was enough for false alarms). Each later bucket is judged
+    # against every in-control record before it, so the warm-up's error washes out instead of pushing the
+    # chart up bucket after bucket.
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        chart = BucketCUSUM(arl0=1.2e7, warmup=500, transform="identity")
+        warm = rng.normal(0.0, 1.0, 504)
+        warm += 0.2 - warm.mean()
+        assert not _feed(chart, warm, 12)
+        assert not chart.warming_up
+        assert not _feed(chart, rng.normal(0.0, 1.0, 24_000), 12), f"seed {seed}"
+
+
 def test_a_toxic_rate_tripling_is_caught_and_a_steady_one_is_not():
     rng = np.random.default_rng(4)
     chart = BucketBernoulli(arl0=9e6, warmup=1000)
