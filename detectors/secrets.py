@@ -49,7 +49,7 @@ from detectors.credentials import (
     placeholder,
     provider_of,
 )
-from detectors.multimatch import MultiMatch, Trigger
+from detectors.multimatch import MultiMatch, Presence, Trigger
 from detectors.pii import findings_detection, scan_record
 
 __all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "scan_secrets"]
@@ -129,11 +129,47 @@ _TRIGGERS = [t for t, _ in _TOKEN_TRIGGERS] + [t for t, _ in _CONTEXT_TRIGGERS] 
 _engine = MultiMatch(_TRIGGERS)
 _jwt = JwtTokenDetector()
 
+# The record prefilter (`may_hold_secrets`) as patterns, so that one scan settles most texts without testing
+# each trigger's hit in Python (`_promising`): a token opening, or an anchor word closely followed by an
+# assignment operator (`_OPERATOR_AFTER`), is a yes; no hint of the other two ways in — a context word, a
+# password stated in prose — is a no; the rest (rare) take the per-hit test. (A context kind's key-shaped run
+# as a pattern too would cost more in every scan than the per-hit test costs on the few texts it spares.)
+# What every match of `_PROSE` that `_prose_spans` keeps holds: `_PROSE` up to its value's first character,
+# after a "p" (hyperscan's \s lacks the separators \x1c-\x1f that Python's has, which only widens this).
+_PROSE_HINT = Trigger(
+    r"[pP]ass(?:w(?:or)?d|phrase|code)s?(?i:(?:[ \t]+(?:for|of|on|to)[ \t]+(?:[^\s:=]+[ \t]+){0,5})?"
+    r"[ \t]*(?::[ \t]*)?(?:is|was|ha(?:s|ve)[ \t]+been|will[ \t]+be)(?:[ \t]*:)?[ \t]+)"
+    r"(?:[\"'`][^\"'`\s]|[^\s\"'`,;()\[\]{}<>])")
+# In a text that is not ASCII, Python's \w and case-insensitive matching reach beyond ASCII, which
+# hyperscan's do not: there a prose opening, or an anchor word followed by what `_OPERATOR_AFTER` may match
+# counted in bytes (any byte of a multi-byte character standing for a word character), is only a hint.
+_PROSE_HINT_ANY = Trigger(r"[pP]ass(?:w(?:or)?d|phrase|code)")
+_OPERATOR_AFTER_ANY = (r"(?:[\w.-]|[\x80-\xff]){0,96}(?:[\"'][ \t]*,|[\"']?(?:[ \t]+(?:\w|[\x80-\xff])+)?[ \t]*"
+                       r"(?:[:=>]|\?=|\.=))")
+
+
+def _presence(ascii_only: bool) -> Presence:
+    """The prefilter's one scan for ASCII texts, or for the others (see `_PROSE_HINT`)."""
+    decisive = [t for t, _ in _TOKEN_TRIGGERS]
+    decisive += [Trigger(f"(?:{word}){_OPERATOR_AFTER.pattern}", caseless=True) for word in _ANCHOR_WORDS]
+    hints = [t for t, _ in _CONTEXT_TRIGGERS]
+    if ascii_only:
+        hints.append(_PROSE_HINT)
+    else:
+        hints.append(_PROSE_HINT_ANY)
+        hints += [Trigger(f"(?:{word}){_OPERATOR_AFTER_ANY}", caseless=True) for word in _ANCHOR_WORDS]
+    return Presence(decisive, hints)
+
+
+def _presences() -> tuple[Presence, Presence] | None:
+    return (_presence(True), _presence(False)) if _engine.engine == "hyperscan" else None
+
 
 def use_engine(engine: str) -> None:
     """Switch the one-pass engine (``hyperscan`` or ``re``): the tests check both find the same."""
-    global _engine
+    global _engine, _prefilter
     _engine = MultiMatch(_TRIGGERS, engine)
+    _prefilter = _presences()
 
 
 def _literal_secret(value: str, quoted: bool) -> bool:
@@ -320,14 +356,26 @@ def _promising(text: str, index: int, start: int, end: int) -> bool:
 
 
 def may_hold_secrets(text: str) -> bool:
-    """False when `scan_secrets` certainly finds nothing in ``text``: one pass of the trigger engine.
+    """False when `scan_secrets` certainly finds nothing in ``text``: one scan of the prefilter's patterns
+    (`_presence`), and the trigger engine's hits tested one by one (`_promising`) where that scan leaves it open
+    (or hyperscan is not installed).
 
     >>> may_hold_secrets("Reset your password from the settings page."), may_hold_secrets("password: hunter2!")
     (False, True)
     >>> may_hold_secrets("The password is incorrect."), may_hold_secrets("my password is hunter2")
     (False, True)
     """
-    return _engine.any(text, _promising)
+    if _prefilter is None:
+        return _engine.any(text, _promising)
+    found = _prefilter[0 if text.isascii() else 1].scan(text)
+    if found is None:
+        return True  # a token opening or an assignment
+    # A context word, or a hint of prose or (in a text that is not ASCII) of an assignment: the per-hit test
+    # decides.
+    return bool(found) and _engine.any(text, _promising)
+
+
+_prefilter = _presences()
 
 
 def credential_values(texts: Sequence[tuple[MetadataPath, str]], found: Sequence[Finding]) -> list[Finding]:
