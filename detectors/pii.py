@@ -495,27 +495,40 @@ def scan_record(record: Recordlike, may_hold: Callable[[str], bool], scan: Calla
     """A span detector's findings in all of a record's stored texts — prompt, response, error, feedback
     comment and the texts of its metadata (`detectors.base.metadata_texts`) — and those metadata texts.
 
-    One prefilter call over all of them rules most records out; otherwise each is scanned. A metadata
-    finding carries the path of its text."""
+    One prefilter call over all of them (`prefilter_text`) rules most records out; otherwise each is scanned
+    (`scan_fields`). A metadata finding carries the path of its text."""
+    text, texts = prefilter_text(record)
+    if not may_hold(text):
+        return [], texts
+    return scan_fields(record, texts, scan), texts
+
+
+def prefilter_text(record: Recordlike) -> tuple[str, Sequence[tuple[MetadataPath, str]]]:
+    """All of a record's stored texts as one, a line each (what a span detector's prefilter reads), and the
+    texts of its metadata."""
     prompt, response = record.prompt, record.response
     error, comment, metadata = extra_fields(record)
     texts = metadata_texts(metadata) if metadata else ()
     if error is None and comment is None and not texts:  # most records: prompt and response only
-        if not may_hold(f"{prompt}\n{response}"):
-            return [], texts
-        return scan(prompt, "prompt") + scan(response, "response"), texts
+        return f"{prompt}\n{response}", texts
     parts = [prompt, response, error or "", comment or ""]
     parts += [text for _, text in texts]
-    if not may_hold("\n".join(parts)):
-        return [], texts
-    findings = scan(prompt, "prompt") + scan(response, "response")
+    return "\n".join(parts), texts
+
+
+def scan_fields(record: Recordlike, texts: Sequence[tuple[MetadataPath, str]],
+                scan: Callable[[str, str], list[Finding]]) -> list[Finding]:
+    """``scan`` of each of a record's stored texts (``texts``: those of its metadata), as `scan_record` does
+    once its prefilter let the record through."""
+    findings = scan(record.prompt, "prompt") + scan(record.response, "response")
+    error, comment, _ = extra_fields(record)
     if error:
         findings += scan(error, "error")
     if comment:
         findings += scan(comment, "feedback_comment")
     for path, text in texts:
         findings += [Finding(f.kind, "metadata", f.start, f.end, path) for f in scan(text, "metadata")]
-    return findings, texts
+    return findings
 
 
 _NOTHING_FOUND: dict[str, Any] = {}

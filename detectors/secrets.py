@@ -50,9 +50,10 @@ from detectors.credentials import (
     provider_of,
 )
 from detectors.multimatch import MultiMatch, Presence, Trigger
-from detectors.pii import findings_detection, scan_record
+from detectors.pii import findings_detection, prefilter_text, scan_fields
 
-__all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "scan_secrets"]
+__all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "may_hold_secrets_many",
+           "scan_secrets"]
 
 # Words an assignment's name holds (caseless). Each is a trigger; `_ASSIGNMENT` is tried where one starts.
 _ANCHOR_WORDS = (r"passw", r"passphrase", r"passcode", r"pwd", r"secret", r"token", r"api[_-]?key",
@@ -367,7 +368,21 @@ def may_hold_secrets(text: str) -> bool:
     """
     if _prefilter is None:
         return _engine.any(text, _promising)
-    found = _prefilter[0 if text.isascii() else 1].scan(text)
+    return _verdict(text, _prefilter[0 if text.isascii() else 1].scan(text))
+
+
+def may_hold_secrets_many(texts: Sequence[str]) -> list[bool]:
+    """`may_hold_secrets` of each of ``texts``, the ASCII ones scanned together (`Presence.scan_many`: the
+    decisive patterns — token openings, assignments — cannot match across two texts; a hint that does only
+    costs a text the per-hit test)."""
+    if _prefilter is None:
+        return [_engine.any(text, _promising) for text in texts]
+    scanned = iter(_prefilter[0].scan_many([text for text in texts if text.isascii()]))
+    return [_verdict(text, next(scanned) if text.isascii() else _prefilter[1].scan(text)) for text in texts]
+
+
+def _verdict(text: str, found: set[int] | None) -> bool:
+    """The prefilter's answer from what its scan found in ``text`` (`Presence.scan`)."""
     if found is None:
         return True  # a token opening or an assignment
     # A context word, or a hint of prose or (in a text that is not ASCII) of an assignment: the per-hit test
@@ -414,8 +429,10 @@ class SecretsDetector:
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
-        for record in records:
-            findings, texts = scan_record(record, may_hold_secrets, scan_secrets)
+        prepared = [prefilter_text(record) for record in records]
+        verdicts = may_hold_secrets_many([text for text, _ in prepared])
+        for record, (_, texts), maybe in zip(records, prepared, verdicts, strict=True):
+            findings = scan_fields(record, texts, scan_secrets) if maybe else []
             if texts:
                 findings += credential_values(texts, findings)
             out.append(findings_detection(self.name, findings, in_response="critical", otherwise="high"))

@@ -254,3 +254,15 @@ def test_sequential_steps_are_counted_as_the_pairwise_loop_counts_them() -> None
 @pytest.mark.parametrize("value", ["EXAMPLEkey9f8a7b", "Kx9_YOUR_KEY_12", "tokenHERE9a8b7c6d", "ſample9a8b7c6d5e"])
 def test_placeholder_words_count_in_any_case(value: str) -> None:
     assert placeholder(value)
+
+
+def test_a_batch_prefilter_says_what_each_text_alone_says() -> None:
+    """`SecretsDetector` asks the prefilter about a batch at once (`may_hold_secrets_many`, its ASCII texts in one
+    scan): a token cut between two texts is in neither."""
+    rng = random.Random(16)
+    for _ in range(300):
+        texts = ["".join(rng.choice(_PREFILTER_PIECES) for _ in range(rng.randint(0, 10)))
+                 for _ in range(rng.randint(1, 40))]
+        assert secrets.may_hold_secrets_many(texts) == [may_hold_secrets(t) for t in texts]
+    cut = ["see gh", "p_wWPw5k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx", "ghp_wWPw5k4aXcaT4fNP0Ucn"]
+    assert secrets.may_hold_secrets_many(cut) == [False, False, True]
