@@ -84,6 +84,9 @@ _PLACEHOLDER = re.compile(
     r"|\*+|x+|\.+|<.*>|\$.*|%.*|\{.*|.*\}|your[_-].*|my[_-].*|.*[_-]here|\[.*\]|.*\(.*)$"
 )
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")  # DB_PASSWORD: a variable's name, not its value
+# What ends the name of an assignment's variable, looking back from its anchor word (compiled once, not looked up
+# in `re`'s cache on every assignment).
+_NOT_NAME = re.compile(r"[^\w.-]")
 _FILE_NAME = re.compile(r"(?i)[\w.-]*\.(?:txt|pem|key|json|ya?ml|env|cfg|conf|ini|crt|cer|p12|pfx|jks|keystore|der"
                         r"|pub|gpg|asc|properties|xml|toml|secret|secrets|kdbx|csv|log)")
 _NAME_LIKE = re.compile(r"[a-z][a-z_.-]*(?:pass|secret|token|key|pwd|cred)[a-z_.-]*")  # "user_password"
@@ -266,7 +269,7 @@ def _assignment(text: str, i: int) -> tuple[str, int, int] | None:
     if m is not None:
         start, end = m.span("quoted" if quoted else "bare")
         head = text[max(0, i - 16):i]
-        name = re.split(r"[^\w.-]", head)[-1] + m["name"]
+        name = _NOT_NAME.split(head)[-1] + m["name"]
         line = text[max(0, text.rfind("\n", 0, i) + 1, i - 60):i] + m["name"]  # "Mistral(api_key=…"
     else:
         xml = _XML.search(text, max(0, i - 41), i + 300)
