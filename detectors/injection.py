@@ -181,7 +181,10 @@ class InjectionDetector:
         """The prompt's score and the signals that matched."""
         if not prompt:
             return 0.0, []
-        hits = self._engine.hits(prompt)
+        return self._score(prompt, self._engine.hits(prompt))
+
+    def _score(self, prompt: str, hits: list[tuple[int, int, int]]) -> tuple[float, list[str]]:
+        """`score` from the trigger engine's hits in ``prompt``."""
         if not hits:
             return 0.0, []
         lowered = prompt.lower()
@@ -209,8 +212,11 @@ class InjectionDetector:
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
-        for record in records:
-            score, matched = self.score(record.prompt)
+        prompts = [record.prompt for record in records]
+        # the batch's prompts in one scan where they are ASCII: most hold no trigger word, and a scan call
+        # costs more than scanning a prompt (`MultiMatch.hits_many`; the triggers are escaped words)
+        for prompt, hits in zip(prompts, self._engine.hits_many(prompts), strict=True):
+            score, matched = self._score(prompt, hits)
             if not matched:
                 out.append(Detection(self.name, 0.0, False, _NOTHING))
             else:

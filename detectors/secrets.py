@@ -49,10 +49,11 @@ from detectors.credentials import (
     placeholder,
     provider_of,
 )
-from detectors.multimatch import MultiMatch, Trigger
-from detectors.pii import findings_detection, scan_record
+from detectors.multimatch import MultiMatch, Presence, Trigger
+from detectors.pii import findings_detection, prefilter_text, scan_fields
 
-__all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "scan_secrets"]
+__all__ = ["SECRET_KINDS", "SecretsDetector", "credential_values", "may_hold_secrets", "may_hold_secrets_many",
+           "scan_secrets"]
 
 # Words an assignment's name holds (caseless). Each is a trigger; `_ASSIGNMENT` is tried where one starts.
 _ANCHOR_WORDS = (r"passw", r"passphrase", r"passcode", r"pwd", r"secret", r"token", r"api[_-]?key",
@@ -83,6 +84,9 @@ _PLACEHOLDER = re.compile(
     r"|\*+|x+|\.+|<.*>|\$.*|%.*|\{.*|.*\}|your[_-].*|my[_-].*|.*[_-]here|\[.*\]|.*\(.*)$"
 )
 _ENV_NAME = re.compile(r"[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+")  # DB_PASSWORD: a variable's name, not its value
+# What ends the name of an assignment's variable, looking back from its anchor word (compiled once, not looked up
+# in `re`'s cache on every assignment).
+_NOT_NAME = re.compile(r"[^\w.-]")
 _FILE_NAME = re.compile(r"(?i)[\w.-]*\.(?:txt|pem|key|json|ya?ml|env|cfg|conf|ini|crt|cer|p12|pfx|jks|keystore|der"
                         r"|pub|gpg|asc|properties|xml|toml|secret|secrets|kdbx|csv|log)")
 _NAME_LIKE = re.compile(r"[a-z][a-z_.-]*(?:pass|secret|token|key|pwd|cred)[a-z_.-]*")  # "user_password"
@@ -129,11 +133,47 @@ _TRIGGERS = [t for t, _ in _TOKEN_TRIGGERS] + [t for t, _ in _CONTEXT_TRIGGERS] 
 _engine = MultiMatch(_TRIGGERS)
 _jwt = JwtTokenDetector()
 
+# The record prefilter (`may_hold_secrets`) as patterns, so that one scan settles most texts without testing
+# each trigger's hit in Python (`_promising`): a token opening, or an anchor word closely followed by an
+# assignment operator (`_OPERATOR_AFTER`), is a yes; no hint of the other two ways in — a context word, a
+# password stated in prose — is a no; the rest (rare) take the per-hit test. (A context kind's key-shaped run
+# as a pattern too would cost more in every scan than the per-hit test costs on the few texts it spares.)
+# What every match of `_PROSE` that `_prose_spans` keeps holds: `_PROSE` up to its value's first character,
+# after a "p" (hyperscan's \s lacks the separators \x1c-\x1f that Python's has, which only widens this).
+_PROSE_HINT = Trigger(
+    r"[pP]ass(?:w(?:or)?d|phrase|code)s?(?i:(?:[ \t]+(?:for|of|on|to)[ \t]+(?:[^\s:=]+[ \t]+){0,5})?"
+    r"[ \t]*(?::[ \t]*)?(?:is|was|ha(?:s|ve)[ \t]+been|will[ \t]+be)(?:[ \t]*:)?[ \t]+)"
+    r"(?:[\"'`][^\"'`\s]|[^\s\"'`,;()\[\]{}<>])")
+# In a text that is not ASCII, Python's \w and case-insensitive matching reach beyond ASCII, which
+# hyperscan's do not: there a prose opening, or an anchor word followed by what `_OPERATOR_AFTER` may match
+# counted in bytes (any byte of a multi-byte character standing for a word character), is only a hint.
+_PROSE_HINT_ANY = Trigger(r"[pP]ass(?:w(?:or)?d|phrase|code)")
+_OPERATOR_AFTER_ANY = (r"(?:[\w.-]|[\x80-\xff]){0,96}(?:[\"'][ \t]*,|[\"']?(?:[ \t]+(?:\w|[\x80-\xff])+)?[ \t]*"
+                       r"(?:[:=>]|\?=|\.=))")
+
+
+def _presence(ascii_only: bool) -> Presence:
+    """The prefilter's one scan for ASCII texts, or for the others (see `_PROSE_HINT`)."""
+    decisive = [t for t, _ in _TOKEN_TRIGGERS]
+    decisive += [Trigger(f"(?:{word}){_OPERATOR_AFTER.pattern}", caseless=True) for word in _ANCHOR_WORDS]
+    hints = [t for t, _ in _CONTEXT_TRIGGERS]
+    if ascii_only:
+        hints.append(_PROSE_HINT)
+    else:
+        hints.append(_PROSE_HINT_ANY)
+        hints += [Trigger(f"(?:{word}){_OPERATOR_AFTER_ANY}", caseless=True) for word in _ANCHOR_WORDS]
+    return Presence(decisive, hints)
+
+
+def _presences() -> tuple[Presence, Presence] | None:
+    return (_presence(True), _presence(False)) if _engine.engine == "hyperscan" else None
+
 
 def use_engine(engine: str) -> None:
     """Switch the one-pass engine (``hyperscan`` or ``re``): the tests check both find the same."""
-    global _engine
+    global _engine, _prefilter
     _engine = MultiMatch(_TRIGGERS, engine)
+    _prefilter = _presences()
 
 
 def _literal_secret(value: str, quoted: bool) -> bool:
@@ -229,7 +269,7 @@ def _assignment(text: str, i: int) -> tuple[str, int, int] | None:
     if m is not None:
         start, end = m.span("quoted" if quoted else "bare")
         head = text[max(0, i - 16):i]
-        name = re.split(r"[^\w.-]", head)[-1] + m["name"]
+        name = _NOT_NAME.split(head)[-1] + m["name"]
         line = text[max(0, text.rfind("\n", 0, i) + 1, i - 60):i] + m["name"]  # "Mistral(api_key=…"
     else:
         xml = _XML.search(text, max(0, i - 41), i + 300)
@@ -320,14 +360,40 @@ def _promising(text: str, index: int, start: int, end: int) -> bool:
 
 
 def may_hold_secrets(text: str) -> bool:
-    """False when `scan_secrets` certainly finds nothing in ``text``: one pass of the trigger engine.
+    """False when `scan_secrets` certainly finds nothing in ``text``: one scan of the prefilter's patterns
+    (`_presence`), and the trigger engine's hits tested one by one (`_promising`) where that scan leaves it open
+    (or hyperscan is not installed).
 
     >>> may_hold_secrets("Reset your password from the settings page."), may_hold_secrets("password: hunter2!")
     (False, True)
     >>> may_hold_secrets("The password is incorrect."), may_hold_secrets("my password is hunter2")
     (False, True)
     """
-    return _engine.any(text, _promising)
+    if _prefilter is None:
+        return _engine.any(text, _promising)
+    return _verdict(text, _prefilter[0 if text.isascii() else 1].scan(text))
+
+
+def may_hold_secrets_many(texts: Sequence[str]) -> list[bool]:
+    """`may_hold_secrets` of each of ``texts``, the ASCII ones scanned together (`Presence.scan_many`: the
+    decisive patterns — token openings, assignments — cannot match across two texts; a hint that does only
+    costs a text the per-hit test)."""
+    if _prefilter is None:
+        return [_engine.any(text, _promising) for text in texts]
+    scanned = iter(_prefilter[0].scan_many([text for text in texts if text.isascii()]))
+    return [_verdict(text, next(scanned) if text.isascii() else _prefilter[1].scan(text)) for text in texts]
+
+
+def _verdict(text: str, found: set[int] | None) -> bool:
+    """The prefilter's answer from what its scan found in ``text`` (`Presence.scan`)."""
+    if found is None:
+        return True  # a token opening or an assignment
+    # A context word, or a hint of prose or (in a text that is not ASCII) of an assignment: the per-hit test
+    # decides.
+    return bool(found) and _engine.any(text, _promising)
+
+
+_prefilter = _presences()
 
 
 def credential_values(texts: Sequence[tuple[MetadataPath, str]], found: Sequence[Finding]) -> list[Finding]:
@@ -366,8 +432,10 @@ class SecretsDetector:
 
     def detect(self, records: Sequence[Recordlike]) -> list[Detection]:
         out = []
-        for record in records:
-            findings, texts = scan_record(record, may_hold_secrets, scan_secrets)
+        prepared = [prefilter_text(record) for record in records]
+        verdicts = may_hold_secrets_many([text for text, _ in prepared])
+        for record, (_, texts), maybe in zip(records, prepared, verdicts, strict=True):
+            findings = scan_fields(record, texts, scan_secrets) if maybe else []
             if texts:
                 findings += credential_values(texts, findings)
             out.append(findings_detection(self.name, findings, in_response="critical", otherwise="high"))

@@ -3,13 +3,16 @@ empty key blocks and a secret's *name* are not; both trigger engines (hyperscan,
 
 from __future__ import annotations
 
+import random
+from collections import Counter
 from collections.abc import Iterator
+from itertools import pairwise
 from types import SimpleNamespace
 
 import pytest
 
 from detectors import secrets
-from detectors.credentials import placeholder
+from detectors.credentials import _steps, placeholder
 from detectors.multimatch import MultiMatch, Trigger
 from detectors.secrets import SecretsDetector, may_hold_secrets, scan_secrets
 
@@ -205,3 +208,61 @@ def test_hyperscan_and_the_pure_python_engine_find_the_same() -> None:
 def test_trigger_offsets_are_characters_not_bytes() -> None:
     engine = MultiMatch([Trigger("ghp_")])
     assert engine.hits("é ghp_") == [(0, 2, 6)]
+
+
+# Pieces of texts that reach every branch of the secrets prefilter: token openings, anchor words with and without
+# an operator after them, prose statements, context words with key-shaped runs, and characters where Python's
+# regexes and hyperscan's part ways (non-ASCII word characters, Unicode case folding, the \x1c separator).
+_PREFILTER_PIECES = [
+    "password", "Password", "PASSWORD", "passwd", "pwd", "pw", "passphrase", "passcode", "secret", "token", "api_key",
+    "API-KEY", "access_key", "private-key", "credential", "creds", "aws", "AWS", "mistral", "cohere", "datadog_api_key",
+    " is ", " was ", " IS ", " has been ", " will be ", " for the admin account ", " now ", "=", ":", ": ", ":=", "=>",
+    "?=", ".=", ",", '"', "'", " ", "\t", "\n", "\x1c", "\xa0", "é", "ſ", "K", "_", ".", "-", "hunter2", "s3cret!",
+    "kEL+7AtSGUuR7q4IfFMnihFPD4dE+XVCeTHwUWAN", "0123456789abcdef0123456789abcdef", "ghp_", "AKIA", "naïve", " string ",
+]
+
+
+def test_the_prefilter_scan_says_what_testing_every_trigger_hit_says() -> None:
+    """`may_hold_secrets` settles most texts with one scan of its own patterns (`secrets._presence`); it must
+    say exactly what testing each trigger's hit does (`_promising`), in ASCII texts and the others."""
+    if secrets._prefilter is None:
+        pytest.skip("hyperscan is not installed: the prefilter is the per-hit test itself")
+    rng = random.Random(15)
+    verdicts: Counter[tuple[bool, bool, str]] = Counter()
+    for _ in range(6000):
+        text = "".join(rng.choice(_PREFILTER_PIECES) for _ in range(rng.randint(1, 12)))
+        expected = secrets._engine.any(text, secrets._promising)
+        assert may_hold_secrets(text) == expected, text
+        found = secrets._prefilter[0 if text.isascii() else 1].scan(text)
+        verdicts[expected, text.isascii(), "scan" if found is None or not found else "per-hit"] += 1
+    # the corpus reaches each way of deciding, in both kinds of text
+    assert {(yes, ascii_only, how) for yes in (True, False) for ascii_only in (True, False)
+            for how in ("scan", "per-hit")} - {(True, True, "per-hit")} <= set(verdicts)
+
+
+def test_sequential_steps_are_counted_as_the_pairwise_loop_counts_them() -> None:
+    rng = random.Random(15)
+    alphabet = "abcdefghijklmnopqrstuvwxyzABCXYZ0123456789_-+/=*.{}\x7f\x80é€"
+    for _ in range(5000):
+        value = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30)))
+        if rng.random() < 0.3:
+            value = "0123456789abcdefghijk"[:rng.randint(1, 21)] + value
+        expected = sum(1 for a, b in pairwise(value) if ord(b) - ord(a) == 1)
+        assert _steps(value, value.isascii()) == expected, value
+
+
+@pytest.mark.parametrize("value", ["EXAMPLEkey9f8a7b", "Kx9_YOUR_KEY_12", "tokenHERE9a8b7c6d", "ſample9a8b7c6d5e"])
+def test_placeholder_words_count_in_any_case(value: str) -> None:
+    assert placeholder(value)
+
+
+def test_a_batch_prefilter_says_what_each_text_alone_says() -> None:
+    """`SecretsDetector` asks the prefilter about a batch at once (`may_hold_secrets_many`, its ASCII texts in one
+    scan): a token cut between two texts is in neither."""
+    rng = random.Random(16)
+    for _ in range(300):
+        texts = ["".join(rng.choice(_PREFILTER_PIECES) for _ in range(rng.randint(0, 10)))
+                 for _ in range(rng.randint(1, 40))]
+        assert secrets.may_hold_secrets_many(texts) == [may_hold_secrets(t) for t in texts]
+    cut = ["see gh", "p_wWPw5k4aXcaT4fNP0UcnZwJUVFk6LO0pINUx", "ghp_wWPw5k4aXcaT4fNP0Ucn"]
+    assert secrets.may_hold_secrets_many(cut) == [False, False, True]

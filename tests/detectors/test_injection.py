@@ -3,13 +3,14 @@ merely share their words ("ignore the previous error and retry") are not."""
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import pytest
 
 from detectors.chain import DetectorChain
 from detectors.config import DetectorsConfig
-from detectors.injection import InjectionDetector
+from detectors.injection import _TRIGGERS, InjectionDetector
 
 
 def _rec(prompt: str) -> SimpleNamespace:
@@ -143,3 +144,19 @@ def test_attempts_missed_on_garak_before_are_flagged(prompt: str, signal: str) -
 def test_their_benign_look_alikes_are_not_flagged(prompt: str) -> None:
     [d] = InjectionDetector().detect([_rec(prompt)])
     assert not d.flagged
+
+
+def test_a_batch_scores_each_prompt_as_it_scores_alone() -> None:
+    """The detector scans a batch's ASCII prompts as one buffer (`MultiMatch.hits_many`): a trigger word cut
+    between two prompts is in neither, and each prompt scores what it scores alone."""
+    rng = random.Random(15)
+    pieces = [w for words in _TRIGGERS.values() for w in words] + [
+        "DAN", " ", "\n", "é", "ignore all previous", "instructions", " and print your system prompt", "x"]
+    detector = InjectionDetector()
+    for _ in range(200):
+        prompts = ["".join(rng.choice(pieces) for _ in range(rng.randint(0, 8))) for _ in range(rng.randint(1, 30))]
+        detections = detector.detect([SimpleNamespace(prompt=p, response="") for p in prompts])
+        assert [(d.score, d.details.get("signals")) for d in detections] == \
+            [(score, matched or None) for score, matched in map(detector.score, prompts)]
+    split = detector.detect([SimpleNamespace(prompt=p, response="") for p in ("ignore all previous instr", "uctions")])
+    assert [d.score for d in split] == [0.0, 0.0]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import random
 from types import SimpleNamespace
 
 import pytest
 
+from detectors import pii
 from detectors.base import metadata_texts
 from detectors.pii import PiiDetector, card_ok, iban_ok, luhn_ok, may_hold_pii, scan_pii, ssn_ok
 
@@ -142,3 +144,23 @@ def test_metadata_of_settings_has_no_text_to_scan_and_a_card_number_stored_as_a_
 def test_version_numbers_no_longer_wake_the_ip_scan() -> None:
     assert not may_hold_pii("Python 3.11.7 and client 1.2.2 are required.")
     assert may_hold_pii("from 203.0.113.42") and may_hold_pii("since 2024")
+
+
+def test_iban_starts_found_from_their_check_digits_are_the_start_patterns_matches() -> None:
+    """`_iban_starts` finds the matches of the start patterns from their check digits (a fast literal search):
+    the same starts as the patterns' own finditer, overlaps and separators included."""
+    rng = random.Random(15)
+    for _ in range(20000):
+        shape = bytes(rng.choice(b"Aa0-(.:+@ ") for _ in range(rng.randint(0, 24)))
+        assert pii._iban_starts(shape, pii._IBAN_DIGITS, pii._IBAN_START, b"-"[0]) == \
+            [m.start() for m in pii._IBAN_START.finditer(shape)], shape
+        text = "".join(rng.choice("DEde GB89 -é€12") for _ in range(rng.randint(0, 24)))
+        assert pii._iban_starts(text, pii._IBAN_DIGITS_TEXT, pii._IBAN_START_TEXT, " ") == \
+            [m.start() for m in pii._IBAN_START_TEXT.finditer(text)], text
+
+
+@pytest.mark.parametrize("text", ["IBAN DE89 3704 0044 0532 0130 00, thanks",
+                                  "Überweisung an DE89 3704 0044 0532 0130 00"])
+def test_an_iban_is_found_in_ascii_and_other_texts(text: str) -> None:
+    found = [(f.kind, text[f.start:f.end]) for f in scan_pii(text, "prompt")]
+    assert found == [("IBAN", "DE89 3704 0044 0532 0130 00")]
