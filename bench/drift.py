@@ -20,7 +20,9 @@ detection) once the previous one is stored. Printed per scenario:
   gives way to the next trial's; its events are counted apart (``*@aft``: after the first change,
   ``*@bef`` before it, which are false alarms);
 - seconds from producing the first shifted record to its ``drift_events`` row (``created_at``) and to the
-  drift alert (``alerts.first_seen``).
+  drift alert (``alerts.first_seen``);
+- ``late``: values (records × streams × signals) the fold fed after their bucket had been folded, at the current
+  position (a partition that fell behind the watermark): each is a record watched later than its time.
 
 Baselines in the same run, on the same trials:
 
@@ -52,6 +54,7 @@ import sys
 import tempfile
 import time
 import uuid
+import zlib
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -62,9 +65,9 @@ import orjson
 from sqlalchemy import func, select
 
 from monitor.ingest.record import decode
-from monitor.jobs.drift import overlaps
+from monitor.jobs.drift import STATE_KEY, overlaps
 from monitor.storage.db import make_engine, upgrade
-from monitor.storage.schema import alerts, drift_events, records
+from monitor.storage.schema import alerts, detector_state, drift_events, records
 from monitor.synthetic.broker import LocalBroker, create_topic
 from monitor.synthetic.generator import Incident, TrafficGenerator
 
@@ -206,7 +209,9 @@ enabled = false  # the trials' event time is in the past: 180-day-old drift even
         with engine.connect() as conn:
             events = [dict(r) for r in conn.execute(select(drift_events).order_by(drift_events.c.id)).mappings()]
             fired = [dict(r) for r in conn.execute(select(alerts).order_by(alerts.c.id)).mappings()]
-        return events, fired, produced_at
+            state = conn.execute(select(detector_state.c.state).where(detector_state.c.key == STATE_KEY)).scalar()
+        late = orjson.loads(zlib.decompress(bytes(state))).get("late", 0.0) if state is not None else 0.0
+        return events, fired, produced_at, late
     finally:
         for d in daemons:
             d.send_signal(signal.SIGTERM)
@@ -309,6 +314,7 @@ class Outcome:
     global_other: int = 0
     to_row: list[float] = field(default_factory=list)
     to_alert: list[float] = field(default_factory=list)
+    late: float = 0.0
 
     def row(self, label: str, trials: int) -> str:
         med = f"{np.median(self.delays):.0f}" if self.delays else "-"
@@ -318,7 +324,7 @@ class Outcome:
         fa = self.false_alarms / max(self.stationary, 1) * 1e6
         return (f"{label:34} {self.detected:>3}/{trials:<3} {','.join(sorted(self.kinds)) or '-':14} {med:>6} "
                 f"{p90:>6} {fa:>7.1f} {self.dups:>4} {self.global_change:>4} {self.global_other:>4} "
-                f"{row_s:>6} {alert_s:>6}")
+                f"{row_s:>6} {alert_s:>6} {self.late:>7.0f}")
 
 
 def stream_kind(stream: str) -> str:
@@ -394,7 +400,7 @@ def main() -> None:
     print(f"through Kafka (tansu) and `watchkeeper run`; per trial {args.before} stationary records, then the "
           f"changed model (35% of traffic) shifted; {n_trials} trials per scenario, in sequence")
     print(f"{'scenario':34} {'found':>7} {'stream kind':14} {'delay':>6} {'p90':>6} {'FA/1e6':>7} {'dups':>4} "
-          f"{'*@aft':>4} {'*@bef':>4} {'s2row':>6} {'s2alrt':>6}")
+          f"{'*@aft':>4} {'*@bef':>4} {'s2row':>6} {'s2alrt':>6} {'late':>7}")
     with LocalBroker() as broker:
         for shift in shifts:
             after = args.after or (6000 if shift.name in ("toxic", "refusal") else 3000)
@@ -413,7 +419,7 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     db_url = args.db_url or f"sqlite:///{Path(tmp) / 'wk.db'}"
                     upgrade(db_url)
-                    events, fired, produced_at = run_daemons(broker.bootstrap_servers, topic, db_url, d, trials,
+                    events, fired, produced_at, late = run_daemons(broker.bootstrap_servers, topic, db_url, d, trials,
                                                              Path(tmp), river=river, topics=rate)
                 label = f"{shift.name}{f'@{rate:g}' if rate else ''} P={p} D={d}" \
                     + (" river ADWIN (daemon)" if river else "")
@@ -423,6 +429,7 @@ def main() -> None:
                             dump.write(f"{label}\t{e['stream']}\t{e['signal']}\t{e['detected_at']}\t"
                                        f"{e['details']}\n")
                 outcome = score(trials, shift, events, fired, produced_at)
+                outcome.late = late
                 print(outcome.row(label, n_trials), flush=True)
                 if outcome.fa_where:
                     where = ", ".join(f"{k} ×{v}" for k, v in outcome.fa_where.most_common())

@@ -716,6 +716,10 @@ class DriftConfig(Section):
     grace_s: Annotated[float, Field(ge=0, le=600)] = 2.0
     """Buckets are event time: how long after a bucket ends (by the clock, and by the newest record stored
     from every partition that is behind) the fold waits for records still on their way into it."""
+    idle_s: Annotated[float, Field(ge=0, le=600)] = 2.0
+    """A partition that has caught up still holds the fold back until its newest record is this old by the
+    clock (no new record for idle_s): while a producer writes a burst, caught up is only a moment. On a
+    partition that falls quiet a change is reported up to idle_s later."""
     late_s: Annotated[float, Field(ge=0, le=3600)] = 60.0
     """Records stored up to this long after their bucket was folded are still fed to the detectors (at the
     current position); later ones are kept in `drift_buckets` but not watched."""

@@ -215,6 +215,10 @@ class DriftFold:
         self.subjects = tuple(SUBJECTS)
         self.subject_index = {f"{TOPIC_PREFIX}{name}": i for i, name in enumerate(self.subjects)}
         self._version: datetime | None = None
+        # (topic, partition) -> (newest event time seen, ``clock`` seconds when it last changed): whether a
+        # caught-up partition is still receiving records (see `watermark`). Memory only: a new fold instance
+        # starts by treating every partition as active, which delays folding by idle_s at most.
+        self._activity: dict[tuple[str, int], tuple[datetime | None, float]] = {}
         self._reset_state()
 
     def _reset_state(self) -> None:
@@ -329,22 +333,38 @@ class DriftFold:
 
     def watermark(self, conn: Connection, now_ms: int) -> int:
         """Event time (epoch ms) up to which every record is taken to be stored: ``grace_s`` before now, held
-        back by any partition of this consumer group that is behind (its newest stored event time, less
-        ``grace_s``); a partition behind that has stored nothing yet holds every bucket back (`UNKNOWN_MARK`),
-        since its first records may belong to any of them. A partition whose progress was not refreshed for
+        back by any partition of this consumer group that is behind or still receiving records (its newest
+        stored event time, less ``grace_s``); a partition behind that has stored nothing yet holds every
+        bucket back (`UNKNOWN_MARK`), since its first records may belong to any of them.
+
+        A partition that has caught up holds nothing once it has been *idle* — its newest event time unchanged
+        — for ``idle_s`` (Flink's idleness rule): caught up is a moment, not a state, while a producer writes a
+        burst or a replay, and its next records would otherwise land in buckets already folded (fed late, at
+        the current position: a delay of a bucket or more). A partition whose progress was not refreshed for
         `STALE_S` (no consumer) holds nothing."""
         grace = round(self.config.grace_s * 1000)
         mark = now_ms - grace
         t = consumer_progress.c
         stale = datetime.fromtimestamp(now_ms / 1000 - STALE_S, UTC)
-        for committed, highwater, last_ts, updated_at in conn.execute(
-                select(t.committed, t.highwater, t.last_record_ts, t.updated_at).where(t.group_id == self.group_id)):
-            if (highwater is not None and highwater <= committed) or as_utc(updated_at) < stale:
-                continue  # caught up, or no consumer
+        now = now_ms / 1000
+        active: dict[tuple[str, int], tuple[datetime | None, float]] = {}
+        unknown = False
+        for topic, partition, committed, highwater, last_ts, updated_at in conn.execute(
+                select(t.topic, t.partition, t.committed, t.highwater, t.last_record_ts, t.updated_at)
+                .where(t.group_id == self.group_id)):
+            if as_utc(updated_at) < stale:
+                continue  # no consumer
+            seen = self._activity.get((topic, partition))
+            changed = now if seen is None or seen[0] != last_ts else seen[1]
+            active[(topic, partition)] = (last_ts, changed)
+            if highwater is not None and highwater <= committed and now - changed >= self.config.idle_s:
+                continue  # caught up and idle
             if last_ts is None:  # assigned, not known to be caught up, nothing read yet: times unknown
-                return UNKNOWN_MARK
+                unknown = True
+                continue
             mark = min(mark, int(as_utc(last_ts).timestamp() * 1000) - grace)
-        return mark
+        self._activity = active
+        return UNKNOWN_MARK if unknown else mark
 
     def _feed(self, signal: str, stream: str, n: float, total: float, total_sq: float, bucket: int,
               mixes: dict[str, np.ndarray]) -> None:

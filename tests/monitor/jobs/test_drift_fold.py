@@ -8,10 +8,10 @@ daemon are in tests/monitor/ingest/steps/test_drift.py.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, insert, select
 
 from detectors.chain import DetectorChain
 from detectors.drift.subjects import SubjectCells
@@ -23,7 +23,7 @@ from monitor.ingest.steps.drift import DriftStep
 from monitor.jobs.drift import STATE_KEY, DriftFold, attribute
 from monitor.jobs.scheduler import Superseded
 from monitor.storage.db import make_engine
-from monitor.storage.schema import detector_state, drift_buckets, drift_events, metadata
+from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events, metadata
 from monitor.storage.store import Store, text_policy
 from monitor.synthetic.generator import Incident, TrafficGenerator
 
@@ -210,6 +210,35 @@ def test_records_added_to_a_bucket_already_folded_are_still_watched(engine):
     assert fold.late == 3 and fold.charts["latency_ms"]["*"].seen == seen + 3
     fold.run(engine)
     assert fold.late == 3  # fed once
+
+
+def test_a_partition_that_just_caught_up_holds_the_fold_back_until_it_has_been_idle(engine):
+    """A producer writes a burst of past-dated records (a replay, a backlog flushed): partition 1 is read to its
+    end for a moment while partition 0 is behind. Folding up to "now" then would leave partition 1's next
+    records in buckets already folded; it holds the fold back while its newest event time still moves, and
+    holds nothing once it has been idle for ``idle_s``."""
+    t0 = datetime(2026, 4, 1, tzinfo=UTC)
+    clock = [t0.timestamp() + 3600]  # the records are an hour old
+    fold = DriftFold(DriftConfig(grace_s=2.0, idle_s=2.0), "wk", clock=lambda: clock[0])
+
+    def progress(behind_ts: datetime, caught_up_ts: datetime) -> int:
+        with engine.begin() as conn:
+            conn.execute(delete(consumer_progress))
+            conn.execute(insert(consumer_progress), [
+                {"group_id": "wk", "topic": "llm-logs", "partition": 0, "committed": 10, "highwater": 50,
+                 "last_record_ts": behind_ts, "updated_at": datetime.fromtimestamp(clock[0], UTC)},
+                {"group_id": "wk", "topic": "llm-logs", "partition": 1, "committed": 40, "highwater": 40,
+                 "last_record_ts": caught_up_ts, "updated_at": datetime.fromtimestamp(clock[0], UTC)}])
+            return fold.watermark(conn, int(clock[0] * 1000))
+
+    ms = int(t0.timestamp() * 1000)
+    assert progress(t0 + timedelta(seconds=30), t0 + timedelta(seconds=20)) == ms + 18_000
+    clock[0] += 1
+    assert progress(t0 + timedelta(seconds=30), t0 + timedelta(seconds=25)) == ms + 23_000  # it moved: active
+    clock[0] += 1.5
+    assert progress(t0 + timedelta(seconds=30), t0 + timedelta(seconds=25)) == ms + 23_000  # idle 1.5 s < 2 s
+    clock[0] += 1
+    assert progress(t0 + timedelta(seconds=30), t0 + timedelta(seconds=25)) == ms + 28_000  # idle: only p0 holds
 
 
 def test_attribution_goes_down_to_a_child_only_when_its_siblings_did_not_change():
