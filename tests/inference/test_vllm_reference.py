@@ -52,14 +52,18 @@ def test_a_plain_prompt_is_continued_through_the_completions_api(vllm_server: Vl
     assert answer.text.strip() and answer.tokens_out is not None and 0 < answer.tokens_out <= 8
 
 
-def test_temperature_zero_with_a_seed_gives_the_same_answer_alone_or_in_a_busy_batch(vllm_server: VllmServer) -> None:
-    """The same prompt asked alone, then among seven others sent at once (vLLM batches them): same words."""
+def test_temperature_zero_with_a_seed_answers_the_same_when_asked_alone_again(vllm_server: VllmServer) -> None:
+    """The same prompt asked alone twice, with seven others batched in between: the same words both times, so
+    a replayed prompt's reference answer is reproducible. (Asked *inside* a busy batch it may differ after a
+    few dozen tokens — seen in a local run of the suite: batch shapes change the order of float sums, vLLM does
+    not promise batch invariance, and a near-tie between two words can then go the other way.)"""
     question = Prompt.chat("Name three primary colours.")
-    [alone] = ask_all(vllm_server.url, [question])
+    [first] = ask_all(vllm_server.url, [question])
     others = [Prompt.chat(f"Count from {i} to {i + 5}.") for i in range(7)]
     batch = ask_all(vllm_server.url, [*others[:3], question, *others[3:]], concurrently=True)
-    assert batch[3].text == alone.text
-    assert len({a.text for a in batch}) > 1
+    [again] = ask_all(vllm_server.url, [question])
+    assert again.text == first.text
+    assert batch[3].text and len({a.text for a in batch}) > 1
 
 
 def test_a_model_the_server_does_not_serve_is_refused_at_check(vllm_server: VllmServer) -> None:
