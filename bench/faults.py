@@ -17,7 +17,7 @@ Cases:
                   max_poll_interval_ms (set to 20 s here), so the offset commit after it is rejected
   sigkill         the daemon SIGKILLed ``--kills`` times while it stores a run, restarted each time
   sigkill2        the same with two daemons in one consumer group, killed in turn
-  slack           Slack (a local HTTP server standing in for it) answers 500 for half of ``--outage`` (90 s
+  slack           Slack (a local HTTP server standing in for it) answers 500 for half of ``--outage`` (60 s
                   by default), then refuses connections for the other half, while traffic with 5% malformed
                   messages makes the dead-letter rule fire; ``recover_s`` is from Slack's recovery to every
                   decided notification delivered, ``lost`` counts records and notifications never delivered

@@ -181,16 +181,28 @@ def deliver_pending(engine: Engine, sinks: Mapping[str, Sink], now: datetime, *,
                 continue
             wait = timedelta(seconds=exc.retry_after) if exc.retry_after is not None else policy.delay(attempts)
             _retry(engine, row.id, exc.reason, now + wait, maybe_sent=exc.maybe_delivered)
-            log.info("alert notification %d to %s failed (attempt %d, next in %s): %s",
-                     row.id, row.sink, attempts, wait, exc.reason)
+            if _worth_a_line(attempts, exc.reason, row.last_error):
+                log.info("alert notification %d to %s failed (attempt %d, next in %s; the next line at attempt %d "
+                         "unless the reason changes): %s", row.id, row.sink, attempts, wait,
+                         1 << attempts.bit_length(), exc.reason)
             report.retrying.append(row.id)
             blocked.add(row.sink)
             continue
         with engine.begin() as conn:
             conn.execute(update(alert_outbox).where(t.id == row.id).values(
                 status=SENT, sent_at=datetime.now(UTC), external_ref=ref, claimed_at=None, last_error=None))
+        if row.last_error:
+            log.info("alert notification %d to %s delivered at attempt %d, %s after it was decided",
+                     row.id, row.sink, row.attempts + 1, timedelta(seconds=round((now - created).total_seconds())))
         report.sent.append(row.id)
     return report
+
+
+def _worth_a_line(attempts: int, reason: str, last_reason: str | None) -> bool:
+    """Whether a failed attempt is logged: the first, the 2nd, 4th, 8th… and any whose reason differs from the
+    previous one. Attempts come every ``backoff_max`` (5 s) for as long as Slack is down; a line each made an
+    hour's outage 720 lines that said the same thing."""
+    return attempts & (attempts - 1) == 0 or reason[:2000] != (last_reason or "")
 
 
 def _outgoing(engine: Engine, row: Any) -> Outgoing:

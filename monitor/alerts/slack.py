@@ -27,6 +27,11 @@ from inference.tls import client_context
 from monitor.alerts.outbox import DeliveryError, Outgoing
 
 log = logging.getLogger(__name__)
+_sdk_log = logging.getLogger(f"{__name__}.sdk")
+"""slack-sdk's logger for our clients: it logs an ERROR line for every request that fails to connect, then
+raises; the sink turns the exception into a `DeliveryError` that the outbox logs (rarely) itself, so the SDK's
+line would only repeat it every ``backoff_max`` for as long as Slack is unreachable."""
+_sdk_log.setLevel(logging.CRITICAL)
 
 EVENT_TYPE = "watchkeeper_alert"
 _TRANSIENT_ERRORS = {"ratelimited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
@@ -70,7 +75,7 @@ class SlackWebhookSink:
 
     def __init__(self, url: str, *, timeout: float = 10.0, ca_file: str | None = None) -> None:
         self._client = WebhookClient(url, timeout=timeout, retry_handlers=[],  # type: ignore[arg-type]
-                                     ssl=client_context(ca_file))
+                                     ssl=client_context(ca_file), logger=_sdk_log)
 
     def send(self, message: Outgoing) -> str | None:
         payload = message.payload
@@ -90,7 +95,7 @@ class SlackApiSink:
     def __init__(self, token: str, *, base_url: str = "https://slack.com/api/", timeout: float = 10.0,
                  ca_file: str | None = None) -> None:
         self._client = WebClient(token=token, base_url=base_url, timeout=int(max(1, timeout)), retry_handlers=[],
-                                 ssl=client_context(ca_file))
+                                 ssl=client_context(ca_file), logger=_sdk_log)
 
     def send(self, message: Outgoing) -> str | None:
         payload = message.payload

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Literal
 
@@ -48,6 +50,44 @@ class JsonFormatter(SealingFormatter):
         return self._seal(json.dumps(entry, ensure_ascii=False))
 
 
+class BrokerOutageFilter(logging.Filter):
+    """Lets kafka-python's WARNING/ERROR lines through once per (logger, message template) every ``window_s``.
+
+    While the broker is down kafka-python logs every reconnect attempt, fetch, metadata refresh and heartbeat
+    that fails, several lines each, with a traceback for a reset connection: bench/faults' broker_restart case
+    wrote ~130 ERROR lines for a 60 s outage. Which of them happen says what went wrong; how often, nothing.
+    A line that passes after some were held back says how many; a connection error loses its traceback (a
+    reset or refused socket is the whole story) but keeps its message."""
+
+    def __init__(self, window_s: float = 300.0, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._window_s = window_s
+        self._clock = clock
+        self._seen: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno < logging.WARNING or not record.name.startswith("kafka"):
+            return True
+        key = (record.name, str(record.msg))
+        now = self._clock()
+        since, held = self._seen.get(key, (-self._window_s, 0))
+        if now - since < self._window_s:
+            self._seen[key] = (since, held + 1)
+            return False
+        self._seen[key] = (now, 0)
+        if held:
+            self._append(record, f" [{held} more like this in the last {now - since:.0f} s not shown]")
+        if record.exc_info and isinstance(record.exc_info[1], OSError):
+            self._append(record, f": {record.exc_info[1]!r}")
+            record.exc_info = None
+            record.exc_text = None
+        return True
+
+    @staticmethod
+    def _append(record: logging.LogRecord, text: str) -> None:
+        record.msg = f"{record.msg}{text.replace('%', '%%') if record.args else text}"
+
+
 def current_format() -> LogFormat:
     """The format `setup_logging` chose last (the worker processes use the same)."""
     return _current
@@ -63,6 +103,7 @@ def setup_logging(level: str, log_format: LogFormat = "text") -> None:
         handler.setFormatter(JsonFormatter())
     else:
         handler.setFormatter(SealingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s"))
+    handler.addFilter(BrokerOutageFilter())
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO), handlers=[handler])
     logging.getLogger("kafka").setLevel(logging.WARNING)
     logging.getLogger("alembic").setLevel(logging.WARNING)  # "Context impl…" per check, one line per plugin

@@ -20,8 +20,9 @@ past its end at two checks in a row (``end_check_s`` apart) is moved back.
 Partitions added to a topic (or a topic back with another partition count) are noticed at the next metadata
 refresh (``[kafka] metadata_max_age_ms``). Kafka then rebalances the group onto them by itself; tansu keeps
 the old assignment, so once the partition count of a subscribed topic changed the source leaves and rejoins
-the group (once per change, after ``session_timeout_ms`` and a few seconds of grace, with one INFO line):
-every partition is then assigned within seconds on either broker.
+the group (once per change, after ``session_timeout_ms`` and a few seconds of grace, with one INFO line; never
+in the middle of a rebalance, which wedges a tansu group): every partition is then assigned within seconds on
+either broker.
 """
 
 from __future__ import annotations
@@ -39,6 +40,11 @@ from monitor.ingest.batch import Message
 from monitor.ops import metrics
 
 log = logging.getLogger(__name__)
+
+RECONNECT_BACKOFF_MAX_MS = 2000
+"""Longest wait between two attempts to reach a broker that is down. kafka-python's default (30 s) left the
+daemon blind for up to 30 s after the broker was back (bench/faults broker_restart: 25 s); a refused connection
+every 2 s costs nothing, and `monitor.app.logs.BrokerOutageFilter` keeps the failures out of the log."""
 
 PartitionCallback = Callable[[set[tuple[str, int]]], None]
 RewindCallback = Callable[[tuple[str, int], int, int], None]
@@ -81,6 +87,7 @@ class KafkaSource:
             "max_poll_records": max_poll_records,
             "fetch_max_bytes": 64 * 1024 * 1024,
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
+            "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
             **config.client_options(),
         }
         self._consumer = KafkaConsumer(**options)
@@ -217,6 +224,11 @@ class KafkaSource:
                          topic, len(now), len(before))
                 self._rejoin_at = time.monotonic() + self._rejoin_grace_s
         if self._rejoin_at is not None and time.monotonic() >= self._rejoin_at:
+            coordinator = self._coordinator
+            if coordinator is not None and not coordinator.stable():
+                # Mid-rebalance (another member's rejoin started it): leaving now wedges the group on tansu,
+                # as in `close`. Rejoin once this rebalance is over; it may already hand out every partition.
+                return
             self._rejoin_at = None
             log.info("rejoining the consumer group so that every partition of %s is assigned", ",".join(self._topics))
             held = {(tp.topic, tp.partition) for tp in self._consumer.assignment()}

@@ -143,6 +143,8 @@ class Scheduler:
         self._rows_ready = False
         self._down_since: float | None = None
         self._rows_lock = threading.Lock()
+        self._down_lock = threading.Lock()
+        """Jobs run on several threads at once: only one of them reports the database going or coming back."""
         self._aps: BackgroundScheduler | None = None
         self._last_attempt = time.monotonic()
 
@@ -236,17 +238,21 @@ class Scheduler:
         database stops answering the scheduler (not a traceback per job and second); the rest at DEBUG until
         `_database_back`."""
         DATABASE_ERRORS.labels("scheduler").inc()
-        if self._down_since is None:
-            self._down_since = time.monotonic()
+        with self._down_lock:
+            first = self._down_since is None
+            if first:
+                self._down_since = time.monotonic()
+        if first:
             text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
             log.warning("scheduler: database unavailable (%s); jobs wait for it", text[0][:200] if text else exc)
         else:
             log.debug("scheduler: database still unavailable: %s", exc)
 
     def _database_back(self) -> None:
-        if self._down_since is not None:
-            log.info("scheduler: database back after %.1f s", time.monotonic() - self._down_since)
-            self._down_since = None
+        with self._down_lock:
+            since, self._down_since = self._down_since, None
+        if since is not None:
+            log.info("scheduler: database back after %.1f s", time.monotonic() - since)
 
     def _ensure_rows(self) -> None:
         if self._rows_ready:

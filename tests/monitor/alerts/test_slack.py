@@ -7,6 +7,8 @@ import json
 import logging
 from datetime import timedelta
 
+import pytest
+
 from monitor.alerts.evaluate import evaluate_once
 from monitor.alerts.jobs import build_sinks
 from monitor.alerts.outbox import RetryPolicy, deliver_pending
@@ -213,3 +215,30 @@ def test_after_slack_fails_and_refuses_for_20_s_the_alert_arrives_within_seconds
     (row,) = outbox_rows(engine)
     assert row.status == "sent" and row.attempts >= 5
     assert {s for _, s in slack.requests} == {500, 200}
+
+
+@pytest.mark.parametrize("configure", [webhook_config, bot_config], ids=["webhook", "bot"])
+def test_a_long_slack_outage_logs_a_few_lines_not_one_per_attempt(engine, db_url, slack, caplog,
+                                                                  configure) -> None:  # type: ignore[no-untyped-def]
+    """Ten minutes of 500s then five of refused connections, an attempt every 5 s (180 attempts): the log says
+    that it fails, that the reason changed and that it was delivered, in a few lines, none of them an ERROR."""
+    config = configure(db_url, slack)
+    sinks = build_sinks(config)
+    policy = RetryPolicy.from_config(config.alerts)
+    fire(engine, config)
+    slack.down, slack.down_status = True, 500
+    t = NOW + timedelta(seconds=3)
+    with caplog.at_level(logging.INFO):
+        for step in range(180):
+            if step == 120:
+                slack.down = False
+                slack.refuse()
+            deliver_pending(engine, sinks, t, policy=policy)
+            t += policy.maximum
+        slack.accept()
+        assert deliver_pending(engine, sinks, t, policy=policy).sent == [1]
+    assert outbox_rows(engine)[0].attempts == 181
+    assert [r.levelname for r in caplog.records if r.levelno >= logging.WARNING] == []
+    lines = [r.getMessage() for r in caplog.records if r.name == "monitor.alerts.outbox"]
+    assert 3 <= len(lines) <= 12, lines
+    assert "500" in lines[0] and any("refused" in line for line in lines) and "delivered at attempt 181" in lines[-1]

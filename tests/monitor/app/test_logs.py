@@ -83,3 +83,32 @@ def test_json_log_format_is_one_object_per_line(sqlite_url, kafka_broker, topic,
     entries = [json.loads(line) for line in log.read_text().splitlines() if line.strip()]
     assert entries and all({"ts", "level", "logger", "message"} <= set(e) for e in entries)
     assert any(e["message"].startswith("partitions assigned") for e in entries)
+
+
+BROKER_GONE = """
+import logging
+from monitor.app.logs import setup_logging
+setup_logging("INFO")
+for port in range(200):  # a broker down for a minute: every reconnect, fetch and refresh fails
+    logging.getLogger("kafka.net.manager").error("Connection failed: %s", "111 ECONNREFUSED")
+    logging.getLogger("kafka.net.transport").error("%s: socket disconnected", f"<transport 127.0.0.1:{port}>")
+    try:
+        raise ConnectionResetError(104, "Connection reset by peer")
+    except OSError:
+        logging.getLogger("kafka.net.transport").exception("%s: Error receiving network data", "<transport>")
+logging.getLogger("kafka.coordinator").error("Attempt to join group %s failed due to fatal error: %s", "g", "x")
+logging.getLogger("monitor.ingest.source").warning("ours, every time")
+logging.getLogger("monitor.ingest.source").warning("ours, every time")
+"""
+
+
+def test_a_broker_outage_is_a_few_kafka_lines_not_one_per_failed_attempt() -> None:
+    """kafka-python logs each failed reconnect, fetch and refresh (bench/faults' broker_restart: ~130 ERROR lines
+    and a traceback for 60 s down). Each kind of line appears once, a reset socket without its traceback; a
+    different kafka error and the daemon's own lines still all come through."""
+    out = subprocess.run([sys.executable, "-c", BROKER_GONE], capture_output=True, text=True, timeout=60,
+                         cwd=Path(__file__).resolve().parents[3], check=True).stderr.splitlines()
+    assert len(out) == 6, "\n".join(out)
+    assert not any(line.startswith("Traceback") for line in out)
+    assert "Connection reset by peer" in out[2] and "fatal error" in out[3]
+    assert [line.split(": ", 1)[1] for line in out[4:]] == ["ours, every time"] * 2

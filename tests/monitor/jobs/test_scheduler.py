@@ -198,3 +198,61 @@ def test_a_database_that_resets_connections_costs_one_log_line_not_a_traceback_p
     finally:
         engine.dispose()
         proxy.close()
+
+
+class _SlowHandler(logging.Handler):
+    """Writes take a while, as stderr into a full pipe does: the GIL is released and other job threads run."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        threading.Event().wait(0.05)
+        self.messages.append(record.getMessage())
+
+
+def test_jobs_running_at_once_when_the_database_comes_back_say_so_once(postgres_url: str) -> None:
+    """The scheduler's jobs run on a thread pool; after an outage the ones due together all succeed at once.
+    bench/faults db_blackhole logged "database back" three times in the same millisecond; once is the story."""
+    from sqlalchemy import make_url
+
+    from tests.tcp_proxy import TcpProxy
+
+    url = make_url(postgres_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or 5432)
+    engine = make_engine(url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False),
+                         connect_timeout_s=2)
+    handler = _SlowHandler()
+    logger = logging.getLogger("monitor.jobs.scheduler")
+    level = logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    try:
+        metadata.create_all(engine)
+        jobs = [Job(f"job{i}", HOURLY, Recorder()) for i in range(4)]
+        scheduler = Scheduler(engine, jobs, owner="daemon-a")
+        assert scheduler.run_due(T0) == {job.name: "ran" for job in jobs}
+        proxy.cut()
+        assert set(scheduler.run_due(T0 + HOURLY).values()) == {"failed"}
+        proxy.restore()
+        start = threading.Barrier(len(jobs))
+        outcomes: list[str] = []
+
+        def attempt(job: Job) -> None:
+            start.wait()
+            outcomes.append(scheduler._attempt(job, T0 + HOURLY))  # as the scheduler's thread pool runs each job
+
+        threads = [threading.Thread(target=attempt, args=(job,)) for job in jobs]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(60)
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(level)
+        engine.dispose()
+        proxy.close()
+    assert outcomes == ["ran"] * len(jobs)
+    assert len([m for m in handler.messages if "database unavailable" in m]) == 1
+    assert len([m for m in handler.messages if "database back" in m]) == 1, handler.messages
