@@ -42,14 +42,15 @@ class PromptEmbedder:
 
     def __init__(self, dim: int = 64, max_words: int = 200_000) -> None:
         import wordllama
-        from tokenizers import Tokenizer
 
         model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True,
                                          trunc_dim=dim)
         self.dim = dim
         self.max_words = max_words
         self._tokens = np.ascontiguousarray(model.embedding, dtype=np.float32)
-        self._tokenizer = Tokenizer.from_str(model.tokenizer.to_str())  # our own copy: no padding
+        # The loaded model is ours alone (a fresh one per load) and only its tokenizer and vectors are kept: its
+        # tokenizer is used as it is, padding off (copying it through its JSON cost ~0.2 s of every start).
+        self._tokenizer = model.tokenizer
         self._tokenizer.no_padding()
         self._tokenizer.no_truncation()
         self._reset_words()
