@@ -46,7 +46,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import betaln, gammaln
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange
 
@@ -149,6 +148,8 @@ class BucketMix:
 
     def _log_ratios(self) -> np.ndarray:
         """log Λ(τ, now) for every start point τ in the window."""
+        from scipy.special import betaln, gammaln  # loaded by the fold's first update, not at the daemon's start
+
         since = np.cumsum(np.asarray(self.counts[::-1]), axis=0)[::-1]  # counts from each start to now
         m = since.sum(axis=1)
         k = len(self.names)
