@@ -93,8 +93,8 @@ _polling_engines: dict[str, Engine] = {}
 
 def polling_engine(db_url: str) -> Engine:
     """One engine per database for what a test reads while it waits (`count`, five times a second): an engine
-    per read cost a new connection each time (on Postgres a new server process, ~10 ms of CPU). Disposed
-    after every test (`dispose_polling_engines`, an autouse fixture in tests/conftest.py)."""
+    per read cost a new connection each time (on Postgres a new server process: ~14 ms a read, ~1 ms pooled).
+    Disposed after every test (`dispose_polling_engines`, an autouse fixture in tests/conftest.py)."""
     engine = _polling_engines.get(db_url)
     if engine is None:
         engine = _polling_engines[db_url] = make_engine(db_url)
