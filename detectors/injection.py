@@ -21,6 +21,7 @@ Details: the names of the matched signals, never the text.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -159,6 +160,14 @@ _BEFORE, _AFTER = 160, 240  # how far around a signal's word its pattern is look
 _DAN = re.compile(r"\bDAN\b")  # the "Do Anything Now" persona, in capitals (not Dan the colleague)
 
 
+@functools.cache
+def _trigger_engine() -> MultiMatch:
+    """One compiled engine for the fixed trigger words, shared by every detector of this process (~30 ms to
+    compile; its scans keep their scratch per thread)."""
+    return MultiMatch([Trigger(re.escape(w), caseless=True) for words in _TRIGGERS.values() for w in words]
+                      + [Trigger("DAN")])
+
+
 class InjectionDetector:
     """Scores each record's prompt for prompt-injection and jailbreak attempts; flags at ``threshold``.
 
@@ -174,8 +183,7 @@ class InjectionDetector:
     def __init__(self, threshold: float = 0.5) -> None:
         self.threshold = threshold
         self._signal_of = [name for name, words in _TRIGGERS.items() for _ in words] + ["jailbreak_persona"]
-        self._engine = MultiMatch([Trigger(re.escape(w), caseless=True) for words in _TRIGGERS.values() for w in words]
-                                  + [Trigger("DAN")])
+        self._engine = _trigger_engine()
 
     def score(self, prompt: str) -> tuple[float, list[str]]:
         """The prompt's score and the signals that matched."""

@@ -14,6 +14,12 @@ for a heavier model without code changes:
 
 from __future__ import annotations
 
+import hashlib
+import importlib.metadata
+import importlib.util
+import os
+import tempfile
+import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -42,21 +48,10 @@ class ProfanityCheckBackend:
     """
 
     def __init__(self) -> None:
-        from profanity_check import profanity_check  # loads the pickled model (~2 s): do it once
-
-        vectorizer, model = profanity_check.vectorizer, profanity_check.model
-        if vectorizer.ngram_range != (1, 1) or vectorizer.sublinear_tf or vectorizer.norm != "l2" \
-                or model.method != "sigmoid" or vectorizer.token_pattern != r"(?u)\b\w\w+\b" \
-                or not vectorizer.lowercase or vectorizer.analyzer != "word" or vectorizer.preprocessor \
-                or vectorizer.tokenizer or vectorizer.strip_accents:
-            raise RuntimeError("unsupported alt-profanity-check model layout; pin alt-profanity-check 1.x")
-        self._counter = WordCounter(vectorizer.vocabulary_)
-        self._idf = np.asarray(vectorizer.idf_, dtype=float)
-        members = model.calibrated_classifiers_
-        self._coef = np.vstack([m.estimator.coef_.ravel() for m in members]).T
-        self._intercept = np.array([m.estimator.intercept_[0] for m in members])
-        self._a = np.array([m.calibrators[0].a_ for m in members])
-        self._b = np.array([m.calibrators[0].b_ for m in members])
+        arrays = _profanity_model()
+        self._counter = WordCounter(dict(zip(arrays["words"].tolist(), arrays["columns"].tolist(), strict=True)))
+        self._idf, self._coef, self._intercept = arrays["idf"], arrays["coef"], arrays["intercept"]
+        self._a, self._b = arrays["a"], arrays["b"]
 
     def predict(self, texts: Sequence[str]) -> np.ndarray:
         tfidf = self._counter.counts(texts)
@@ -66,6 +61,91 @@ class ProfanityCheckBackend:
         norms[norms == 0] = 1.0
         decision = np.asarray(tfidf @ self._coef) / norms[:, None] + self._intercept
         return (1.0 / (1.0 + np.exp(self._a * decision + self._b))).mean(axis=1)
+
+
+_MODEL_ARRAYS = ("words", "columns", "idf", "coef", "intercept", "a", "b")
+_CACHE_FORMAT = 1  # bump when the arrays below change meaning
+
+
+def cache_dir() -> Path:
+    """Where one-time builds are kept between processes: ``$WATCHKEEPER_CACHE_DIR``, else
+    ``$XDG_CACHE_HOME/watchkeeper``, else ``~/.cache/watchkeeper``."""
+    if env := os.environ.get("WATCHKEEPER_CACHE_DIR"):
+        return Path(env)
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "watchkeeper"
+
+
+def _profanity_model() -> dict[str, np.ndarray]:
+    """The wheel's model as the plain arrays `ProfanityCheckBackend` evaluates.
+
+    Unpickling it imports scikit-learn (with scipy.stats and pandas): ~1 s of every daemon's start, for a
+    few arrays. So they are kept in `cache_dir`, in a file named by a hash of the wheel's model files and
+    the scikit-learn version that reads them: a changed model is a new file, never a stale one. A cache
+    that cannot be read or written only costs the slow path."""
+    try:
+        path = _profanity_cache_path()
+    except (OSError, ImportError):  # the wheel is not laid out as expected: no cache, its own import
+        return _unpickle_profanity_model()
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            return {name: stored[name] for name in _MODEL_ARRAYS}
+    except (OSError, EOFError, KeyError, ValueError, zipfile.BadZipFile):  # absent or damaged: build it again
+        pass
+    arrays = _unpickle_profanity_model()
+    _save_atomically(path, arrays)
+    return arrays
+
+
+def _profanity_cache_path() -> Path:
+    spec = importlib.util.find_spec("profanity_check")  # where the wheel is, without running its import
+    if spec is None or spec.origin is None:
+        raise ImportError("profanity_check is not installed")
+    digest = hashlib.sha256(f"{_CACHE_FORMAT} {importlib.metadata.version('scikit-learn')}".encode())
+    data = Path(spec.origin).parent / "data"
+    for name in ("vectorizer.joblib", "model.joblib"):
+        digest.update((data / name).read_bytes())
+    return cache_dir() / f"profanity-check-{digest.hexdigest()[:24]}.npz"
+
+
+def _save_atomically(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """``arrays`` to ``path`` (npz), whole or not at all, whichever process writes it; a cache folder that
+    cannot be written (a read-only home) leaves nothing behind and every start takes the slow path."""
+    tmp: str | None = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path.parent, prefix=path.stem, suffix=".tmp", delete=False) as f:
+            tmp = f.name
+            np.savez(f, **arrays)  # type: ignore[arg-type]
+        os.replace(tmp, path)
+        tmp = None
+    except OSError:
+        pass
+    finally:
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+
+
+def _unpickle_profanity_model() -> dict[str, np.ndarray]:
+    """The model's arrays, read from the wheel's pickles (scikit-learn objects)."""
+    from profanity_check import profanity_check  # loads the pickled model (~1 s, scikit-learn included)
+
+    vectorizer, model = profanity_check.vectorizer, profanity_check.model
+    if vectorizer.ngram_range != (1, 1) or vectorizer.sublinear_tf or vectorizer.norm != "l2" \
+            or model.method != "sigmoid" or vectorizer.token_pattern != r"(?u)\b\w\w+\b" \
+            or not vectorizer.lowercase or vectorizer.analyzer != "word" or vectorizer.preprocessor \
+            or vectorizer.tokenizer or vectorizer.strip_accents:
+        raise RuntimeError("unsupported alt-profanity-check model layout; pin alt-profanity-check 1.x")
+    members = model.calibrated_classifiers_
+    vocabulary: dict[str, int] = vectorizer.vocabulary_
+    return {
+        "words": np.array(list(vocabulary), dtype=str),
+        "columns": np.array(list(vocabulary.values()), dtype=np.int64),
+        "idf": np.asarray(vectorizer.idf_, dtype=float),
+        "coef": np.vstack([m.estimator.coef_.ravel() for m in members]).T,
+        "intercept": np.array([m.estimator.intercept_[0] for m in members]),
+        "a": np.array([m.calibrators[0].a_ for m in members]),
+        "b": np.array([m.calibrators[0].b_ for m in members]),
+    }
 
 
 class HuggingFaceBackend:

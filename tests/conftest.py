@@ -49,6 +49,16 @@ def pytest_terminal_summary(terminalreporter):  # type: ignore[no-untyped-def]
         )
 
 
+@pytest.fixture(autouse=True)
+def _polling_engines_disposed() -> Iterator[None]:
+    """The engines `tests.helpers.count` kept for this test's databases are closed when it ends, so that no
+    connection outlives its test (``postgres_url`` closes them before it drops its database)."""
+    yield
+    from tests.helpers import dispose_polling_engines
+
+    dispose_polling_engines()
+
+
 @pytest.fixture(scope="session")
 def kafka_broker() -> Iterator[str]:
     """bootstrap_servers of a tansu broker that lives for the whole test session."""
@@ -82,6 +92,9 @@ def postgres_url() -> Iterator[str]:
     try:
         yield f"{base}/{name}"
     finally:
+        from tests.helpers import dispose_polling_engines
+
+        dispose_polling_engines()
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()

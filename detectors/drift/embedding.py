@@ -16,12 +16,17 @@ decides, so a replayed batch embeds the same prompts and every stream gets the s
 
 from __future__ import annotations
 
+import functools
 import zlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from scipy.sparse import csr_matrix
+
+if TYPE_CHECKING:
+    from tokenizers import Tokenizer
 
 MAX_PROMPT_CHARS = 500
 """The topic of a prompt is in its beginning; retrieved documents after it mostly add cost."""
@@ -30,6 +35,23 @@ MAX_PROMPT_CHARS = 500
 def sampled(record_id: str, rate: float) -> bool:
     """Whether this record's prompt is embedded: a stable hash of its id below ``rate``."""
     return zlib.crc32(record_id.encode()) < rate * 0x1_0000_0000
+
+
+@functools.cache
+def _wordllama(dim: int) -> tuple[np.ndarray, Tokenizer]:
+    """WordLlama's token vectors (``dim`` columns, read-only) and its tokenizer, padding and truncation off:
+    loaded once per process (~0.2 s) and shared by its embedders, which only read them (a tokenizer's encode
+    keeps no state, so threads may share it)."""
+    import wordllama
+
+    model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True,
+                                     trunc_dim=dim)
+    tokens = np.ascontiguousarray(model.embedding, dtype=np.float32)
+    tokens.flags.writeable = False
+    tokenizer = model.tokenizer  # the model's own (it is dropped here), not a copy: copying cost ~0.2 s more
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokens, tokenizer
 
 
 class PromptEmbedder:
@@ -41,17 +63,9 @@ class PromptEmbedder:
     """
 
     def __init__(self, dim: int = 64, max_words: int = 200_000) -> None:
-        import wordllama
-        from tokenizers import Tokenizer
-
-        model = wordllama.WordLlama.load(cache_dir=Path(wordllama.__file__).parent, disable_download=True,
-                                         trunc_dim=dim)
         self.dim = dim
         self.max_words = max_words
-        self._tokens = np.ascontiguousarray(model.embedding, dtype=np.float32)
-        self._tokenizer = Tokenizer.from_str(model.tokenizer.to_str())  # our own copy: no padding
-        self._tokenizer.no_padding()
-        self._tokenizer.no_truncation()
+        self._tokens, self._tokenizer = _wordllama(dim)
         self._reset_words()
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:

@@ -51,7 +51,6 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 import numpy as np
-from scipy.special import betaln
 
 from detectors.drift.buckets import REFERENCE_MAX, BucketChange, BucketChart, RateReading
 
@@ -173,6 +172,8 @@ class BucketRate(RateReading, BucketChart):
 
     def _log_ratios(self) -> tuple[np.ndarray, np.ndarray]:
         """log Λ(τ, now) for every start point τ in the window, and the odds ratio that weighs most in each."""
+        from scipy.special import betaln  # loaded by the fold's first chart update, not at the daemon's start
+
         c = np.asarray(self.counts)
         since = np.cumsum(c[::-1], axis=0)[::-1]           # (W, 2): trials, events from each start to now
         before = since[0] - since                          # window records before each start

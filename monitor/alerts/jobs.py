@@ -14,7 +14,6 @@ from monitor.alerts.console import ConsoleSink
 from monitor.alerts.evaluate import evaluate_once
 from monitor.alerts.outbox import RetryPolicy, Sink, deliver_pending
 from monitor.alerts.rules import build_rules
-from monitor.alerts.slack import SlackApiSink, SlackWebhookSink
 from monitor.config import Config
 from monitor.jobs.scheduler import Job
 
@@ -24,6 +23,10 @@ def build_sinks(config: Config, *, stream: TextIO | None = None) -> dict[str, Si
     cfg = config.alerts
     timeout = cfg.slack_timeout.total_seconds()
     sinks: dict[str, Sink] = {"console": ConsoleSink(stream)}
+    if cfg.slack_webhook_url is None and cfg.slack_bot_token is None:
+        return sinks
+    from monitor.alerts.slack import SlackApiSink, SlackWebhookSink  # slack_sdk (~0.1 s) only where Slack is set
+
     if cfg.slack_webhook_url is not None:
         sinks["slack-webhook"] = SlackWebhookSink(cfg.slack_webhook_url.get_secret_value(), timeout=timeout,
                                                   ca_file=cfg.slack_ca_file)

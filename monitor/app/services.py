@@ -19,7 +19,6 @@ from monitor.ops import metrics
 from monitor.ops.health import Health
 from monitor.ops.server import OpsServer, build_registry, gauge_value
 from monitor.ops.state import StateCollector
-from monitor.shadow.worker import ShadowWorker
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +36,8 @@ def build_jobs(config: Config, engine: Engine) -> tuple[list[Job], list[object]]
     ]
     owners: list[object] = []
     if config.shadow.references:
+        from monitor.shadow.worker import ShadowWorker  # its HTTP client and chain load only where it replays
+
         worker = ShadowWorker(config, engine)
         jobs.append(Job("shadow-replay", config.shadow.interval, worker.run))
         owners.append(worker)

@@ -23,16 +23,18 @@ import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 from sqlalchemy import Engine, and_, func, insert, select
 
 from monitor.config import Config, ReportsConfig
 from monitor.jobs.scheduler import Job
 from monitor.storage.db import as_utc
 from monitor.storage.schema import drift_events, records, reports
+
+if TYPE_CHECKING:  # pandas (~0.3 s to import) loads when a report runs, not when the daemon starts
+    import pandas as pd
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +123,8 @@ def _window_frame(
     engine: Engine, config: ReportsConfig, model: str, start: datetime, end: datetime
 ) -> tuple[pd.DataFrame, int]:
     """A random sample of at most ``max_rows`` records of ``model`` in ``[start, end)`` and the window's size."""
+    import pandas as pd
+
     where = and_(records.c.model == model, records.c.ts >= start, records.c.ts < end)
     columns = [records.c[name] for name in config.signals]
     if config.text_descriptors:
@@ -294,6 +298,8 @@ def _finite(value: Any) -> Any:
 
 def _stats(values: pd.Series) -> dict[str, Any]:
     """Summary of one column in one window: n, and mean/std/quantiles or the share of each value."""
+    import pandas as pd
+
     present = values.dropna()
     stats: dict[str, Any] = {"n": len(present)}
     if present.empty:

@@ -70,3 +70,48 @@ def test_the_threshold_decides_the_flag(backend: ProfanityCheckBackend) -> None:
 def test_hf_backend_only_loads_from_a_local_directory(tmp_path) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(FileNotFoundError, match="not found"):
         HuggingFaceBackend(str(tmp_path / "no-such-model"))
+
+
+TEXTS = ["you are a stupid idiot", "Here is how to configure the consumer group.", "naïve café SHIT", ""]
+
+
+def test_the_model_cache_holds_the_wheels_model_and_a_damaged_one_is_rebuilt(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """The first backend writes the model's arrays to the cache folder, the next reads them: both give the
+    wheel's probabilities; a damaged file is rebuilt, not trusted."""
+    from profanity_check import predict_prob
+
+    monkeypatch.setenv("WATCHKEEPER_CACHE_DIR", str(tmp_path))
+    first = ProfanityCheckBackend()
+    [cached] = tmp_path.glob("profanity-check-*.npz")
+    second = ProfanityCheckBackend()
+    cached.write_bytes(cached.read_bytes()[:1000])  # a file cut short
+    third = ProfanityCheckBackend()
+    for backend in (first, second, third):
+        assert np.allclose(backend.predict(TEXTS), predict_prob(TEXTS), rtol=0, atol=1e-12)
+    assert [p.name for p in tmp_path.iterdir()] == [cached.name]  # rewritten whole, no temporary left
+    with np.load(cached) as arrays:
+        assert len(arrays["words"]) == len(arrays["columns"]) == len(arrays["idf"]) > 10_000
+
+
+def test_a_cache_folder_that_cannot_be_written_only_costs_time(tmp_path, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from profanity_check import predict_prob
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    monkeypatch.setenv("WATCHKEEPER_CACHE_DIR", str(blocker / "cache"))
+    assert np.allclose(ProfanityCheckBackend().predict(TEXTS), predict_prob(TEXTS), rtol=0, atol=1e-12)
+    assert blocker.read_text() == "not a folder"
+
+
+def test_with_a_warm_cache_the_backend_loads_without_scikit_learn(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """What the cache is for: a daemon's start skips importing scikit-learn (~1 s of CPU) to unpickle the model."""
+    import os
+    import subprocess
+    import sys
+
+    script = ("import sys; from detectors.toxicity import ProfanityCheckBackend; b = ProfanityCheckBackend(); "
+              "print(round(float(b.predict(['you stupid idiot'])[0]), 2), 'sklearn' in sys.modules)")
+    env = {**os.environ, "WATCHKEEPER_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, check=True)
+            for _ in range(2)]
+    assert [run.stdout.split() for run in runs] == [["1.0", "True"], ["1.0", "False"]]

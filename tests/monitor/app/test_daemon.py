@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import signal
-import time
 
 import pytest
 from sqlalchemy import func, select
@@ -66,7 +65,8 @@ def test_two_daemons_in_one_group_share_partitions_and_store_each_record_once(
     a = start_daemon_process(config, tmp_path / "a.log")
     b = start_daemon_process(config, tmp_path / "b.log")
     try:
-        time.sleep(8)  # both join the group and split the three partitions
+        wait_for(lambda: all("partitions assigned" in (tmp_path / f"{name}.log").read_text() for name in ("a", "b")),
+                 90, "both daemons to join the group and split the three partitions")
         n = 6_000
         ends = produce(kafka_broker, topic, (encode(good_record(i)) for i in range(n)))
         wait_for(lambda: count(migrated_db_url, records) >= n, 120, "both daemons to store everything")

@@ -168,7 +168,8 @@ def test_two_daemons_in_one_group_detect_exactly_as_one_does(migrated_db_url, ka
                         extra=FAST_DRIFT)
     daemons = [start_daemon_process(path, tmp_path / f"{name}.log") for name in ("a", "b")]
     try:
-        time.sleep(8)  # both in the group before the traffic arrives, so each reads its share
+        wait_for(lambda: all("partitions assigned" in (tmp_path / f"{name}.log").read_text() for name in ("a", "b")),
+                 90, "both daemons in the group before the traffic arrives, so that each reads its share")
         produce(kafka_broker, topic, values)
         wait_for(lambda: count(migrated_db_url, records_table) == len(values), 120, "every record stored")
         wait_for(_fold_done(migrated_db_url, _last_ts_ms(values)), 60, "the fold to reach the last bucket")
