@@ -47,7 +47,7 @@ records = Table(
     metadata,
     Column("id", String(200), primary_key=True, comment="request id from the log record; idempotency key"),
     Column("ts", Ts, nullable=False, comment="when the response was produced"),
-    Column("ingested_at", Ts, nullable=False),
+    Column("ingested_at", Ts, nullable=False, comment="when the daemon stored it (arrival, not event time)"),
     Column("model", String(200), nullable=False),
     Column("app", String(200)),
     Column("route", String(200)),
@@ -89,6 +89,7 @@ records = Table(
     Column("offset", BigInteger, nullable=False),
     Index(None, "ts"),
     Index(None, "model", "app", "ts"),
+    Index(None, "ingested_at"),  # messages stored lately, whatever their event time (dead_letter_rate)
 )
 
 detections = Table(

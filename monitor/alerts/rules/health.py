@@ -20,26 +20,27 @@ from monitor.alerts.rules.base import (
     _quote,
     _since,
     _sm,
-    _window_start,
     register,
 )
 from monitor.durations import human_duration
 from monitor.ingest.steps.aggregate import minute_of
 from monitor.storage.db import as_utc as _utc
-from monitor.storage.schema import consumer_progress, dead_letters
+from monitor.storage.schema import consumer_progress, dead_letters, records
 
 
 @register
 class DeadLetterRate(Rule):
     """Share of messages rejected as dead letters over the window (global). ``fetch`` gives
-    ``(dead, accepted)``: dead letters received since the window start, and records (from `stream_minutes`)
-    since the minute holding it."""
+    ``(dead, accepted)``: dead letters received in the window, and records *stored* in it — both by arrival.
+    Counting accepted records by event time (the per-minute counters) made a replay or a backlog of old
+    records look like 100% dead letters: its records fall in minutes long past the window."""
 
     kind = "dead_letter_rate"
 
     def fetch(self, conn: Connection, now: datetime) -> tuple[int, int]:
-        dead = conn.scalar(select(func.count()).where(dead_letters.c.received_at > now - self.window)) or 0
-        accepted = conn.scalar(select(func.sum(_sm.n)).where(_sm.minute >= _window_start(now, self.window))) or 0
+        since = now - self.window
+        dead = conn.scalar(select(func.count()).where(dead_letters.c.received_at > since)) or 0
+        accepted = conn.scalar(select(func.count()).where(records.c.ingested_at > since)) or 0
         return int(dead), int(accepted)
 
     def decide(self, fetched: tuple[int, int], now: datetime | None) -> dict[str, Evidence]:

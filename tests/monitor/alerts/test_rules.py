@@ -11,6 +11,7 @@ from monitor.alerts.rules import (
     RULES,
     Accuracy,
     ConsumerLag,
+    DeadLetterRate,
     Drift,
     ErrorRate,
     InjectionRate,
@@ -30,10 +31,17 @@ from monitor.ingest.steps.sampling import SamplingStep
 from monitor.review.auth import ReviewerRegistry
 from monitor.review.estimates import weighted_proportion
 from monitor.review.queue import ReviewQueue
-from monitor.storage.schema import consumer_progress, detections, drift_events, shadow_comparisons, stream_minutes
+from monitor.storage.schema import (
+    consumer_progress,
+    dead_letters,
+    detections,
+    drift_events,
+    shadow_comparisons,
+    stream_minutes,
+)
 from monitor.storage.store import Store, text_policy
 from tests.monitor._rows import insert_records, record_row
-from tests.monitor.alerts.conftest import NOW, add_leak, add_records, make_config
+from tests.monitor.alerts.conftest import NOW, add_leak, add_records, count_records, make_config
 from tests.monitor.review.traffic import DAY0, Stream, create_schema, generate, store
 
 
@@ -165,6 +173,25 @@ def test_no_traffic_stays_quiet_while_the_daemon_catches_up_a_backlog(engine) ->
         conn.execute(consumer_progress.update().values(committed=5000))
     with engine.connect() as conn:
         assert list(rule.evaluate(conn, NOW)) == ["model=busy"]
+
+
+def test_a_replay_of_old_records_with_a_few_malformed_ones_is_not_a_full_dead_letter_rate(engine) -> None:  # type: ignore[no-untyped-def]
+    """Last week's logs replayed through the topic: 200 records stored in the last minutes, dated a week ago,
+    and 4 malformed messages. The rate is 4 of 204 — not 4 of 4, as when accepted records were counted by
+    event time."""
+    week_ago = NOW - timedelta(days=7)
+    rows = [record_row(f"replayed-{i}", week_ago + timedelta(seconds=i), ingested_at=NOW - timedelta(seconds=i))
+            for i in range(200)]
+    insert_records(engine, rows)
+    count_records(engine, rows)
+    with engine.begin() as conn:
+        conn.execute(insert(dead_letters), [
+            {"topic": "llm-logs", "partition": 0, "offset": 10_000 + i, "raw": b"{", "reason": "not JSON",
+             "received_at": NOW - timedelta(seconds=i)} for i in range(4)])
+    rule = DeadLetterRate("dead_letter_rate", cfg("dead_letter_rate", window="5m", threshold=0.01, min_samples=20))
+    with engine.connect() as conn:
+        assert rule.fetch(conn, NOW) == (4, 200)
+        assert rule.evaluate(conn, NOW)["global"].value == pytest.approx(4 / 204)
 
 
 def test_consumer_stuck_or_far_behind(engine) -> None:  # type: ignore[no-untyped-def]
