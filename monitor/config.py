@@ -514,6 +514,10 @@ class AlertRuleConfig(Section):
     the one toxic cut-off (flagged records, counters, drift and this rule all use it)."""
     kv_cache: Annotated[float, Field(ge=0, le=1)] | None = None
     """``reference_saturated`` only: KV-cache usage (0-1) at or above this counts as saturated."""
+    min_change: Annotated[float, Field(ge=0)] = 0.0
+    """``drift`` only: a change of a continuous signal's typical value by less than this fraction (0.05 = 5%)
+    does not count towards firing; its `drift_events` row stays for analysts. A signal that barely varies (a
+    fixed template's length) makes a one-character change many standard deviations: real, but not news."""
 
     @field_validator("kind")
     @classmethod
@@ -551,7 +555,7 @@ _DEFAULT_ALERT_RULES: dict[str, dict[str, Any]] = {
     "secret_in_response": {"kind": "secret_in_response", "severity": "critical", "scope": "model",
                            "window": "15m"},
     "pii_in_response": {"kind": "pii_in_response", "severity": "warning", "scope": "model", "window": "15m"},
-    "drift": {"kind": "drift", "severity": "warning", "scope": "model", "window": "15m"},
+    "drift": {"kind": "drift", "severity": "warning", "scope": "model", "window": "15m", "min_change": 0.05},
     "toxicity_rate": {"kind": "toxicity_rate", "severity": "warning", "scope": "model", "window": "10m",
                       "min_samples": 50, "threshold": 0.05},
     "refusal_rate": {"kind": "refusal_rate", "severity": "warning", "scope": "model", "window": "10m",

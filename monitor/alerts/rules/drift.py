@@ -65,6 +65,19 @@ def describe_change(stream: str, signal: str, before: Any, after: Any, details: 
     return text
 
 
+def _too_small(before: Any, after: Any, min_change: float) -> bool:
+    """Whether a continuous signal's typical value moved by less than ``min_change`` (a fraction of before).
+    Rates and topic mixes are judged by their detectors alone.
+
+    >>> _too_small({"mean": 45.0}, {"mean": 46.0}, 0.05), _too_small({"mean": 45.0}, {"mean": 60.0}, 0.05)
+    (True, False)
+    """
+    b, a = _numbers(before) or {}, _numbers(after) or {}
+    if not min_change or not b.get("mean") or "mean" not in a:
+        return False
+    return abs(a["mean"] / b["mean"] - 1) < min_change
+
+
 def _numbers(stats: Any) -> dict[str, float] | None:
     if not isinstance(stats, Mapping):
         return None
@@ -89,6 +102,8 @@ class Drift(Rule):
     def decide(self, fetched: Sequence[tuple[Any, ...]], now: datetime | None) -> dict[str, Evidence]:
         by_scope: dict[str, list[tuple[Any, ...]]] = {}
         for row in fetched:
+            if _too_small(row[4], row[5], self.config.min_change):
+                continue
             by_scope.setdefault(stream_scope(row[0], self.config.scope), []).append(row)
         cfg, firing = self.config, {}
         for scope, events in by_scope.items():

@@ -232,6 +232,30 @@ def test_drift_events_map_to_scopes(engine) -> None:  # type: ignore[no-untyped-
     assert firing["model=m1"].examples == ("r-drift",)
 
 
+def test_a_templated_prompt_one_character_longer_is_recorded_but_does_not_page(engine) -> None:  # type: ignore[no-untyped-def]
+    """A health-check app sends one fixed prompt (45 characters, no spread at all) and then one a character
+    longer: the detector rightly records the change, but +2% of a prompt's length is not news for the SRE on
+    call. The default drift rule pages from a 5% change of a continuous signal; rates are the detector's call."""
+    with engine.begin() as conn:
+        conn.execute(insert(drift_events), [
+            {"stream": "model=probe", "signal": "prompt_chars", "detector": "bucket_cusum", "detected_at": NOW,
+             "created_at": NOW - timedelta(minutes=1), "record_id": None,
+             "before": {"mean": 45.0, "log_std": 1e-9, "n": 500}, "after": {"mean": 46.0, "n": 40}},
+            {"stream": "model=m2", "signal": "toxic", "detector": "bucket_rate", "detected_at": NOW,
+             "created_at": NOW - timedelta(minutes=2), "record_id": None,
+             "before": {"rate": 0.010, "n": 5000}, "after": {"rate": 0.0104, "n": 900}},
+        ])
+    drift = next(r for r in build_rules(load_config(None, env={}).alerts) if r.config.kind == "drift")
+    with engine.connect() as conn:
+        assert list(drift.evaluate(conn, NOW)) == ["model=m2"]
+    with engine.begin() as conn:  # the same probe's answers then get 30% shorter: that pages
+        conn.execute(insert(drift_events).values(
+            stream="model=probe", signal="response_chars", detector="bucket_cusum", detected_at=NOW,
+            created_at=NOW, record_id=None, before={"mean": 800.0, "n": 5000}, after={"mean": 560.0, "n": 80}))
+    with engine.connect() as conn:
+        assert sorted(drift.evaluate(conn, NOW)) == ["model=m2", "model=probe"]
+
+
 def test_config_merges_rule_overrides_over_defaults_and_rejects_unknown_kinds(tmp_path) -> None:  # type: ignore[no-untyped-def]
     path = tmp_path / "monitor.toml"
     path.write_text('[alerts.rules.toxicity_rate]\nthreshold = 0.2\n[alerts.rules.drift]\nenabled = false\n')
