@@ -46,6 +46,10 @@ RECONNECT_BACKOFF_MAX_MS = 2000
 daemon blind for up to 30 s after the broker was back (bench/faults broker_restart: 25 s); a refused connection
 every 2 s costs nothing, and `monitor.app.logs.BrokerOutageFilter` keeps the failures out of the log."""
 
+COORDINATOR_GRACE_S = 5.0
+"""How long the group's coordinator may be unreachable before the source says the broker is gone: a
+coordinator moving to another broker takes a moment on real Kafka, and is not an outage."""
+
 PartitionCallback = Callable[[set[tuple[str, int]]], None]
 RewindCallback = Callable[[tuple[str, int], int, int], None]
 """(partition, position it was at, position it was moved back to)."""
@@ -110,6 +114,8 @@ class KafkaSource:
         self._assigned: set[tuple[str, int]] = set()
         self._member = False
         self._led = False
+        self._coordinator_seen = False
+        self._coordinator_lost_at: float | None = None
 
     @property
     def _coordinator(self) -> Any:
@@ -132,7 +138,8 @@ class KafkaSource:
             self._broker_trouble(exc)
             time.sleep(min(timeout_ms, 1000) / 1000)
             return []
-        if self._broker_trouble_since is not None:
+        lost = self._coordinator_lost()  # says so once; what was fetched (other brokers' partitions) still counts
+        if self._broker_trouble_since is not None and not lost:
             log.info("broker answering again after %.1f s", time.monotonic() - self._broker_trouble_since)
             self._broker_trouble_since = None
         if time.monotonic() - self._last_end_check >= self._end_check_s:
@@ -225,9 +232,12 @@ class KafkaSource:
                 self._rejoin_at = time.monotonic() + self._rejoin_grace_s
         if self._rejoin_at is not None and time.monotonic() >= self._rejoin_at:
             coordinator = self._coordinator
-            if coordinator is not None and not coordinator.stable():
+            stuck = time.monotonic() >= self._rejoin_at + self._session_timeout_s
+            if coordinator is not None and not coordinator.stable() and not stuck:
                 # Mid-rebalance (another member's rejoin started it): leaving now wedges the group on tansu,
                 # as in `close`. Rejoin once this rebalance is over; it may already hand out every partition.
+                # A rebalance still going a session timeout later is stuck (a broker restarted empty forgot
+                # the group mid-join): leaving and rejoining is then what unsticks it.
                 return
             self._rejoin_at = None
             log.info("rejoining the consumer group so that every partition of %s is assigned", ",".join(self._topics))
@@ -235,6 +245,33 @@ class KafkaSource:
             self._consumer.unsubscribe()  # gives the partitions up without calling the listener: tell it here
             self._on_revoked(held)
             self._consumer.subscribe(self._topics, listener=_Listener(self))
+
+    def _coordinator_lost(self) -> bool:
+        """Whether the group's coordinator has been unreachable for `COORDINATOR_GRACE_S` (then said once, as
+        broker trouble). kafka-python's poll does not raise while the broker is down — it reconnects in the
+        background and returns nothing — so without this the daemon's own log never said the broker was gone,
+        only kafka-python's lines did. Read without side effects (kafka-python's ``coordinator()`` would mark
+        it dead); not before the coordinator was first found (a start is not an outage)."""
+        coordinator = self._coordinator
+        client = getattr(self._consumer, "_client", None)
+        if coordinator is None or client is None:
+            return False
+        node = getattr(coordinator, "coordinator_id", None)
+        if node is not None and not client.is_disconnected(node):
+            self._coordinator_seen, self._coordinator_lost_at = True, None
+            return False
+        if not self._coordinator_seen:
+            return False
+        now = time.monotonic()
+        if self._coordinator_lost_at is None:
+            self._coordinator_lost_at = now
+        if now - self._coordinator_lost_at < COORDINATOR_GRACE_S:
+            return False
+        if self._broker_trouble_since is None:
+            self._broker_trouble(ConnectionError(
+                f"the consumer group's coordinator has not answered for {now - self._coordinator_lost_at:.0f} s"))
+            self._broker_trouble_since = self._coordinator_lost_at
+        return True
 
     def _broker_trouble(self, exc: Exception) -> None:
         """One WARNING when the broker stops answering; details of later failures at DEBUG."""
