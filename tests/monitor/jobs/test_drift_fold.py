@@ -20,7 +20,7 @@ from monitor.ingest.batch import Batch
 from monitor.ingest.record import Record, decode
 from monitor.ingest.steps.detect import DetectStep
 from monitor.ingest.steps.drift import DriftStep
-from monitor.jobs.drift import STATE_KEY, DriftFold, attribute
+from monitor.jobs.drift import STATE_KEY, DriftFold, attribute, overlaps
 from monitor.jobs.scheduler import Superseded
 from monitor.storage.db import make_engine
 from monitor.storage.schema import consumer_progress, detector_state, drift_buckets, drift_events, metadata
@@ -107,7 +107,7 @@ def test_a_change_is_reported_once_on_the_narrowest_stream_that_explains_it(sqli
     """Whether a model, an app, or one model in one app changed, the SRE reads one event per signal, on
     that model / app / pair, with the streams it dragged along named in details.explains."""
     records = generated(11_000, incident)
-    run_through(Feed(sqlite_engine), records)
+    fold = run_through(Feed(sqlite_engine), records)
     found = events(sqlite_engine)
     signal = {"response_length_shift": "response_chars", "latency_shift": "latency_ms",
               "toxic_burst": "toxic"}[incident.kind]
@@ -122,6 +122,10 @@ def test_a_change_is_reported_once_on_the_narrowest_stream_that_explains_it(sqli
     key = "rate" if signal == "toxic" else "mean"
     assert event["after"][key] > 1.2 * event["before"][key]
     assert event["details"]["direction"] == "up" and event["details"]["records_since"] > 0
+    # Every detector of that signal on a stream sharing records with it started over at the event, those still
+    # warming up too: their warm-up so far held the old level (a refusal change once fired twice that way).
+    overlapping = {s for s in fold.charts[signal] if overlaps(s, stream)}
+    assert overlapping <= {key.split("|", 1)[1] for key in fold.rearmed if key.startswith(f"{signal}|")}
 
 
 @pytest.mark.parametrize("config", [CONFIG, TOPICS], ids=["scalar", "with-topics"])
