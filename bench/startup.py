@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from monitor.synthetic.broker import LocalBroker, create_topic  # noqa: E402 - after the path above
+from tests.helpers import write_config  # noqa: E402
 
 BUILT = "watchkeeper consuming"
 READY = "partitions assigned"
@@ -55,29 +56,6 @@ class Start:
     cpu_s: float
 
 
-def _config(path: Path, db_url: str, bootstrap: str, topic: str) -> Path:
-    """The tests' shape of config (tests/helpers.py): one worker, a free ops port, a fresh group."""
-    path.write_text(f"""
-[database]
-url = "{db_url}"
-
-[kafka]
-bootstrap_servers = ["{bootstrap}"]
-topics = ["{topic}"]
-group_id = "wk-startup-{uuid.uuid4().hex[:8]}"
-session_timeout_ms = 6000
-
-[pipeline]
-batch_size = 500
-batch_timeout_ms = 200
-workers = 1
-
-[ops]
-port = 0
-""")
-    return path
-
-
 def _env(tree: Path) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": str(tree), "PYTHONUNBUFFERED": "1"}
 
@@ -89,7 +67,9 @@ def _cpu(proc: psutil.Process) -> float:
 
 def start_once(tree: Path, work: Path, db_url: str, bootstrap: str, topic: str, timeout_s: float = 120) -> Start:
     """Start the daemon of ``tree``, wait until its log says it is ready, stop it with SIGTERM."""
-    config = _config(work / "monitor.toml", db_url, bootstrap, topic)
+    # The tests' config (one worker, a free ops port), with a fresh group per start.
+    config = write_config(work / "monitor.toml", db_url=db_url, bootstrap=bootstrap, topic=topic,
+                          group=f"wk-startup-{uuid.uuid4().hex[:8]}")
     log_path = work / "daemon.log"
     with open(log_path, "wb") as log:
         t0 = time.perf_counter()
