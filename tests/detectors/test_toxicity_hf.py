@@ -2,24 +2,37 @@
 here (no hub, no download), saved to a directory, and loaded by `HuggingFaceBackend` exactly as a deployment's
 ``[detectors.toxicity] backend = "hf-pipeline"`` with ``model_path`` loads its own fine-tune.
 
-Skipped where transformers and torch are not installed (they are optional: ``pip install transformers torch``).
+transformers and torch are optional (``pip install transformers torch``) and Watchkeeper's test env has neither.
+Where they are missing, the last test runs this same file in the vLLM test env (tests/inference/vllm_server.py),
+which has both (CPU torch, transformers 5), with Watchkeeper's own packages behind that env's: so CI runs the
+route for real instead of skipping it, and fails as loudly as the real-vLLM tests when that env is missing.
 """
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sysconfig
 from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-tokenizers = pytest.importorskip("tokenizers")
+from detectors.chain import DetectorChain
+from detectors.config import DetectorsConfig
+from detectors.toxicity import HuggingFaceBackend
 
-from detectors.chain import DetectorChain  # noqa: E402
-from detectors.config import DetectorsConfig  # noqa: E402
-from detectors.toxicity import HuggingFaceBackend  # noqa: E402
+try:
+    import tokenizers  # noqa: F401
+    import torch
+    import transformers  # noqa: F401
+except ImportError:
+    torch = None
+
+ROOT = Path(__file__).resolve().parents[2]
+needs_torch = pytest.mark.skipif(torch is None, reason="no torch here: run in the vLLM test env by "
+                                 "test_the_hf_route_runs_for_real_in_the_env_that_has_torch")
 
 TOXIC = ["you stupid idiot", "shut up you moron", "you are a worthless loser", "idiot moron loser"]
 KIND = ["have a nice day", "thanks for the help", "the build passed today", "see you at lunch"]
@@ -58,6 +71,7 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@needs_torch
 def test_the_backend_gives_the_local_models_own_toxic_probability(model_dir: Path) -> None:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -72,6 +86,7 @@ def test_the_backend_gives_the_local_models_own_toxic_probability(model_dir: Pat
     assert scores[0] > 0.5 > scores[1] and scores[2] > 0.5 > scores[3]
 
 
+@needs_torch
 def test_the_chain_configured_for_hf_pipeline_flags_with_the_local_model(model_dir: Path) -> None:
     config = DetectorsConfig.model_validate({"toxicity": {"backend": "hf-pipeline", "model_path": str(model_dir),
                                                           "batch_size": 8}})
@@ -84,6 +99,24 @@ def test_the_chain_configured_for_hf_pipeline_flags_with_the_local_model(model_d
     assert flags[2].score == 0.0  # an empty answer is not sent to the model
 
 
+@needs_torch
 def test_a_long_text_is_truncated_to_the_models_positions_not_an_error(model_dir: Path) -> None:
     [score] = HuggingFaceBackend(str(model_dir), max_length=32).predict(["idiot " * 500])
     assert 0.0 <= score <= 1.0
+
+
+@pytest.mark.skipif(torch is not None, reason="torch is installed here: the tests above ran in this env")
+def test_the_hf_route_runs_for_real_in_the_env_that_has_torch(vllm_env) -> None:  # type: ignore[no-untyped-def]
+    """The three tests above, run by the vLLM env's python: its torch and transformers first on the path, then
+    Watchkeeper's own site-packages for everything else (one interpreter version, so the same compiled wheels)."""
+    ours = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    code = (f"import sys; sys.path.extend({ours!r}); import pytest; "
+            f"sys.exit(pytest.main(['-q', '-p', 'no:cacheprovider', '-p', 'no:xdist', "
+            f"'-k', 'not env_that_has_torch', {str(Path(__file__))!r}]))")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "VIRTUAL_ENV"))}
+    env |= {"PYTHONPATH": str(ROOT), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([str(vllm_env.python), "-c", code], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=600, check=False)
+    out = done.stdout + done.stderr
+    assert done.returncode == 0, out[-3000:]
+    assert "3 passed" in out and "skipped" not in out, out[-3000:]
