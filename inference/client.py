@@ -15,6 +15,7 @@ import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import httpx
 
@@ -49,6 +50,26 @@ class EndpointSettings:
 def _base_url(url: str) -> str:
     url = url.rstrip("/")
     return url.removesuffix("/v1")
+
+
+def display_url(url: str) -> str:
+    """The URL as rows, alerts, logs and pages show it: without credentials.
+
+    A reference behind a proxy may carry basic auth in its URL (httpx sends it), or a token as the user name or
+    in the query; the URL is also the reference's default label, stored with every comparison and health row
+    and sent to Slack in alert scopes. So the user part is replaced by ``***`` and query values are masked.
+
+    >>> display_url("https://alice:hunter2@gpu-1:8000/v1?api-key=s3cret&x=1")
+    'https://***@gpu-1:8000/v1?api-key=***&x=***'
+    >>> display_url("http://127.0.0.1:8000")
+    'http://127.0.0.1:8000'
+    """
+    parts = urlsplit(url)
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    query = "&".join(f"{pair.split('=', 1)[0]}=***" for pair in parts.query.split("&") if pair)
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def _retry_after(response: httpx.Response) -> float | None:
@@ -92,7 +113,7 @@ class OpenAIBackend:
     def __init__(self, settings: EndpointSettings, *, max_connections: int = 16) -> None:
         self.settings = settings
         self.base_url = _base_url(settings.url)
-        self.name = settings.name or self.base_url
+        self.name = settings.name or display_url(self.base_url)
         self.model = settings.model
         headers = {"Authorization": f"Bearer {settings.api_key}"} if settings.api_key else {}
         self._http = httpx.AsyncClient(

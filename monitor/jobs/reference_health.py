@@ -22,6 +22,7 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from inference.client import display_url
 from inference.health import Scrape, gpu_stats, interval, scrape
 from inference.tls import client_context
 from monitor.config import Config, ReferenceConfig
@@ -33,8 +34,9 @@ log = logging.getLogger(__name__)
 
 
 def reference_label(reference: ReferenceConfig) -> str:
-    """The label a reference's rows carry: the same one its ``shadow_comparisons`` rows carry."""
-    return reference.name or reference.url.rstrip("/").removesuffix("/v1")
+    """The label a reference's rows carry: the same one its ``shadow_comparisons`` rows carry (its URL without
+    credentials when it has no name)."""
+    return reference.name or display_url(reference.url.rstrip("/").removesuffix("/v1"))
 
 
 @dataclass(slots=True)

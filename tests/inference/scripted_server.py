@@ -35,6 +35,8 @@ class Script:
     release: threading.Event = field(default_factory=threading.Event)
     """``hang`` steps wait for this (at most a minute), then answer."""
     requests: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    auth: str | None = None
+    """The ``Authorization`` header every request must carry (401 otherwise), as a proxy in front of vLLM."""
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def next_step(self, path: str, body: dict[str, Any]) -> str:
@@ -58,7 +60,15 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(payload)
 
+    def _refused(self) -> bool:
+        if self.script.auth is None or self.headers.get("Authorization") == self.script.auth:
+            return False
+        self._send(401, b'{"error": "unauthorized"}', {"WWW-Authenticate": 'Basic realm="vllm"'})
+        return True
+
     def do_GET(self) -> None:
+        if self._refused():
+            return
         if self.path == "/health":
             self._send(self.script.health, b"{}")
         elif self.path == "/metrics" and self.script.metrics is not None:
@@ -71,6 +81,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))) or b"{}")
+        if self._refused():
+            return
         step = self.script.next_step(self.path, body)
         if step == "drop":
             self.connection.shutdown(socket.SHUT_RDWR)

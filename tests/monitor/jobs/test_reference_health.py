@@ -7,9 +7,12 @@ tests/monitor/shadow/test_vllm_daemon.py."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import logging
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, insert
+import pytest
+from sqlalchemy import Engine, insert, select
 
 from inference.budget import ReplayBudget
 from inference.guest import GuestLimit
@@ -164,3 +167,48 @@ def test_replay_backs_off_to_one_request_at_a_time_while_the_reference_has_a_que
     assert stats.compared == 8 and stats.guest_backoffs >= 2 and stats.guest_lowest == 1
     with engine.connect() as conn:
         assert len(conn.execute(shadow_comparisons.select()).all()) == 8
+
+
+def test_a_reference_behind_basic_auth_in_its_url_is_used_and_its_password_is_shown_nowhere(
+        engine: Engine, caplog: pytest.LogCaptureFixture) -> None:
+    """A vLLM behind a proxy that wants basic auth, configured as ``http://alice:PASSWORD@host``: replays and
+    scrapes authenticate (the proxy refuses anything else), and when it goes down the alert names it, but the
+    credentials are in no comparison row, health row, alert or log line (the URL is the reference's label)."""
+    caplog.set_level(logging.INFO)
+    script = Script(models=("smollm2",), metrics=vllm_metrics(waiting=0, finished=3, latency_sum=0.3),
+                    auth="Basic " + base64.b64encode(b"alice:hunter2-proxy-secret").decode())
+    rule = ReferenceDown("reference_down", AlertRuleConfig(kind="reference_down", window="1m", min_samples=2))
+    with scripted_server(script) as url:
+        config = config_for(url.replace("http://", "http://alice:hunter2-proxy-secret@"))
+        backend = build_backend(config.shadow.references[0])
+        replayer = ShadowReplayer(engine, backend, build_comparer(config.shadow, answer_detectors(config)),
+                                  ReplayBudget(60_000, 2, 1000))
+        candidates = [Candidate(f"r{i}", f"Question {i}?", "An answer.", "m", "chat", NOW) for i in range(3)]
+
+        async def go():  # type: ignore[no-untyped-def]
+            try:
+                await backend.check()
+                return await replayer.replay(candidates)
+            finally:
+                await backend.aclose()
+
+        assert asyncio.run(go()).compared == 3
+        job = ReferenceHealth(config, gpu=False)
+        assert job.scrape_once(engine, NOW)[0]["up"] is True
+        script.health = 503
+        job.scrape_once(engine, NOW + timedelta(seconds=75))
+        job.scrape_once(engine, NOW + timedelta(seconds=90))
+        with engine.connect() as conn:
+            firing = rule.evaluate(conn, NOW + timedelta(seconds=90))
+    shown = url.replace("http://", "http://***@")
+    assert list(firing) == [f"reference={shown}"]
+    with engine.connect() as conn:
+        stored = [conn.execute(select(table)).all() for table in (shadow_comparisons, reference_health)]
+    assert {row.reference_endpoint for row in stored[0]} == {shown}
+    assert {row.reference for row in stored[1]} == {shown}
+    # Ours, not httpx's: every Watchkeeper process keeps httpx's one-line-per-request INFO log off
+    # (monitor.app.logs), since it prints the URL as given.
+    ours = [r.getMessage() for r in caplog.records if not r.name.startswith(("httpx", "httpcore"))]
+    assert any("is down" in line for line in ours)
+    for text in (repr(stored), repr(firing), *ours):
+        assert "hunter2" not in text and "alice" not in text
