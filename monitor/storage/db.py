@@ -11,6 +11,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, Table, create_engine, event, make_url
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import ArgumentError
 
 from alembic import command
 
@@ -44,7 +45,14 @@ def make_engine(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
     probes 5 s apart), ``tcp_user_timeout`` (unacknowledged data for 30 s drops the connection) and a
     server-side ``statement_timeout``. A timed-out call raises an OperationalError, which the pipeline treats
     as "database unavailable": it waits and retries.
+
+    A URL SQLAlchemy cannot read raises `ArgumentError`, whose message never quotes the URL (it may hold a
+    password): SQLAlchemy's own error for a port that is not a number is a bare ``ValueError``.
     """
+    try:
+        make_url(url)
+    except ValueError:  # ArgumentError is not one: it passes through as it is
+        raise ArgumentError("the database URL's port is not a number") from None
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 

@@ -41,6 +41,7 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 
 @pytest.mark.parametrize(("url", "says"), [
     ("nonsense", "is not a database URL"),
+    ("postgresql://u:hunter2secret@db-1:54e2/watchkeeper", "is not a database URL"),  # a port that is no number
     ("mysql+nodriver://u@h/db", "driver that is not installed or not known (mysql.nodriver)"),
     ("sqlite:///no/such/dir/x.db", "not answering"),
 ])
@@ -51,6 +52,7 @@ def test_a_bad_database_url_is_one_line_and_an_exit_code(tmp_path, url, says, co
     done = watchkeeper(*command, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": url})
     line = one_line(done)
     assert says in line or "no database at" in line, line
+    assert "hunter2secret" not in done.stdout + done.stderr
     assert done.returncode == (1 if says in line and says == "not answering" else 2)
 
 
