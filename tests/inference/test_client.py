@@ -10,6 +10,7 @@ import pytest
 
 from inference.base import PermanentError, Prompt, TransientError
 from inference.client import EndpointSettings, OpenAIBackend
+from tests.helpers import wait_for
 from tests.inference.scripted_server import Script, scripted_server
 
 
@@ -52,8 +53,12 @@ def test_requests_are_deterministic_by_default_and_routed_by_prompt_kind() -> No
 
 def test_a_server_that_never_answers_in_time_is_a_transient_failure() -> None:
     script = Script(steps=["slow", "slow"], slow_s=3.0)
-    with scripted_server(script) as url, pytest.raises(TransientError, match="no answer within"):
-        ask(backend_for(url, timeout_s=0.2, max_retries=1), Prompt.chat("hi"))
+    with scripted_server(script) as url:
+        with pytest.raises(TransientError, match="no answer within"):
+            ask(backend_for(url, timeout_s=0.2, max_retries=1), Prompt.chat("hi"))
+        # The client gives up after 0.2 s; on a busy machine the server's thread may read the second request
+        # only after that, so wait for it to be counted (and for no third).
+        wait_for(lambda: len(script.requests) >= 2, 10, "the retry to reach the server")
     assert len(script.requests) == 2
 
 
