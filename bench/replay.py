@@ -39,6 +39,8 @@ import tempfile
 import threading
 import time
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,29 +209,43 @@ def ingest_rate(bootstrap: str, n: int, url: str | None, workdir: Path, per_minu
     return rate, compared
 
 
-def part_ingest(n: int, per_minute: float, rounds: int) -> None:
-    print(f"part 2: ingest of {n} records, daemon alone (a) vs with the shadow worker at {per_minute:g} "
-          f"prompts/min (b), alternating, {rounds} rounds")
+@contextmanager
+def instant_reference() -> Iterator[str]:
+    """An OpenAI-compatible reference in another process that answers at once (tests/inference/scripted_server):
+    what the replay worker costs is then the worker's, not a model's."""
     reference = subprocess.Popen([sys.executable, "-c", REFERENCE], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    url = reference.stdout.readline().strip()  # type: ignore[union-attr]
     try:
-        with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-            rate, _ = ingest_rate(broker.bootstrap_servers, n, None, Path(tmp), per_minute)
-            print(f"  (warm-up, not counted) {rate:8.0f} records/s")
-            rates: dict[str, list[float]] = {"a": [], "b": []}
-            for label in ("a", "b") * rounds:
-                rate, compared = ingest_rate(broker.bootstrap_servers, n, url if label == "b" else None, Path(tmp),
-                                             per_minute)
-                rates[label].append(rate)
-                extra = f", {compared} replays stored meanwhile" if label == "b" else ""
-                print(f"  ({label}) {rate:8.0f} records/s{extra}")
-            a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
-            noise = (max(rates["a"]) - min(rates["a"])) / a
-            print(f"  ratio of medians b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are "
-                  "noise)")
+        yield reference.stdout.readline().strip()  # type: ignore[union-attr]
     finally:
         reference.terminate()
         reference.wait(10)
+
+
+def alternate(rounds: int, run: Callable[[bool], tuple[float, str]]) -> None:
+    """One untimed run alone, then ``rounds`` pairs: (a) alone, (b) with replay (``run(True)``, which returns
+    its records/s and a detail to print); then the ratio of the medians and the spread of the a runs."""
+    rate, _ = run(False)
+    print(f"  (warm-up, not counted) {rate:8.0f} records/s", flush=True)
+    rates: dict[str, list[float]] = {"a": [], "b": []}
+    for label in ("a", "b") * rounds:
+        rate, detail = run(label == "b")
+        rates[label].append(rate)
+        print(f"  ({label}) {rate:8.0f} records/s{detail}", flush=True)
+    a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
+    noise = (max(rates["a"]) - min(rates["a"])) / a
+    print(f"  ratio of medians b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are noise)")
+
+
+def part_ingest(n: int, per_minute: float, rounds: int) -> None:
+    print(f"part 2: ingest of {n} records, daemon alone (a) vs with the shadow worker at {per_minute:g} "
+          f"prompts/min (b), alternating, {rounds} rounds")
+    with instant_reference() as url, LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+
+        def run(replay: bool) -> tuple[float, str]:
+            rate, compared = ingest_rate(broker.bootstrap_servers, n, url if replay else None, Path(tmp), per_minute)
+            return rate, f", {compared} replays stored meanwhile" if replay else ""
+
+        alternate(rounds, run)
 
 
 def daemon_rate(bootstrap: str, db_url: str, n: int, url: str | None, workdir: Path, per_minute: float
@@ -310,32 +326,20 @@ def part_daemon(n: int, per_minute: float, rounds: int, db: str) -> None:
 
     print(f"part 3: `watchkeeper run` as a process (default workers), {n} records on 4 partitions, {db}: alone (a) "
           f"vs with replay at {per_minute:g} prompts/min (b), alternating, {rounds} rounds")
-    reference = subprocess.Popen([sys.executable, "-c", REFERENCE], cwd=ROOT, stdout=subprocess.PIPE, text=True)
-    url = reference.stdout.readline().strip()  # type: ignore[union-attr]
-    try:
-        with LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
-            rates: dict[str, list[float]] = {"a": [], "b": []}
-            for i, label in enumerate(("w", *("a", "b") * rounds)):
-                (Path(tmp) / str(i)).mkdir()
-                database = Database(db, Path(tmp) / str(i))
-                try:
-                    rate, compared, cpu = daemon_rate(broker.bootstrap_servers, database.url, n,
-                                                 url if label == "b" else None, Path(tmp), per_minute)
-                finally:
-                    database.drop()
-                if label == "w":
-                    print(f"  (warm-up, not counted) {rate:8.0f} records/s")
-                    continue
-                rates[label].append(rate)
-                extra = f", {compared} replays stored meanwhile" if label == "b" else ""
-                print(f"  ({label}) {rate:8.0f} records/s, parent process {cpu:5.2f} CPU s{extra}", flush=True)
-            a, b = statistics.median(rates["a"]), statistics.median(rates["b"])
-            noise = (max(rates["a"]) - min(rates["a"])) / a
-            print(f"  ratio of medians b/a = {b / a:.3f}  (a-vs-a spread {noise:.1%}: differences below that are "
-                  "noise)")
-    finally:
-        reference.terminate()
-        reference.wait(10)
+    with instant_reference() as url, LocalBroker() as broker, tempfile.TemporaryDirectory() as tmp:
+
+        def run(replay: bool) -> tuple[float, str]:
+            workdir = Path(tempfile.mkdtemp(dir=tmp))
+            database = Database(db, workdir)
+            try:
+                rate, compared, cpu = daemon_rate(broker.bootstrap_servers, database.url, n,
+                                                  url if replay else None, workdir, per_minute)
+            finally:
+                database.drop()
+            return rate, f", parent process {cpu:5.2f} CPU s" + (f", {compared} replays stored meanwhile"
+                                                                  if replay else "")
+
+        alternate(rounds, run)
 
 
 def main() -> None:
