@@ -94,9 +94,13 @@ class SchemaNotReady(RuntimeError):
 
 
 def redacted_url(url: str) -> str:
-    """The database URL safe for logs: the password is masked."""
+    """The database URL safe for logs: the password is masked, in the user part and in the query too
+    (``?password=…``, ``sslpassword=…``: libpq takes them there, and they were printed as written)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        query = {k: "***" if any(word in k.lower() for word in ("password", "secret", "token")) else v
+                 for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
         return "<unparsable database url>"
 

@@ -170,3 +170,13 @@ def test_workers_default_to_one_per_core_capped(tmp_path):
     assert default_workers(str(quota)) == min(2, cores)
     quota.write_text("max 100000\n")
     assert default_workers(str(quota)) == min(cores, MAX_DEFAULT_WORKERS)
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_database_urls_query_is_never_echoed(postgres_url, tmp_path):
+    """libpq takes ``?password=`` (and ``sslpassword=``) too; `db upgrade` printed the URL with it."""
+    url = f"{postgres_url}?password=hunter2secret&sslpassword=hunter2secret&application_name=wk"
+    done = watchkeeper("db", "upgrade", cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert "is at" in done.stdout and "application_name=wk" in done.stdout
+    assert "hunter2secret" not in done.stdout + done.stderr
