@@ -172,6 +172,35 @@ def test_workers_default_to_one_per_core_capped(tmp_path):
     assert default_workers(str(quota)) == min(cores, MAX_DEFAULT_WORKERS)
 
 
+@pytest.mark.parametrize(("servers", "says"), [
+    ("kafka-1:abc", "'kafka-1:abc': the port must be a number"),  # was kafka-python's ValueError, a traceback
+    ("wk:hunter2secret@127.0.0.1:1", "is not host:port"),  # was logged as written while run waited for it
+])
+def test_run_with_a_bootstrap_server_that_cannot_work_stops_at_once_naming_the_key(tmp_path, servers, says):
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    (tmp_path / "monitor.toml").write_text("[pipeline]\nworkers = 1\n\n[ops]\nport = 0\n")
+    done = watchkeeper("run", cwd=tmp_path, timeout=60, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db",
+                                                              "WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": servers})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "kafka.bootstrap_servers (from environment variable WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS)" in done.stderr
+    assert says in done.stderr and done.returncode == 2
+    assert "hunter2secret" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("silence", "add", "--rule", "drift", "--scope", "global", "--for", "99999999999d", "--reason", "x"),
+     "Invalid value for --for: too long a duration: '99999999999d'"),
+    (("shadow", "replay", "--since", "5000000d"), "Invalid value for --since: '5000000d' reaches back before year 1"),
+    (("compare", "--model", "a", "--model", "b", "--since", "5000000d"), "reaches back before year 1"),
+])
+def test_a_duration_too_long_for_the_calendar_is_a_usage_error(tmp_path, args, says):
+    """Both were OverflowError tracebacks (a timedelta past its limit; now minus 5,000,000 days)."""
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    done = watchkeeper(*args, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert says in done.stderr and done.returncode == 2
+
+
 @pytest.mark.postgres
 def test_a_password_in_the_database_urls_query_is_never_echoed(postgres_url, tmp_path):
     """libpq takes ``?password=`` (and ``sslpassword=``) too; `db upgrade` printed the URL with it."""
