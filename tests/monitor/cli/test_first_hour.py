@@ -209,3 +209,18 @@ def test_a_password_in_the_database_urls_query_is_never_echoed(postgres_url, tmp
     assert done.returncode == 0, done.stderr
     assert "is at" in done.stdout and "application_name=wk" in done.stdout
     assert "hunter2secret" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--certfile", "not-pem.txt", "--keyfile", "not-pem.txt"), "cannot serve HTTPS with certfile not-pem.txt"),
+    (("--port", "99999"), "Invalid value for '--port': 99999 is not in the range 0<=x<=65535"),
+])
+def test_review_serve_refuses_what_it_cannot_listen_with(tmp_path, args, says):
+    """A certificate that is not PEM was uvicorn's ssl.SSLError traceback; port 99999 was taken, and the page
+    announced on it, while nothing listened."""
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    (tmp_path / "not-pem.txt").write_text("this is not a certificate\n")
+    done = watchkeeper("review", "serve", *args, cwd=tmp_path, timeout=30,
+                       env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert says in done.stderr and done.returncode == 2
