@@ -78,7 +78,7 @@ class DatabaseConfig(Section):
         return value
 
 
-def _broker_problem(entry: str) -> str | None:
+def broker_problem(entry: str) -> str | None:
     """What is wrong with one bootstrap server, in words that never quote it when it may hold a password."""
     if "@" in entry or "/" in entry:
         return ("is not host:port (a URL or user:password@ does not belong here: Kafka credentials go in "
@@ -142,7 +142,7 @@ class KafkaConfig(Section):
         """Each entry is ``host``, ``host:port`` or ``[v6]:port``. kafka-python raised a bare ValueError (a
         traceback) on a port that is no number, and logged an entry holding ``user:password@`` verbatim."""
         for i, entry in enumerate(value, 1):
-            problem = _broker_problem(entry.strip())
+            problem = broker_problem(entry.strip())
             if problem:
                 raise ValueError(f"entry {i} {problem}")
         return value

@@ -224,3 +224,15 @@ def test_review_serve_refuses_what_it_cannot_listen_with(tmp_path, args, says):
                        env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert says in done.stderr and done.returncode == 2
+
+
+@pytest.mark.parametrize(("servers", "says"), [
+    ("kafka-1:abc", "entry 1 'kafka-1:abc': the port must be a number"),  # kafka-python's ValueError, as a message
+    ("wk:hunter2secret@127.0.0.1:1", "entry 1 is not host:port"),  # kafka-python's errors and ours quoted it
+])
+def test_produce_refuses_a_bootstrap_server_that_cannot_work_without_quoting_a_password(tmp_path, servers, says):
+    done = watchkeeper("produce", "--bootstrap-servers", servers, "-n", "1", "--connect-timeout", "2",
+                       cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"Invalid value for --bootstrap-servers: {says}" in done.stderr and done.returncode == 2
+    assert "hunter2secret" not in done.stdout + done.stderr
