@@ -50,9 +50,11 @@ def make_engine(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
     password): SQLAlchemy's own error for a port that is not a number is a bare ``ValueError``.
     """
     try:
-        make_url(url)
+        port = make_url(url).port
     except ValueError:  # ArgumentError is not one: it passes through as it is
         raise ArgumentError("the database URL's port is not a number") from None
+    if port is not None and not 0 < port < 65536:  # psycopg's "invalid port number" read as "not answering"
+        raise ArgumentError("the database URL's port is not from 1 to 65535")
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 

@@ -42,6 +42,7 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(("url", "says"), [
     ("nonsense", "is not a database URL"),
     ("postgresql://u:hunter2secret@db-1:54e2/watchkeeper", "is not a database URL"),  # a port that is no number
+    ("postgresql://u:hunter2secret@127.0.0.1:65536/watchkeeper", "is not a database URL"),  # was "not answering", 1
     ("mysql+nodriver://u@h/db", "driver that is not installed or not known (mysql.nodriver)"),
     ("sqlite:///no/such/dir/x.db", "not answering"),
 ])
@@ -236,3 +237,11 @@ def test_produce_refuses_a_bootstrap_server_that_cannot_work_without_quoting_a_p
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
     assert f"Invalid value for --bootstrap-servers: {says}" in done.stderr and done.returncode == 2
     assert "hunter2secret" not in done.stdout + done.stderr
+
+
+def test_a_log_level_that_is_not_one_is_a_usage_error(tmp_path):
+    """``--log-level LOUD`` was taken as INFO without a word."""
+    done = watchkeeper("--log-level", "LOUD", "db", "upgrade", cwd=tmp_path)
+    assert "Invalid value for '--log-level': 'LOUD' is not one of" in done.stderr and done.returncode == 2
+    assert not (tmp_path / "watchkeeper.db").exists()
+    assert watchkeeper("--log-level", "warning", "db", "upgrade", cwd=tmp_path).returncode == 0
