@@ -78,6 +78,25 @@ class DatabaseConfig(Section):
         return value
 
 
+def broker_problem(entry: str) -> str | None:
+    """What is wrong with one bootstrap server, in words that never quote it when it may hold a password."""
+    if "@" in entry or "/" in entry:
+        return ("is not host:port (a URL or user:password@ does not belong here: Kafka credentials go in "
+                "sasl_username and WATCHKEEPER_KAFKA_SASL_PASSWORD)")
+    host, port = entry, None
+    if entry.startswith("["):  # [v6]:port
+        host, _, rest = entry[1:].partition("]")
+        if rest:
+            port = rest.removeprefix(":") if rest.startswith(":") else "?"
+    elif entry.count(":") == 1:
+        host, port = entry.split(":")
+    if not host or any(c.isspace() for c in host):
+        return f"{entry!r} is not host:port"
+    if port is not None and not (port.isdigit() and 0 < int(port) < 65536):
+        return f"{entry!r}: the port must be a number from 1 to 65535"
+    return None
+
+
 class KafkaConfig(Section):
     bootstrap_servers: list[str] = ["127.0.0.1:9092"]
     topics: Annotated[list[str], Field(min_length=1)] = ["llm-logs"]
@@ -116,6 +135,17 @@ class KafkaConfig(Section):
     several topics."""
     otlp_app: str | None = None
     """The ``app`` of every OTLP record; when unset, each span's resource ``service.name``."""
+
+    @field_validator("bootstrap_servers")
+    @classmethod
+    def _host_ports(cls, value: list[str]) -> list[str]:
+        """Each entry is ``host``, ``host:port`` or ``[v6]:port``. kafka-python raised a bare ValueError (a
+        traceback) on a port that is no number, and logged an entry holding ``user:password@`` verbatim."""
+        for i, entry in enumerate(value, 1):
+            problem = broker_problem(entry.strip())
+            if problem:
+                raise ValueError(f"entry {i} {problem}")
+        return value
 
     def format_of(self, topic: str) -> str:
         """The format of ``topic``'s messages: its override, else ``format``."""
@@ -273,13 +303,29 @@ class ReviewConfig(Section):
 
 
 def _parse_duration(value: Any) -> Any:
-    """Accept "90s", "15m", "1h30m", "7d", "2w" (`monitor.durations`) as well as seconds and ISO 8601 ("PT1H")."""
+    """Accept "90s", "15m", "1h30m", "7d", "2w" (`monitor.durations`) as well as seconds and ISO 8601 ("PT1H").
+
+    Anything else is refused here with our own words: pydantic's ISO 8601 parser answered "5 minutes" with
+    "invalid character in hour" and "-1s" with "day identifier … not correctly formatted"."""
     if isinstance(value, str):
         try:
             return parse_duration(value)
-        except ValueError:
-            pass  # pydantic reports the original value (or parses ISO 8601)
-    return value
+        except ValueError as exc:
+            text = value.strip()
+            if _is_number(text):
+                return float(text)
+            if not (text.lstrip("+-").upper().startswith("P") or _is_number(text)):
+                hint = "; a number of seconds and ISO 8601 (PT1H) work too" if "too long" not in str(exc) else ""
+                raise ValueError(f"{exc}{hint}") from None
+    return value  # a number, or ISO 8601: pydantic parses it
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration), Field(gt=timedelta(0))]
@@ -380,6 +426,27 @@ class RollupsConfig(Section):
     (flagged records, counters, drift, the alert rule and these rollups all use it)."""
 
 
+def _http_url_problem(url: str) -> str | None:
+    """Why ``url`` is not an ``http(s)://host[:port]/…`` URL, in words that never quote it (it may hold a
+    password or a token): left to the HTTP clients, such a URL failed on first use with the URL in the error
+    (urllib: "unknown url type: '…'"), logged, or a bare ValueError for a port that is no number."""
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(url.strip())
+        parts.port  # noqa: B018 - raises ValueError for a port that is no number or out of range
+    except ValueError:
+        return "is not a URL (its port must be a number from 1 to 65535)"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http:// or https:// URL with a host"
+    return None
+
+
+def _no_such_file(key: str, path: str | None) -> None:
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"{key}: no such file {path!r}")
+
+
 class ReferenceConfig(Section):
     """One reference model that sampled prompts are replayed against (monitor.shadow.replay)."""
 
@@ -402,6 +469,16 @@ class ReferenceConfig(Section):
     max_retries: Annotated[int, Field(ge=0, le=10)] = 3
     llm_kwargs: dict[str, Any] = {}
     """Extra ``vllm.LLM`` arguments for the in-process backend."""
+
+    @model_validator(mode="after")
+    def _reachable(self) -> ReferenceConfig:
+        if self.backend == "http":
+            if not self.url.strip():
+                raise ValueError("url is required for the http backend (e.g. http://gpu-1:8000)")
+            if problem := _http_url_problem(self.url):
+                raise ValueError(f"url {problem}")
+        _no_such_file("ca_file", self.ca_file)
+        return self
 
 
 class ShadowConfig(Section):
@@ -651,6 +728,21 @@ class AlertsConfig(Section):
             rules[name] = {**rules.get(name, {}), **rule} if isinstance(rule, dict) else rule
         return {**data, "rules": rules, "inhibit": data.get("inhibit", _DEFAULT_INHIBIT)}
 
+    @field_validator("slack_webhook_url", "slack_api_url", "review_url")
+    @classmethod
+    def _http_url(cls, value: SecretStr | str | None) -> SecretStr | str | None:
+        url = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if url and (problem := _http_url_problem(url)):
+            raise ValueError(f"this {problem}")
+        return value
+
+    @field_validator("slack_ca_file")
+    @classmethod
+    def _ca_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(f"no such file {value!r}")
+        return value
+
     @model_validator(mode="after")
     def _check(self) -> AlertsConfig:
         for i, route in enumerate(self.routes):
@@ -856,7 +948,7 @@ def _format_errors(exc: ValidationError, source: str, env_keys: list[str]) -> st
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
         where = key
-        for var, path in _ENV_OVERRIDES.items():
+        for var, path in {**_ENV_OVERRIDES, "WATCHKEEPER_REFERENCE_URL": ("shadow", "references")}.items():
             if var in env_keys and key.startswith(".".join(path)):
                 where = f"{key} (from environment variable {var})"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
@@ -879,6 +971,10 @@ def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = 
                 data = tomllib.load(fh)
         except FileNotFoundError:
             raise ConfigError(f"configuration file not found: {source}") from None
+        except OSError as exc:  # unreadable, a directory…
+            raise ConfigError(f"cannot read configuration file {source}: {exc.strerror or exc}") from None
+        except UnicodeDecodeError as exc:  # tomllib decodes the bytes itself and lets this through
+            raise ConfigError(f"{source}: not valid TOML: not UTF-8 text (byte {exc.start})") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{source}: not valid TOML: {exc}") from None
     applied = _apply_env(data, env)

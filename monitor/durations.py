@@ -26,7 +26,10 @@ def parse_duration(text: str) -> timedelta:
     parts = _PART.findall(text)
     if not parts or "".join(n + u for n, u in parts) != text:
         raise ValueError(f"not a duration: {text!r} (use e.g. 90s, 30m, 2h, 1h30m, 7d)")
-    return timedelta(seconds=sum(float(n) * UNITS_S[u] for n, u in parts))
+    try:
+        return timedelta(seconds=sum(float(n) * UNITS_S[u] for n, u in parts))
+    except OverflowError:  # "99999999999d": a ValueError like any other bad duration, not a traceback
+        raise ValueError(f"too long a duration: {text!r}") from None
 
 
 def parse_since(text: str, now: datetime | None = None) -> datetime:
@@ -40,6 +43,8 @@ def parse_since(text: str, now: datetime | None = None) -> datetime:
     """
     try:
         return (now or datetime.now(UTC)) - parse_duration(text)
+    except OverflowError:  # "5000000d" ago is before year 1
+        raise ValueError(f"{text!r} reaches back before year 1") from None
     except ValueError:
         pass
     try:

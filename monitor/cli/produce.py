@@ -82,6 +82,11 @@ def produce(bootstrap_servers: str, topic: str | None, count: int, rate: float, 
         raise click.UsageError("--truth is written next to --out; give --out too")
     if fmt != "watchkeeper" and (out or replay):
         raise click.UsageError("--format otlp/litellm writes synthetic traffic to Kafka; not with --out or --file")
+    from monitor.config import broker_problem
+
+    for i, entry in enumerate(part.strip() for part in bootstrap_servers.split(",") if part.strip()):
+        if problem := broker_problem(entry):  # kafka-python's ValueError, or user:password@ echoed in its errors
+            raise click.BadParameter(f"entry {i + 1} {problem}", param_hint="--bootstrap-servers")
     topic = topic or _default_topic()
     security = {} if out else load(config_path).kafka.client_options()
     started = time.monotonic()

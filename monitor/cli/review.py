@@ -32,7 +32,7 @@ def review() -> None:
 @review.command()
 @config_option
 @click.option("--host", default=None, help="Interface to listen on (default: review.host).")
-@click.option("--port", type=int, default=None, help="Port (default: review.port).")
+@click.option("--port", type=click.IntRange(0, 65535), default=None, help="Port (default: review.port).")
 @click.option("--certfile", type=click.Path(exists=True, dir_okay=False), default=None,
               help="PEM certificate: serve HTTPS (default: review.certfile).")
 @click.option("--keyfile", type=click.Path(exists=True, dir_okay=False), default=None,
@@ -57,6 +57,8 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
     host = host or review.host
     port = review.port if port is None else port
     scheme = "https" if certfile else "http"
+    if certfile and keyfile and (problem := _tls_problem(certfile, keyfile)):
+        fail(problem)
     if not certfile and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"watchkeeper: WARNING: plain HTTP on {host}: reviewer tokens, cookies and prompts cross the "
                    "network in clear. Use --certfile/--keyfile, or a TLS proxy listed in review.trusted_proxies.",
@@ -65,6 +67,20 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
     uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning",
                 ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=True,
                 forwarded_allow_ips=",".join(review.trusted_proxies))
+
+
+def _tls_problem(certfile: str, keyfile: str) -> str | None:
+    """Why uvicorn could not serve HTTPS with this pair, in one line: it raised ssl.SSLError (a traceback) for
+    a file that is not PEM, or a key that does not match the certificate."""
+    import ssl
+
+    try:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER).load_cert_chain(certfile, keyfile, password="")
+    except (ssl.SSLError, OSError) as exc:
+        reason = getattr(exc, "reason", None) or getattr(exc, "strerror", None) or type(exc).__name__
+        return (f"cannot serve HTTPS with certfile {certfile} and keyfile {keyfile} ({reason}): they must be a "
+                "PEM certificate (chain) and its unencrypted PEM private key")
+    return None
 
 
 @click.group()

@@ -50,9 +50,11 @@ def make_engine(url: str, *, connect_timeout_s: float = CONNECT_TIMEOUT_S,
     password): SQLAlchemy's own error for a port that is not a number is a bare ``ValueError``.
     """
     try:
-        make_url(url)
+        port = make_url(url).port
     except ValueError:  # ArgumentError is not one: it passes through as it is
         raise ArgumentError("the database URL's port is not a number") from None
+    if port is not None and not 0 < port < 65536:  # psycopg's "invalid port number" read as "not answering"
+        raise ArgumentError("the database URL's port is not from 1 to 65535")
     if url.startswith("sqlite"):
         engine = create_engine(url, connect_args={"timeout": 30}, **kwargs)
 
@@ -94,9 +96,13 @@ class SchemaNotReady(RuntimeError):
 
 
 def redacted_url(url: str) -> str:
-    """The database URL safe for logs: the password is masked."""
+    """The database URL safe for logs: the password is masked, in the user part and in the query too
+    (``?password=…``, ``sslpassword=…``: libpq takes them there, and they were printed as written)."""
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        parsed = make_url(url)
+        query = {k: "***" if any(word in k.lower() for word in ("password", "secret", "token")) else v
+                 for k, v in parsed.query.items()}
+        return parsed.set(query=query).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - an unparsable URL is reported by SQLAlchemy later
         return "<unparsable database url>"
 

@@ -133,3 +133,69 @@ def test_one_toxic_cut_off_an_old_rollups_threshold_must_agree(tmp_path):
     path.write_text("[detectors.toxicity]\nthreshold = 0.3\n[rollups]\ntoxic_threshold = 0.5\n")
     with pytest.raises(ConfigError, match="the one toxic cut-off"):
         load_config(path, env={})
+
+
+SECRET = "hunter2secret"
+
+
+@pytest.mark.parametrize(("toml", "env", "says"), [
+    # kafka-python raised a bare ValueError (a traceback from `run`) on a port that is no number
+    ("", {"WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": "kafka-1:9092,kafka-2:abc"},
+     "kafka.bootstrap_servers (from environment variable WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS): Value error, "
+     "entry 2 'kafka-2:abc': the port must be a number from 1 to 65535"),
+    ('[kafka]\nbootstrap_servers = ["kafka-1:99999"]\n', {}, "the port must be a number from 1 to 65535"),
+    # ... and logged an entry holding credentials as written, in every "Kafka at … not answering" line
+    ("", {"WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": f"wk:{SECRET}@kafka-1:9092"},
+     "entry 1 is not host:port (a URL or user:password@ does not belong here"),
+    # a webhook that is not a URL was accepted, then urllib's "unknown url type: '<the webhook>'" was logged
+    ("", {"SLACK_WEBHOOK_URL": f"T000/B000/{SECRET}"},
+     "alerts.slack_webhook_url (from environment variable SLACK_WEBHOOK_URL): Value error, this is not an "
+     "http:// or https:// URL with a host"),
+    ('[alerts]\nslack_ca_file = "/no/such/ca.pem"\n', {}, "alerts.slack_ca_file: Value error, no such file"),
+    ('[alerts]\nreview_url = "review.example.com"\n', {}, "alerts.review_url"),
+    # a reference URL that cannot be used was accepted and failed on every replay
+    ("", {"WATCHKEEPER_REFERENCE_URL": f"http://wk:{SECRET}@gpu-1:80OO", "WATCHKEEPER_REFERENCE_MODEL": "m"},
+     "shadow.references.0 (from environment variable WATCHKEEPER_REFERENCE_URL): Value error, url is not a URL"),
+    (f'[[shadow.references]]\nmodel = "m"\nurl = "gpu-1:8000"\napi_key = "{SECRET}"\n', {},
+     "url is not an http:// or https:// URL with a host"),
+    ('[[shadow.references]]\nmodel = "m"\n', {}, "url is required for the http backend"),
+    ('[[shadow.references]]\nmodel = "m"\nurl = "https://gpu-1:8000"\nca_file = "/no/such/ca.pem"\n', {},
+     "ca_file: no such file"),
+    # pydantic's ISO 8601 parser answered these with "invalid character in hour" and "day identifier …"
+    ('[alerts]\nrepeat_interval = "5 minutes"\n', {}, "alerts.repeat_interval: Value error, not a duration: "
+     "'5 minutes' (use e.g. 90s, 30m, 2h, 1h30m, 7d); a number of seconds and ISO 8601 (PT1H) work too"),
+    ('[alerts]\nrepeat_interval = "-1s"\n', {}, "not a duration: '-1s'"),
+    # an OverflowError: a traceback
+    ('[scheduler]\ntick = "99999999999d"\n', {}, "scheduler.tick: Value error, too long a duration"),
+])
+def test_a_value_that_cannot_work_names_its_key_and_never_the_secret(tmp_path, toml, env, says):
+    path = tmp_path / "monitor.toml"
+    path.write_text(toml)
+    with pytest.raises(ConfigError) as err:
+        load_config(path, env=env)
+    assert says in str(err.value)
+    assert SECRET not in str(err.value)
+
+
+def test_the_usual_forms_of_those_values_still_load(tmp_path):
+    from datetime import timedelta
+
+    path = tmp_path / "monitor.toml"
+    path.write_text('[scheduler]\ntick = "90"\n[alerts]\nrepeat_interval = "PT1H"\nreview_url = "https://r:8443"\n'
+                    '[[shadow.references]]\nmodel = "m"\nurl = "http://u:p@gpu-1:8000/v1?k=v"\n'
+                    '[[shadow.references]]\nmodel = "local"\nbackend = "inprocess"\n')
+    config = load_config(path, env={"WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": "kafka-1, kafka-2:9093, [::1]:9092",
+                                    "SLACK_WEBHOOK_URL": "https://hooks.slack.com/services/T0/B0/x"})
+    assert config.kafka.bootstrap_servers == ["kafka-1", "kafka-2:9093", "[::1]:9092"]
+    assert config.scheduler.tick == timedelta(seconds=90) and config.alerts.repeat_interval == timedelta(hours=1)
+
+
+def test_a_config_file_that_is_not_utf8_or_not_readable_is_one_line(tmp_path):
+    """tomllib decodes the bytes itself: a file saved as Latin-1 was a UnicodeDecodeError traceback."""
+    path = tmp_path / "monitor.toml"
+    path.write_bytes('[kafka]\ngroup_id = "café"\n'.encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"not valid TOML: not UTF-8 text"):
+        load_config(path, env={})
+    (tmp_path / "dir.toml").mkdir()
+    with pytest.raises(ConfigError, match="cannot read configuration file"):
+        load_config(tmp_path / "dir.toml", env={})

@@ -42,6 +42,7 @@ def one_line(done: subprocess.CompletedProcess[str]) -> str:
 @pytest.mark.parametrize(("url", "says"), [
     ("nonsense", "is not a database URL"),
     ("postgresql://u:hunter2secret@db-1:54e2/watchkeeper", "is not a database URL"),  # a port that is no number
+    ("postgresql://u:hunter2secret@127.0.0.1:65536/watchkeeper", "is not a database URL"),  # was "not answering", 1
     ("mysql+nodriver://u@h/db", "driver that is not installed or not known (mysql.nodriver)"),
     ("sqlite:///no/such/dir/x.db", "not answering"),
 ])
@@ -170,3 +171,77 @@ def test_workers_default_to_one_per_core_capped(tmp_path):
     assert default_workers(str(quota)) == min(2, cores)
     quota.write_text("max 100000\n")
     assert default_workers(str(quota)) == min(cores, MAX_DEFAULT_WORKERS)
+
+
+@pytest.mark.parametrize(("servers", "says"), [
+    ("kafka-1:abc", "'kafka-1:abc': the port must be a number"),  # was kafka-python's ValueError, a traceback
+    ("wk:hunter2secret@127.0.0.1:1", "is not host:port"),  # was logged as written while run waited for it
+])
+def test_run_with_a_bootstrap_server_that_cannot_work_stops_at_once_naming_the_key(tmp_path, servers, says):
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    (tmp_path / "monitor.toml").write_text("[pipeline]\nworkers = 1\n\n[ops]\nport = 0\n")
+    done = watchkeeper("run", cwd=tmp_path, timeout=60, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db",
+                                                              "WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS": servers})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert "kafka.bootstrap_servers (from environment variable WATCHKEEPER_KAFKA_BOOTSTRAP_SERVERS)" in done.stderr
+    assert says in done.stderr and done.returncode == 2
+    assert "hunter2secret" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("silence", "add", "--rule", "drift", "--scope", "global", "--for", "99999999999d", "--reason", "x"),
+     "Invalid value for --for: too long a duration: '99999999999d'"),
+    (("shadow", "replay", "--since", "5000000d"), "Invalid value for --since: '5000000d' reaches back before year 1"),
+    (("compare", "--model", "a", "--model", "b", "--since", "5000000d"), "reaches back before year 1"),
+])
+def test_a_duration_too_long_for_the_calendar_is_a_usage_error(tmp_path, args, says):
+    """Both were OverflowError tracebacks (a timedelta past its limit; now minus 5,000,000 days)."""
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    done = watchkeeper(*args, cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert says in done.stderr and done.returncode == 2
+
+
+@pytest.mark.postgres
+def test_a_password_in_the_database_urls_query_is_never_echoed(postgres_url, tmp_path):
+    """libpq takes ``?password=`` (and ``sslpassword=``) too; `db upgrade` printed the URL with it."""
+    url = f"{postgres_url}?password=hunter2secret&sslpassword=hunter2secret&application_name=wk"
+    done = watchkeeper("db", "upgrade", cwd=tmp_path, env={"WATCHKEEPER_DATABASE_URL": url})
+    assert done.returncode == 0, done.stderr
+    assert "is at" in done.stdout and "application_name=wk" in done.stdout
+    assert "hunter2secret" not in done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (("--certfile", "not-pem.txt", "--keyfile", "not-pem.txt"), "cannot serve HTTPS with certfile not-pem.txt"),
+    (("--port", "99999"), "Invalid value for '--port': 99999 is not in the range 0<=x<=65535"),
+])
+def test_review_serve_refuses_what_it_cannot_listen_with(tmp_path, args, says):
+    """A certificate that is not PEM was uvicorn's ssl.SSLError traceback; port 99999 was taken, and the page
+    announced on it, while nothing listened."""
+    upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
+    (tmp_path / "not-pem.txt").write_text("this is not a certificate\n")
+    done = watchkeeper("review", "serve", *args, cwd=tmp_path, timeout=30,
+                       env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert says in done.stderr and done.returncode == 2
+
+
+@pytest.mark.parametrize(("servers", "says"), [
+    ("kafka-1:abc", "entry 1 'kafka-1:abc': the port must be a number"),  # kafka-python's ValueError, as a message
+    ("wk:hunter2secret@127.0.0.1:1", "entry 1 is not host:port"),  # kafka-python's errors and ours quoted it
+])
+def test_produce_refuses_a_bootstrap_server_that_cannot_work_without_quoting_a_password(tmp_path, servers, says):
+    done = watchkeeper("produce", "--bootstrap-servers", servers, "-n", "1", "--connect-timeout", "2",
+                       cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr[-3000:]
+    assert f"Invalid value for --bootstrap-servers: {says}" in done.stderr and done.returncode == 2
+    assert "hunter2secret" not in done.stdout + done.stderr
+
+
+def test_a_log_level_that_is_not_one_is_a_usage_error(tmp_path):
+    """``--log-level LOUD`` was taken as INFO without a word."""
+    done = watchkeeper("--log-level", "LOUD", "db", "upgrade", cwd=tmp_path)
+    assert "Invalid value for '--log-level': 'LOUD' is not one of" in done.stderr and done.returncode == 2
+    assert not (tmp_path / "watchkeeper.db").exists()
+    assert watchkeeper("--log-level", "warning", "db", "upgrade", cwd=tmp_path).returncode == 0
