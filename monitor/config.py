@@ -944,6 +944,8 @@ def _apply_env(data: dict[str, Any], env: Mapping[str, str]) -> list[str]:
 
 
 def _format_errors(exc: ValidationError, source: str, env_keys: list[str]) -> str:
+    """One line for one bad key (``invalid configuration in FILE: KEY: what``); a heading and a line per key
+    when several are wrong, so that one run shows them all."""
     lines = [f"invalid configuration in {source}:"]
     for err in exc.errors():
         key = ".".join(str(part) for part in err["loc"])
@@ -953,7 +955,7 @@ def _format_errors(exc: ValidationError, source: str, env_keys: list[str]) -> st
                 where = f"{key} (from environment variable {var})"
         message = "unknown key" if err["type"] == "extra_forbidden" else err["msg"]
         lines.append(f"  {where}: {message}")
-    return "\n".join(lines)
+    return f"{lines[0]} {lines[1].strip()}" if len(lines) == 2 else "\n".join(lines)
 
 
 def load_config(path: str | Path | None = None, env: Mapping[str, str] | None = None) -> Config:

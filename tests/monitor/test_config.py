@@ -78,9 +78,18 @@ def test_cli_exits_2_with_the_message_and_never_prints_secrets(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(path)],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
-    assert f"invalid configuration in {path}" in proc.stderr
-    assert "kafka.retries: unknown key" in proc.stderr
+    assert proc.stderr.splitlines() == [f"watchkeeper: invalid configuration in {path}: kafka.retries: unknown key"]
     assert "hunter2-secret" not in proc.stderr + proc.stdout
+
+
+def test_several_bad_keys_are_listed_one_per_line_under_the_file(tmp_path):
+    path = tmp_path / "monitor.toml"
+    path.write_text('[kafka]\ntopcs = ["x"]\n[pipeline]\nbatch_size = 0\n')
+    proc = subprocess.run([sys.executable, "-m", "monitor", "run", "--config", str(path)],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.splitlines() == [f"watchkeeper: invalid configuration in {path}:", "  kafka.topcs: unknown key",
+                                        "  pipeline.batch_size: Input should be greater than or equal to 1"]
 
 
 def test_run_refuses_a_database_that_was_not_upgraded(tmp_path):
