@@ -51,7 +51,8 @@ def _worker_main(config: Config, index: int, log_level: int, log_format: LogForm
     threading.Thread(target=orphan_watch, name="orphan-watch", daemon=True).start()
     try:
         daemon = Daemon(config, services=False, stop_event=stop)
-    except StoppedBeforeStart:
+    except StoppedBeforeStart as exc:
+        log.info("worker %d %s: nothing consumed, exiting", index, exc)
         raise SystemExit(0) from None
     log.info("worker %d started", index)
     settle_heap()

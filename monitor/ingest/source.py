@@ -46,6 +46,13 @@ RECONNECT_BACKOFF_MAX_MS = 2000
 daemon blind for up to 30 s after the broker was back (bench/faults broker_restart: 25 s); a refused connection
 every 2 s costs nothing, and `monitor.app.logs.BrokerOutageFilter` keeps the failures out of the log."""
 
+BOOTSTRAP_TIMEOUT_MS = 5000
+"""How long building the consumer waits for a first answer from a bootstrap server before it gives up, and the
+daemon's own wait (`monitor.app.daemon.wait_for_service`) tries again. kafka-python's default (30 s) held
+``__init__`` that long: a daemon started before its broker said "Kafka … not answering" only after 30 s, and a
+SIGTERM then (Kubernetes stopping a pod that never got ready) took up to 30 s, its whole default grace period,
+to take effect."""
+
 COORDINATOR_GRACE_S = 5.0
 """How long the group's coordinator may be unreachable before the source says the broker is gone: a
 coordinator moving to another broker takes a moment on real Kafka, and is not an outage."""
@@ -92,6 +99,7 @@ class KafkaSource:
             "fetch_max_bytes": 64 * 1024 * 1024,
             "max_partition_fetch_bytes": 8 * 1024 * 1024,
             "reconnect_backoff_max_ms": RECONNECT_BACKOFF_MAX_MS,
+            "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
             **config.client_options(),
         }
         self._consumer = KafkaConsumer(**options)

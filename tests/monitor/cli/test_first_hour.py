@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -160,6 +161,33 @@ def test_a_daemon_stopped_while_it_waits_for_its_database_exits_cleanly(postgres
     text = log.read_text()
     assert code == 0, text[-3000:]
     assert "Traceback" not in text and "nothing consumed" in text, text[-3000:]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_daemon_stopped_while_it_waits_for_its_broker_exits_within_seconds(tmp_path, workers):
+    """The same for a broker that refuses connections: the daemon says it waits within seconds, and a SIGTERM
+    takes effect within seconds too, not after kafka-python's 30 s bootstrap (Kubernetes' whole grace period)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"127.0.0.1:{s.getsockname()[1]}"
+    db = tmp_path / "wk.db"
+    upgrade(f"sqlite:///{db}")
+    config = write_config(tmp_path / "monitor.toml", db_url=f"sqlite:///{db}", bootstrap=closed, topic="t",
+                          extra=f"workers = {workers}\n")
+    log = tmp_path / "run.log"
+    daemon = subprocess.Popen([sys.executable, "-m", "monitor", "run", "--config", str(config)],
+                              stdout=open(log, "wb"), stderr=subprocess.STDOUT,  # noqa: SIM115
+                              env={**os.environ, "PYTHONPATH": str(ROOT)})
+    try:
+        wait_for(lambda: "waiting for it" in log.read_text(), 25, "the daemon to say it waits for Kafka")
+        daemon.send_signal(signal.SIGTERM)
+        code = daemon.wait(15)
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+    text = log.read_text()
+    assert code == 0, text[-3000:]
+    assert "Traceback" not in text and "nothing consumed" in text, text[-800:]
 
 
 def test_workers_default_to_one_per_core_capped(tmp_path):
