@@ -6,6 +6,7 @@ else defaults, with environment overrides).
 
 from __future__ import annotations
 
+import socket
 import sys
 
 import click
@@ -59,14 +60,34 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
     scheme = "https" if certfile else "http"
     if certfile and keyfile and (problem := _tls_problem(certfile, keyfile)):
         fail(problem)
+    sock = _listen(host, port)
+    port = sock.getsockname()[1]  # the port taken, also when 0 asked for any
     if not certfile and host not in ("127.0.0.1", "localhost", "::1"):
         click.echo(f"watchkeeper: WARNING: plain HTTP on {host}: reviewer tokens, cookies and prompts cross the "
                    "network in clear. Use --certfile/--keyfile, or a TLS proxy listed in review.trusted_proxies.",
                    err=True)
     click.echo(f"review page on {scheme}://{host}:{port}/", err=True)
-    uvicorn.run(create_app(engine, config), host=host, port=port, log_level="warning",
-                ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=True,
-                forwarded_allow_ips=",".join(review.trusted_proxies))
+    server = uvicorn.Server(uvicorn.Config(
+        create_app(engine, config), host=host, port=port, log_level="warning", ssl_certfile=certfile,
+        ssl_keyfile=keyfile, proxy_headers=True, forwarded_allow_ips=",".join(review.trusted_proxies)))
+    server.run(sockets=[sock])
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The listening socket, bound here rather than by uvicorn: a port in use or a host that is not this
+    machine's is one line and exit 2 before the page is announced (uvicorn announced nothing useful: it logged
+    ``[Errno 98]`` after our "review page on …" line and exited 3)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}): choose another --port or review.port, "
+             "or a --host of this machine")
+    sock.set_inheritable(True)
+    return sock
 
 
 def _tls_problem(certfile: str, keyfile: str) -> str | None:

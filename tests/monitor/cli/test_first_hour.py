@@ -237,16 +237,23 @@ def test_a_password_in_the_database_urls_query_is_never_echoed(postgres_url, tmp
 @pytest.mark.parametrize(("args", "says"), [
     (("--certfile", "not-pem.txt", "--keyfile", "not-pem.txt"), "cannot serve HTTPS with certfile not-pem.txt"),
     (("--port", "99999"), "Invalid value for '--port': 99999 is not in the range 0<=x<=65535"),
+    (("--port", "{busy}"), "cannot listen on 127.0.0.1:{busy} (Address already in use)"),
+    (("--host", "no-such-host.invalid"), "cannot listen on no-such-host.invalid:"),
 ])
 def test_review_serve_refuses_what_it_cannot_listen_with(tmp_path, args, says):
     """A certificate that is not PEM was uvicorn's ssl.SSLError traceback; port 99999 was taken, and the page
-    announced on it, while nothing listened."""
+    announced on it, while nothing listened; a port in use was announced, then uvicorn's [Errno 98], exit 3."""
     upgrade(f"sqlite:///{tmp_path / 'wk.db'}")
     (tmp_path / "not-pem.txt").write_text("this is not a certificate\n")
-    done = watchkeeper("review", "serve", *args, cwd=tmp_path, timeout=30,
-                       env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        done = watchkeeper("review", "serve", *(a.format(busy=port) for a in args), cwd=tmp_path, timeout=30,
+                           env={"WATCHKEEPER_DATABASE_URL": "sqlite:///wk.db"})
     assert "Traceback" not in done.stderr, done.stderr[-3000:]
-    assert says in done.stderr and done.returncode == 2
+    assert says.format(busy=port) in done.stderr and done.returncode == 2
+    assert "review page on" not in done.stderr  # never announced where nothing listens
 
 
 @pytest.mark.parametrize(("servers", "says"), [
