@@ -97,6 +97,13 @@ def broker_problem(entry: str) -> str | None:
     return None
 
 
+def _no_such_file(key: str, path: str | None) -> None:
+    """A file the configuration names (a certificate, a key, a CA bundle) must exist when it is loaded, not
+    when the first TLS handshake needs it minutes later."""
+    if path is not None and not Path(path).is_file():
+        raise ValueError(f"{key}: no such file {path!r}")
+
+
 class KafkaConfig(Section):
     bootstrap_servers: list[str] = ["127.0.0.1:9092"]
     topics: Annotated[list[str], Field(min_length=1)] = ["llm-logs"]
@@ -156,9 +163,7 @@ class KafkaConfig(Section):
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together: set both, or neither")
         for key in ("ssl_cafile", "ssl_certfile", "ssl_keyfile"):
-            path = getattr(self, key)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"{key}: no such file {path!r}")
+            _no_such_file(key, getattr(self, key))
         if self.security_protocol.startswith("SASL") and not (
                 self.sasl_mechanism and self.sasl_username and self.sasl_password):
             raise ValueError(f"security_protocol {self.security_protocol} needs sasl_mechanism, sasl_username "
@@ -289,9 +294,7 @@ class ReviewConfig(Section):
         if (self.certfile is None) != (self.keyfile is None):
             raise ValueError("certfile and keyfile go together: set both, or neither")
         for key in ("certfile", "keyfile"):
-            path = getattr(self, key)
-            if path is not None and not Path(path).is_file():
-                raise ValueError(f"{key}: no such file {path!r}")
+            _no_such_file(key, getattr(self, key))
         return self
 
     @field_validator("verdicts")
@@ -440,11 +443,6 @@ def _http_url_problem(url: str) -> str | None:
     if parts.scheme not in ("http", "https") or not parts.hostname:
         return "is not an http:// or https:// URL with a host"
     return None
-
-
-def _no_such_file(key: str, path: str | None) -> None:
-    if path is not None and not Path(path).is_file():
-        raise ValueError(f"{key}: no such file {path!r}")
 
 
 class ReferenceConfig(Section):
@@ -740,7 +738,7 @@ class AlertsConfig(Section):
     @classmethod
     def _ca_file(cls, value: str | None) -> str | None:
         if value is not None and not Path(value).is_file():
-            raise ValueError(f"no such file {value!r}")
+            raise ValueError(f"no such file {value!r}")  # the key is in the error's location already
         return value
 
     @model_validator(mode="after")
