@@ -317,7 +317,7 @@ def _parse_duration(value: Any) -> Any:
             text = value.strip()
             if _is_number(text):
                 return float(text)
-            if not (text.lstrip("+-").upper().startswith("P") or _is_number(text)):
+            if not text.lstrip("+-").upper().startswith("P"):  # not ISO 8601 either
                 hint = "; a number of seconds and ISO 8601 (PT1H) work too" if "too long" not in str(exc) else ""
                 raise ValueError(f"{exc}{hint}") from None
     return value  # a number, or ISO 8601: pydantic parses it

@@ -277,14 +277,15 @@ class KafkaSource:
             return False
         if self._broker_trouble_since is None:
             self._broker_trouble(ConnectionError(
-                f"the consumer group's coordinator has not answered for {now - self._coordinator_lost_at:.0f} s"))
-            self._broker_trouble_since = self._coordinator_lost_at
+                f"the consumer group's coordinator has not answered for {now - self._coordinator_lost_at:.0f} s"),
+                since=self._coordinator_lost_at)
         return True
 
-    def _broker_trouble(self, exc: Exception) -> None:
-        """One WARNING when the broker stops answering; details of later failures at DEBUG."""
+    def _broker_trouble(self, exc: Exception, since: float | None = None) -> None:
+        """One WARNING when the broker stops answering; details of later failures at DEBUG. ``since``: when the
+        trouble began, if before now (what "answering again after N s" counts from)."""
         if self._broker_trouble_since is None:
-            self._broker_trouble_since = time.monotonic()
+            self._broker_trouble_since = time.monotonic() if since is None else since
             log.warning("Kafka unavailable (%s: %s); waiting for it", type(exc).__name__, exc)
         else:
             log.debug("Kafka still unavailable: %s", exc)
