@@ -43,7 +43,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
     """Serve the review page until interrupted."""
     import uvicorn
 
-    from monitor.review.app import create_app
+    from monitor.review.app import uvicorn_config
 
     config, engine = _setup(config_path)
     from sqlalchemy import inspect
@@ -67,9 +67,7 @@ def serve(config_path: str | None, host: str | None, port: int | None, certfile:
                    "network in clear. Use --certfile/--keyfile, or a TLS proxy listed in review.trusted_proxies.",
                    err=True)
     click.echo(f"review page on {scheme}://{host}:{port}/", err=True)
-    server = uvicorn.Server(uvicorn.Config(
-        create_app(engine, config), host=host, port=port, log_level="warning", ssl_certfile=certfile,
-        ssl_keyfile=keyfile, proxy_headers=True, forwarded_allow_ips=",".join(review.trusted_proxies)))
+    server = uvicorn.Server(uvicorn_config(engine, config, host=host, port=port, certfile=certfile, keyfile=keyfile))
     server.run(sockets=[sock])
 
 

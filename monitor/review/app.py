@@ -304,6 +304,15 @@ def create_app(engine: Engine, config: Config) -> ASGIApp:
     return ReviewApp(engine, config).app
 
 
+def uvicorn_config(engine: Engine, config: Config, *, host: str, port: int, certfile: str | None,
+                   keyfile: str | None, **options: Any) -> uvicorn.Config:
+    """How the page is served, by the daemon's `ReviewServer` and by ``watchkeeper review serve`` alike: no
+    access log, HTTPS when a certificate is given, forwarded headers believed from the trusted proxies only."""
+    return uvicorn.Config(create_app(engine, config), host=host, port=port, log_level="warning",
+                          ssl_certfile=certfile, ssl_keyfile=keyfile, proxy_headers=True,
+                          forwarded_allow_ips=",".join(config.review.trusted_proxies), **options)
+
+
 class ReviewServer:
     """The review page served by uvicorn on a background thread; `start` returns once it listens.
 
@@ -312,12 +321,9 @@ class ReviewServer:
 
     def __init__(self, engine: Engine, config: Config, host: str | None = None, port: int | None = None):
         review = config.review
-        self._uvicorn = uvicorn.Server(uvicorn.Config(
-            create_app(engine, config), host=host or review.host,
-            port=review.port if port is None else port, log_level="warning", lifespan="off",
-            ssl_certfile=review.certfile, ssl_keyfile=review.keyfile,
-            proxy_headers=True, forwarded_allow_ips=",".join(review.trusted_proxies),
-        ))
+        self._uvicorn = uvicorn.Server(uvicorn_config(
+            engine, config, host=host or review.host, port=review.port if port is None else port,
+            certfile=review.certfile, keyfile=review.keyfile, lifespan="off"))
         self.url = f"{'https' if review.certfile else 'http'}://{host or review.host}"
         self._thread: threading.Thread | None = None
 
